@@ -1,0 +1,12 @@
+"""
+oxian_tw: the Oxian programming model (file-based routes, ``(data, ctx)``
+handlers, streaming and Server-Sent Events) on Twisted and Klein.
+"""
+
+from ._app import OxianApp
+from ._errors import HttpError, StreamClosed
+from ._response import Response
+
+__version__ = "0.1.0"
+
+__all__ = ("HttpError", "OxianApp", "Response", "StreamClosed", "__version__")

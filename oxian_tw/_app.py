@@ -1,0 +1,235 @@
+# -*- test-case-name: tests.test_app -*-
+"""
+``OxianApp``: a route tree served through Klein.
+
+Layering, outermost first: `_AppResource` (a leaf ``IResource``) assigns the
+request id and turns undecodable paths into a JSON 400; Klein's resource
+adapts the one branch endpoint, `OxianApp._dispatch`, cancelling its
+Deferred when the client disconnects; ``_dispatch`` matches our route table,
+builds ``data`` and ``ctx``, runs the handler through `invoke` and hands the
+result to the response controller.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from klein import Klein
+from twisted.application.service import IService, MultiService
+from twisted.application.strports import service as strports_service
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET
+
+from ._body import build_data, parse_body, parse_query
+from ._config import Settings, settings_from
+from ._context import Context, Dependencies, RequestInfo, request_id_of
+from ._errors import HttpError, error_body
+from ._invoke import Handlers, invoke
+from ._modules import RouteModules
+from ._response import ResponseController, dump_json
+from ._routing import Route, RouteTable, discover
+from ._site import TOO_LARGE_MESSAGE, OxianSite
+
+
+class OxianApp:
+    """
+    A route tree served with Twisted.
+
+    :param routes: the route directory (a path or ``FilePath``).
+    :param dependencies: app-level dependencies, the root's parent (§7).
+    :param reactor: the reactor (``IReactorTime`` at least) the app runs on;
+        the global reactor, resolved late, when ``None``. Tests pass a
+        ``Clock``.
+    :param config: settings by their ``twistd oxian`` long names (§8).
+
+    :raises RouteTreeError: when the tree cannot be served (conflicting
+        files, malformed names, a file that fails to import).
+    :raises ConfigError: for unknown settings or bad values.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        routes: str | os.PathLike[str] | FilePath[str],
+        *,
+        dependencies: Mapping[str, Any] | None = None,
+        reactor: IReactorTime | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        root = routes.path if isinstance(routes, FilePath) else os.fspath(routes)
+        self.settings: Settings = settings_from({**(config or {}), "routes": root})
+        self._reactor = reactor
+        self._modules = RouteModules(root)
+        self.routes = RouteTable(discover(root))
+        self._handlers = {
+            route: Handlers.from_module(self._modules.load(route.file))
+            for route in self.routes.routes
+        }
+        self.dependencies = Dependencies(dependencies)
+        self._base = [p for p in self.settings.base_path.split("/") if p]
+        self._klein = Klein()
+        # Our table decides precedence and empty segments; werkzeug must
+        # neither merge nor redirect slashes.
+        self._klein.url_map.merge_slashes = False
+        self._klein.route("/", branch=True, strict_slashes=False)(self._dispatch)
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The ``IReactorTime`` handlers see as ``ctx.clock``."""
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    def resource(self) -> IResource:
+        """
+        A leaf ``IResource`` serving the app; mount it anywhere in a
+        ``twisted.web`` tree (the mount prefix is stripped).
+        """
+        return _AppResource(self, self._klein.resource())
+
+    def site(self) -> OxianSite:
+        """A ``Site`` serving the app at its root, refusing large bodies early."""
+        return OxianSite(
+            self.resource(), body_limit=self.settings.body_limit, reactor=self._reactor
+        )
+
+    def service(self, listen: list[str] | tuple[str, ...] | None = None) -> IService:
+        """
+        An ``IService`` listening on each strports description of ``listen``
+        (default: the ``listen`` setting), to add to a ``MultiService``.
+        """
+        parent = MultiService()
+        site = self.site()
+        for description in listen or self.settings.listen:
+            strports_service(description, site, reactor=self._reactor).setServiceParent(
+                parent
+            )
+        return parent
+
+    # Request handling.
+
+    def _segments(self, request: Any) -> list[str] | None:
+        """The path below the base path, decoded, without empty segments."""
+        segments = [p.decode("utf-8") for p in request.postpath if p]
+        base = self._base
+        if segments[: len(base)] != base:
+            return None
+        return segments[len(base) :]
+
+    def _dispatch(self, request: Any) -> Deferred[None] | None:
+        request_id = request_id_of(request)
+        controller = ResponseController(
+            request, debug=self.settings.debug, request_id=request_id
+        )
+        request.notifyFinish().addErrback(_mark_disconnected, controller)
+        try:
+            return self._run(request, controller, request_id)
+        except Exception:
+            controller.fail(Failure())
+            return None
+
+    def _run(
+        self, request: Any, controller: ResponseController, request_id: str
+    ) -> Deferred[None] | None:
+        segments = self._segments(request)
+        match = self.routes.match(segments) if segments is not None else None
+        if match is None:
+            raise HttpError(404, "Not Found")
+        route = match.route
+        handlers = self._handlers[route]
+        method = request.method.decode("ascii")
+        handler = handlers.for_method(method)
+        if handler is None:
+            allow = handlers.allow()
+            if method == "OPTIONS":
+                controller.headers({"Allow": allow})
+                controller.send(None, status=204)
+                return None
+            raise HttpError(405, "Method Not Allowed", headers={"Allow": allow})
+        if getattr(request, "body_too_large", False):
+            raise HttpError(413, TOO_LARGE_MESSAGE)
+        raw_body = request.content.read() if request.content is not None else b""
+        if len(raw_body) > self.settings.body_limit:
+            raise HttpError(413, TOO_LARGE_MESSAGE)
+        query = parse_query(request.uri.partition(b"?")[2])
+        body = parse_body(request.getHeader("content-type"), raw_body)
+        ctx = self._context(
+            request, controller, request_id, route, match.params, query, body, raw_body
+        )
+        data = build_data(body, query, match.params)
+        d = invoke(handler, data, ctx)
+        d.addCallback(controller.finish_with)
+        d.addErrback(_handler_failed, controller)
+        return d
+
+    def _context(
+        self,
+        request: Any,
+        controller: ResponseController,
+        request_id: str,
+        route: Route,
+        params: dict[str, Any],
+        query: dict[str, Any],
+        body: Any,
+        raw_body: bytes,
+    ) -> Context:
+        info = RequestInfo(
+            request, query=query, path_params=params, body=body, raw_body=raw_body
+        )
+        return Context(
+            request=info,
+            response=controller,
+            dependencies=self.dependencies,
+            request_id=request_id,
+            route=route.pattern,
+            clock=self.clock,
+            app=self,
+        )
+
+
+def _mark_disconnected(failure: Failure, controller: ResponseController) -> None:
+    controller.disconnected = True
+
+
+def _handler_failed(failure: Failure, controller: ResponseController) -> None:
+    if controller.disconnected and failure.check(CancelledError):
+        # Klein cancels the handler when the client leaves: expected.
+        return
+    controller.fail(failure)
+
+
+class _AppResource(Resource):
+    """
+    The outermost layer: request id, undecodable paths, then Klein.
+    """
+
+    isLeaf = True
+
+    def __init__(self, app: OxianApp, inner: IResource) -> None:
+        super().__init__()
+        self._app = app
+        self._inner = inner
+
+    def render(self, request: Any) -> Any:
+        request.setHeader("X-Request-Id", request_id_of(request))
+        try:
+            for segment in request.postpath:
+                segment.decode("utf-8")
+        except UnicodeDecodeError:
+            body = dump_json(error_body(400, "The URL path is not valid UTF-8"))
+            request.setResponseCode(400)
+            request.setHeader("Content-Type", "application/json; charset=utf-8")
+            request.setHeader("Content-Length", str(len(body)))
+            return body
+        self._inner.render(request)
+        return NOT_DONE_YET

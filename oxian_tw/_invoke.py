@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.test_invoke -*-
+"""
+Handler lookup and invocation: the one place where a user's callable (plain,
+``async def`` or Deferred-returning) becomes a Deferred.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, maybeDeferred
+
+_METHOD = re.compile("[A-Z]+")
+STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def invoke(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+    """
+    Call ``fn`` and adapt what it gives: a value, a raised exception, a
+    Deferred or a coroutine (driven with ``Deferred.fromCoroutine``) all
+    become one cancellable Deferred.
+    """
+    return maybeDeferred(fn, *args, **kwargs)
+
+
+@attrs.frozen
+class Handlers:
+    """
+    The method handlers of one route module, resolved once at startup.
+
+    :ivar methods: upper-case exports (callables, not classes, so an imported
+        ``UUID`` is no method) by name.
+    :ivar default: the ``default`` export, serving every method.
+    """
+
+    methods: Mapping[str, Callable[..., Any]]
+    default: Callable[..., Any] | None
+
+    @classmethod
+    def from_module(cls, module: ModuleType) -> Handlers:
+        """Collect the handlers a route module exports."""
+        methods = {
+            name: value
+            for name, value in vars(module).items()
+            if _METHOD.fullmatch(name)
+            and callable(value)
+            and not isinstance(value, type)
+        }
+        default = getattr(module, "default", None)
+        return cls(methods=methods, default=default if callable(default) else None)
+
+    def for_method(self, method: str) -> Callable[..., Any] | None:
+        """The handler for ``method``; ``HEAD`` falls back to ``GET``."""
+        fn = self.methods.get(method)
+        if fn is None and method == "HEAD":
+            fn = self.methods.get("GET")
+        return fn if fn is not None else self.default
+
+    def allow(self) -> str:
+        """
+        The ``Allow`` header: the exports, ``HEAD`` with ``GET``, and
+        ``OPTIONS`` (answered automatically when not exported); ``default``
+        allows every standard method.
+        """
+        methods = set(self.methods)
+        if self.default is not None:
+            methods.update(STANDARD_METHODS)
+        if "GET" in methods:
+            methods.add("HEAD")
+        methods.add("OPTIONS")
+        return ", ".join(sorted(methods, key=_method_order))
+
+
+def _method_order(method: str) -> tuple[int, str]:
+    if method in STANDARD_METHODS:
+        return STANDARD_METHODS.index(method), ""
+    return len(STANDARD_METHODS), method

@@ -1,0 +1,33 @@
+"""
+Packaging for oxian_tw.
+
+``twisted.plugins`` is listed explicitly so that ``twistd`` finds the
+``oxian`` plugin; that directory deliberately has no ``__init__.py``.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="oxian_tw",
+    version="0.1.0",
+    description="File-based routes, streaming and Server-Sent Events on Twisted",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["oxian_tw", "oxian_tw.*"]) + ["twisted.plugins"],
+    package_data={"twisted.plugins": ["oxian_plugin.py"]},
+    install_requires=[
+        "twisted[tls]>=24.7",
+        "klein>=24.8",
+        "attrs>=23.1",
+    ],
+    extras_require={
+        "dev": ["ruff", "hypothesis"],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+    ],
+)

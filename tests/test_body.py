@@ -1,0 +1,132 @@
+"""
+Tests for body and query parsing and the ``data`` merge (SPEC §3).
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from oxian_tw import HttpError
+from oxian_tw._body import build_data, parse_body, parse_query
+
+BOUNDARY = "XyZ"
+
+
+def multipart(*parts: tuple[str, str | None, str | None, bytes]) -> bytes:
+    out = b""
+    for name, filename, content_type, content in parts:
+        out += f"--{BOUNDARY}\r\n".encode()
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        out += f"Content-Disposition: {disposition}\r\n".encode()
+        if content_type:
+            out += f"Content-Type: {content_type}\r\n".encode()
+        out += b"\r\n" + content + b"\r\n"
+    return out + f"--{BOUNDARY}--\r\n".encode()
+
+
+class ParseBodyTests(SynchronousTestCase):
+    """One test per row of the body table."""
+
+    def test_json(self) -> None:
+        """``application/json`` is parsed; values keep their JSON types."""
+        self.assertEqual(
+            parse_body("application/json; charset=utf-8", b'{"a": 1, "b": [true]}'),
+            {"a": 1, "b": [True]},
+        )
+
+    def test_json_suffix(self) -> None:
+        """``+json`` media types are JSON too."""
+        self.assertEqual(parse_body("application/merge-patch+json", b"[1]"), [1])
+
+    def test_invalid_json(self) -> None:
+        """Invalid JSON is a 400."""
+        error = self.assertRaises(HttpError, parse_body, "application/json", b"{")
+        self.assertEqual(error.status, 400)
+
+    def test_form(self) -> None:
+        """A urlencoded form is a dict; repeated keys give lists."""
+        self.assertEqual(
+            parse_body("application/x-www-form-urlencoded", b"a=1&b=x+y&a=2&c="),
+            {"a": ["1", "2"], "b": "x y", "c": ""},
+        )
+
+    def test_multipart(self) -> None:
+        """Multipart fields are strings; files are dicts with their bytes."""
+        body = multipart(
+            ("title", None, None, b"hello"),
+            ("doc", "a.bin", "application/octet-stream", b"\x00\x01\x02"),
+        )
+        self.assertEqual(
+            parse_body(f"multipart/form-data; boundary={BOUNDARY}", body),
+            {
+                "title": "hello",
+                "doc": {
+                    "filename": "a.bin",
+                    "content_type": "application/octet-stream",
+                    "size": 3,
+                    "content": b"\x00\x01\x02",
+                },
+            },
+        )
+
+    def test_multipart_malformed(self) -> None:
+        """A multipart body without a boundary is a 400."""
+        error = self.assertRaises(
+            HttpError, parse_body, "multipart/form-data", b"--x\r\n"
+        )
+        self.assertEqual(error.status, 400)
+
+    def test_text(self) -> None:
+        """``text/*`` is a str, decoded with its charset."""
+        self.assertEqual(parse_body("text/plain", "héllo".encode()), "héllo")
+        self.assertEqual(
+            parse_body("text/csv; charset=latin-1", "é".encode("latin-1")), "é"
+        )
+
+    def test_text_bad_encoding(self) -> None:
+        """Undecodable text is a 400."""
+        error = self.assertRaises(HttpError, parse_body, "text/plain", b"\xff")
+        self.assertEqual(error.status, 400)
+
+    def test_other(self) -> None:
+        """Any other type (or none) gives ``None``."""
+        self.assertIsNone(parse_body("application/octet-stream", b"\x00"))
+        self.assertIsNone(parse_body(None, b"abc"))
+
+    def test_empty(self) -> None:
+        """An empty body is ``None``, even as JSON."""
+        self.assertIsNone(parse_body("application/json", b""))
+
+
+class QueryTests(SynchronousTestCase):
+    """Query strings."""
+
+    def test_values(self) -> None:
+        """Values are strings, percent-decoded; repeated keys give lists."""
+        self.assertEqual(
+            parse_query(b"a=1&b=%C3%A9&a=2&flag"),
+            {"a": ["1", "2"], "b": "é", "flag": ""},
+        )
+
+    def test_bad_utf8(self) -> None:
+        """A query that is not UTF-8 is a 400."""
+        error = self.assertRaises(HttpError, parse_query, b"a=%FF")
+        self.assertEqual(error.status, 400)
+
+
+class BuildDataTests(SynchronousTestCase):
+    """The ``data`` merge."""
+
+    def test_order(self) -> None:
+        """Body < query < path params."""
+        self.assertEqual(
+            build_data({"a": 1, "b": 1, "c": 1}, {"b": "2", "c": "2"}, {"c": "3"}),
+            {"a": 1, "b": "2", "c": "3"},
+        )
+
+    def test_non_dict_body(self) -> None:
+        """A list or string body is not merged."""
+        self.assertEqual(build_data([1, 2], {"q": "1"}, {}), {"q": "1"})
+        self.assertEqual(build_data("text", {}, {}), {})
