@@ -38,7 +38,8 @@ class OxianRequest(Request):
     _body_received = 0
 
     def _limit(self) -> int | None:
-        return getattr(self.channel.site, "body_limit", None)
+        site = getattr(self.channel, "site", None)
+        return getattr(site, "body_limit", None)
 
     def gotLength(self, length: int | None) -> None:
         limit = self._limit()
