@@ -59,10 +59,12 @@ class Route:
 
     segments: tuple[Segment, ...]
     file: str
+    #: The URL pattern, e.g. ``/stocks/:symbol/stream`` (read per request,
+    #: so computed once).
+    pattern: str = attrs.field(init=False)
 
-    @property
-    def pattern(self) -> str:
-        """The URL pattern, e.g. ``/stocks/:symbol/stream``."""
+    @pattern.default
+    def _pattern(self) -> str:
         return "/" + "/".join(s.text for s in self.segments)
 
     @property
