@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -146,6 +147,19 @@ ROUTES = {
             await ctx.sleep(10)
             SEEN.append("after")
             raise RuntimeError("late failure")
+    """,
+    "hang.py": """
+        from twisted.internet.defer import CancelledError
+
+        EVENTS = []
+
+        async def GET(data, ctx):
+            try:
+                await ctx.sleep(60)
+            except CancelledError:
+                EVENTS.append("cancelled")
+                raise
+            EVENTS.append("finished")
     """,
     "upload.py": """
         RAN = []
@@ -432,6 +446,28 @@ class HandlerTests(AppTestCase):
         self.assertEqual(response.code, 400)
         self.assertIn("Invalid JSON", response.json()["error"]["message"])
         self.assertEqual(self.module("upload.py").RAN, [])
+
+
+class DisconnectTests(AppTestCase):
+    """A client that leaves cancels its handler."""
+
+    def test_handler_cancelled(self) -> None:
+        """
+        The handler's coroutine gets CancelledError when the connection is
+        lost, nothing is logged as an error, and it never resumes.
+        """
+        transport = StringTransport()
+        channel = self.app.site().buildProtocol(None)
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+        events = self.module("hang.py").EVENTS
+        self.assertEqual(events, [])
+        channel.connectionLost(ConnectionDone())
+        self.assertEqual(events, ["cancelled"])
+        self.clock.advance(60)
+        self.assertEqual(events, ["cancelled"])
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.flushLoggedErrors(), [])
 
 
 class ReturnValueTests(AppTestCase):
