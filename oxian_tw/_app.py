@@ -19,7 +19,7 @@ from typing import Any
 from klein import Klein
 from twisted.application.service import IService, MultiService
 from twisted.application.strports import service as strports_service
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -126,21 +126,31 @@ class OxianApp:
             return None
         return segments[len(base) :]
 
-    def _dispatch(self, request: Any) -> Deferred[None] | None:
+    def _dispatch(self, request: Any) -> Deferred[None]:
         request_id = request_id_of(request)
         controller = ResponseController(
-            request, debug=self.settings.debug, request_id=request_id
+            request,
+            debug=self.settings.debug,
+            request_id=request_id,
+            clock=self.clock,
+            buffer_limit=self.settings.buffer_limit,
         )
-        request.notifyFinish().addErrback(_mark_disconnected, controller)
+        # Klein finishes the request when the Deferred we return fires; it
+        # fires when the response is complete or the client has left.
+        finished = request.notifyFinish()
+        finished.addErrback(controller.connection_lost)
         try:
-            return self._run(request, controller, request_id)
+            handler = self._run(request, controller, request_id)
         except Exception:
             controller.fail(Failure())
-            return None
+        else:
+            if handler is not None:
+                controller.attach(handler)
+        return finished
 
     def _run(
         self, request: Any, controller: ResponseController, request_id: str
-    ) -> Deferred[None] | None:
+    ) -> Deferred[Any] | None:
         segments = self._segments(request)
         match = self.routes.match(segments) if segments is not None else None
         if match is None:
@@ -167,10 +177,7 @@ class OxianApp:
             request, controller, request_id, route, match.params, query, body, raw_body
         )
         data = build_data(body, query, match.params)
-        d = invoke(handler, data, ctx)
-        d.addCallback(controller.finish_with)
-        d.addErrback(_handler_failed, controller)
-        return d
+        return invoke(handler, data, ctx)
 
     def _context(
         self,
@@ -195,17 +202,6 @@ class OxianApp:
             clock=self.clock,
             app=self,
         )
-
-
-def _mark_disconnected(failure: Failure, controller: ResponseController) -> None:
-    controller.disconnected = True
-
-
-def _handler_failed(failure: Failure, controller: ResponseController) -> None:
-    if controller.disconnected and failure.check(CancelledError):
-        # Klein cancels the handler when the client leaves: expected.
-        return
-    controller.fail(failure)
 
 
 class _AppResource(Resource):

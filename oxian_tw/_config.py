@@ -96,6 +96,13 @@ OPTIONS: tuple[Option, ...] = (
         "Largest request body in bytes; larger ones get 413.",
     ),
     Option(
+        "buffer-limit",
+        4 * 1024 * 1024,
+        _positive_int,
+        "Bytes a stream may buffer for writes that were not awaited; past "
+        "it the connection is aborted.",
+    ),
+    Option(
         "debug",
         False,
         _flag,
@@ -115,6 +122,7 @@ class Settings:
     listen: tuple[str, ...] = attrs.field(factory=default_listen)
     base_path: str = "/"
     body_limit: int = 1024 * 1024
+    buffer_limit: int = 4 * 1024 * 1024
     debug: bool = False
 
 

@@ -12,16 +12,21 @@ nothing else writes.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
 from twisted.web.iweb import IRequest
 
-from ._errors import error_response
+from ._errors import StreamClosed, error_body, error_response
+from ._files import UNSATISFIABLE, byte_range, not_modified, resolve
+from ._producer import Stream, as_bytes
 
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -84,24 +89,41 @@ class Response:
 
 class ResponseController:
     """
-    ``ctx.response``: sets the status and headers of the pending response
-    and commits it.
+    ``ctx.response``: sets the status and headers of the pending response,
+    commits it at once (`send`), or streams it (`stream`, `pipe`,
+    `send_file`).
 
     :param request: the ``twisted.web`` request.
     :param debug: put tracebacks of unexpected errors in error bodies.
     :param request_id: the request's id, for log lines.
+    :param clock: the app's clock.
+    :param buffer_limit: the stream buffer limit (``--buffer-limit``).
     """
 
     _log = Logger()
 
-    def __init__(self, request: IRequest, *, debug: bool, request_id: str) -> None:
+    def __init__(
+        self,
+        request: IRequest,
+        *,
+        debug: bool,
+        request_id: str,
+        clock: IReactorTime,
+        buffer_limit: int,
+    ) -> None:
         self._request = request
         self._debug = debug
         self._request_id = request_id
+        self._clock = clock
+        self._buffer_limit = buffer_limit
         self._status = 200
         self._headers: dict[str, tuple[str, str]] = {}
+        self._stream: Stream | None = None
+        self._handler: Deferred[Any] | None = None
         self.committed = False
-        self.disconnected = False
+        #: The response can no longer reach the client: it left, the
+        #: connection was aborted, or a HEAD response is complete.
+        self.abandoned = False
 
     def status(self, code: int) -> None:
         """Set the status of the pending response."""
@@ -141,11 +163,132 @@ class ResponseController:
             self.headers(headers)
         self._commit_value(body)
 
+    def stream(
+        self,
+        init: Any = None,
+        /,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, Any] | None = None,
+        keep_open: bool = False,
+    ) -> Any:
+        """
+        Open the streamed response and return its `Stream`, or, given a
+        chunk (``str`` or bytes-like), write it (opening with defaults first
+        if needed) and return the write's Deferred.
+
+        ``init`` may be ``{"status": ..., "headers": {...}, "keep_open":
+        ...}``. Defaults: ``Content-Type: text/plain; charset=utf-8``,
+        ``Cache-Control: no-cache, no-transform``, ``X-Accel-Buffering:
+        no``. The body is chunked unless ``Content-Length`` was set.
+
+        :raises StreamClosed: when the client already left.
+        :raises RuntimeError: when the response was already sent.
+        """
+        if init is not None and not isinstance(init, Mapping):
+            chunk = as_bytes(init)
+            return self._open_stream().write(chunk)
+        if init:
+            unknown = set(init) - {"status", "headers", "keep_open"}
+            if unknown:
+                raise TypeError(f"unknown stream options: {sorted(unknown)}")
+            status = init.get("status", status)
+            headers = {**init.get("headers", {}), **(headers or {})}
+            keep_open = init.get("keep_open", keep_open)
+        return self._open_stream(status, headers, keep_open)
+
+    def pipe(self, source: Any) -> Deferred[None]:
+        """
+        Stream ``source`` with backpressure: a file object (read block by
+        block, closed at the end), an iterable or an async iterable of
+        chunks. Opens the stream with defaults if needed.
+        """
+        return self._open_stream().pipe(source)
+
+    def send_file(
+        self,
+        path: str | os.PathLike[str],
+        root: str | os.PathLike[str],
+        *,
+        headers: Mapping[str, Any] | None = None,
+    ) -> Deferred[None]:
+        """
+        Serve the file ``path`` from inside ``root``: ``Content-Length``,
+        ``Last-Modified``, ``ETag``, ``If-None-Match``/``If-Modified-Since``
+        (``304``), a single ``Range`` (``206``, ``416``) and ``HEAD``. The
+        file is read block by block at the client's pace. The response ends
+        with the file, whenever the handler returns.
+
+        :raises HttpError: ``403`` for a path outside ``root``, ``404`` for
+            a missing file.
+        """
+        info = resolve(root, path)
+        request = self._request
+        self.headers({"Content-Type": info.content_type, **(headers or {})})
+        self.headers(
+            {
+                "ETag": info.etag,
+                "Last-Modified": info.last_modified,
+                "Accept-Ranges": "bytes",
+            }
+        )
+        if not_modified(
+            info,
+            _header(request, b"if-none-match"),
+            _header(request, b"if-modified-since"),
+        ):
+            self._headers.pop("content-type", None)
+            self._status = 304
+            self._commit(b"")
+            return succeed(None)
+        span = byte_range(
+            info, _header(request, b"range"), _header(request, b"if-range")
+        )
+        if span == UNSATISFIABLE:
+            self.error(
+                416,
+                error_body(416, "Range Not Satisfiable"),
+                {"Content-Range": f"bytes */{info.size}"},
+            )
+            return succeed(None)
+        first, last = (0, info.size - 1) if span is None else span
+        if span is not None:
+            self._status = 206
+            self.headers({"Content-Range": f"bytes {first}-{last}/{info.size}"})
+        self.headers({"Content-Length": str(last - first + 1)})
+        stream = self._start_stream(keep_open=True)
+        if stream.closed or request.method == b"HEAD":
+            return succeed(None)
+        file = open(info.path, "rb")  # the reader closes it
+        file.seek(first)
+        d = stream.pull(file, last - first + 1)
+        d.addCallback(lambda _: stream.close())
+        return d
+
     # The hand-offs below are called by the app, never by handlers.
+
+    def attach(self, handler: Deferred[Any]) -> None:
+        """
+        Follow the handler's Deferred: commit its result or error, close the
+        stream when it finishes (unless ``keep_open``), and cancel it when
+        the client leaves.
+        """
+        self._handler = handler
+        handler.addCallback(self._handler_returned)
+        handler.addErrback(self._handler_failed)
+        if self.abandoned:
+            self._cancel_handler()
+
+    def connection_lost(self, failure: Failure | None = None) -> None:
+        """The client left: end the stream and cancel the handler."""
+        if self._stream is not None:
+            self._stream.lost()
+        else:
+            self._abandon(immediate=True)
 
     def finish_with(self, result: Any) -> None:
         """Commit the handler's result unless the response is already out."""
-        if self.committed or self.disconnected:
+        if self.committed or self.abandoned:
             return
         if isinstance(result, Response):
             self.status(result.status)
@@ -166,7 +309,7 @@ class ResponseController:
                 failure,
                 request_id=self._request_id,
             )
-        if self.committed or self.disconnected:
+        if self.committed or self.abandoned:
             if status < 500:
                 self._log.info(
                     "{status} raised after the response was committed "
@@ -186,23 +329,119 @@ class ResponseController:
         self.headers(headers or {})
         self._commit_value(body)
 
+    def _handler_returned(self, result: Any) -> None:
+        self._handler = None
+        if self._stream is None:
+            self.finish_with(result)
+        elif not self._stream.keep_open:
+            self._stream.close()
+
+    def _handler_failed(self, failure: Failure) -> None:
+        self._handler = None
+        broken = self.abandoned or (self._stream is not None and self._stream.broken)
+        if broken and failure.check(CancelledError, StreamClosed):
+            # We stopped the handler because its client left: expected.
+            return
+        if self._stream is not None and not broken:
+            self._log.failure(
+                "Handler failed after its stream started; connection aborted "
+                "(request {request_id})",
+                failure,
+                request_id=self._request_id,
+            )
+            self._stream.abort()
+            return
+        self.fail(failure)
+
+    def _abandon(self, immediate: bool) -> None:
+        if self.abandoned:
+            return
+        self.abandoned = True
+        if immediate:
+            self._cancel_handler()
+        else:
+            # Cancelling a coroutine while it runs has no effect.
+            self._clock.callLater(0, self._cancel_handler)
+
+    def _cancel_handler(self) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.cancel()
+
+    def _open_stream(
+        self,
+        status: int | None = None,
+        headers: Mapping[str, Any] | None = None,
+        keep_open: bool = False,
+    ) -> Stream:
+        if self._stream is not None:
+            if status is not None or headers:
+                self._log.warn(
+                    "response.stream() options ignored: the stream is already "
+                    "open (request {request_id})",
+                    request_id=self._request_id,
+                )
+            return self._stream
+        if status is not None:
+            self.status(status)
+        self.headers(headers or {})
+        for name, value in _STREAM_DEFAULTS:
+            if name.lower() not in self._headers:
+                self.headers({name: value})
+        return self._start_stream(keep_open)
+
+    def _start_stream(self, keep_open: bool) -> Stream:
+        if self.abandoned:
+            raise StreamClosed("the client went away")
+        if self.committed:
+            raise RuntimeError("the response was already sent")
+        self.committed = True
+        self._apply_head()
+        stream = self._stream = Stream(
+            self._request,
+            buffer_limit=self._buffer_limit,
+            request_id=self._request_id,
+            keep_open=keep_open,
+            on_lost=self._abandon,
+        )
+        if self._request.method == b"HEAD":
+            # Headers are out; stop the handler once it has yielded.
+            self._clock.callLater(0, stream.lost)
+        return stream
+
     def _commit_value(self, value: Any) -> None:
         content_type, payload = encode_body(value)
         if content_type is not None and "content-type" not in self._headers:
             self.headers({"Content-Type": content_type})
         self._commit(payload)
 
-    def _commit(self, payload: bytes) -> None:
-        self.committed = True
-        if self.disconnected:
-            return
+    def _apply_head(self) -> None:
         request = self._request
         request.setResponseCode(self._status)
         for name, value in self._headers.values():
             request.setHeader(name, value)
+
+    def _commit(self, payload: bytes) -> None:
+        self.committed = True
+        if self.abandoned:
+            return
+        request = self._request
+        self._apply_head()
         if self._status in NO_BODY_CODES:
             request.responseHeaders.removeHeader(b"content-type")
         else:
             request.setHeader(b"content-length", b"%d" % len(payload))
             request.write(payload)
         request.finish()
+
+
+_STREAM_DEFAULTS = (
+    ("Content-Type", TEXT_TYPE),
+    ("Cache-Control", "no-cache, no-transform"),
+    ("X-Accel-Buffering", "no"),
+)
+
+
+def _header(request: IRequest, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    return value.decode("latin-1") if value is not None else None

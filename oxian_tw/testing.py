@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -64,6 +64,89 @@ class _BytesProducer:
         pass
 
 
+@implementer(IPushProducer)
+class _ServerTransport(iosim.FakeTransport):
+    """
+    The server's end of an in-memory connection that behaves like a socket
+    for a push producer: past ``bufferSize`` unread bytes it pauses the
+    producer, and resumes it once the client has read everything. A client
+    that stops reading leaves the bytes here.
+    """
+
+    bufferSize = 64 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading = True
+        self._buffered = 0
+        self._paused = False
+
+    def write(self, data: bytes) -> None:
+        if self.disconnecting:
+            return
+        super().write(data)
+        self._buffered += len(data)
+        if (
+            self._buffered > self.bufferSize
+            and self.producer is not None
+            and self.streamingProducer
+            and not self._paused
+        ):
+            self._paused = True
+            self.producer.pauseProducing()
+
+    def abortConnection(self) -> None:
+        # Unlike iosim's, an abort drops what was not delivered.
+        self.stream = []
+        self._buffered = 0
+        self.loseConnection()
+
+    def getOutBuffer(self) -> bytes | None:
+        if not self.reading:
+            return None
+        data = super().getOutBuffer()
+        self._buffered = 0
+        if self._paused and self.producer is not None:
+            self._paused = False
+            self.producer.resumeProducing()
+        return data
+
+
+class _ClientTransport(iosim.FakeTransport):
+    """
+    The client's end: keeps the raw response head, because ``Agent`` hides
+    the connection headers (``Content-Length``, ``Transfer-Encoding``)
+    that tests want to see.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head = b""
+        self._head_done = False
+
+    def bufferReceived(self, buf: Any) -> None:
+        if not self._head_done and isinstance(buf, bytes):
+            self.head += buf
+            if b"\r\n\r\n" in self.head:
+                self.head = self.head.partition(b"\r\n\r\n")[0]
+                self._head_done = True
+        super().bufferReceived(buf)
+
+    def connection_headers(self) -> list[tuple[bytes, bytes]]:
+        """The connection headers of the response head received."""
+        found = []
+        for line in self.head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() in _CONNECTION_HEADERS:
+                found.append((name.strip(), value.strip()))
+        return found
+
+
+_CONNECTION_HEADERS = frozenset(
+    {b"content-length", b"transfer-encoding", b"connection", b"keep-alive"}
+)
+
+
 class _Collector(Protocol):
     def __init__(self, response: TestResponse) -> None:
         self._response = response
@@ -85,9 +168,15 @@ class TestResponse:
 
     __test__ = False
 
-    def __init__(self, response: IResponse) -> None:
+    def __init__(self, response: IResponse, client: TestClient, pump: Any) -> None:
+        self._client = client
+        self._pump = pump
         self.code: int = response.code
-        self.headers = Headers(response.headers)
+        raw = response.headers.copy()
+        for name, value in pump.clientIO.connection_headers():
+            if not raw.hasHeader(name):
+                raw.addRawHeader(name, value)
+        self.headers = Headers(raw)
         self._chunks: list[bytes] = []
         self.complete = False
         self._waiting: list[Deferred[TestResponse]] = []
@@ -113,6 +202,25 @@ class TestResponse:
     def json(self) -> Any:
         """The body parsed as JSON."""
         return _json.loads(self.body)
+
+    @property
+    def unread(self) -> int:
+        """Bytes the server wrote that this client has not read yet."""
+        return sum(len(b) for b in self._pump.serverIO.stream)
+
+    def stop_reading(self) -> None:
+        """Stop reading, like a client whose TCP window is full."""
+        self._pump.serverIO.reading = False
+
+    def resume_reading(self) -> None:
+        """Read again, delivering everything that is ready."""
+        self._pump.serverIO.reading = True
+        self._client.flush()
+
+    def disconnect(self) -> None:
+        """Close the connection from the client's side, and deliver that."""
+        self._pump.clientIO.loseConnection()
+        self._client.flush()
 
     def finished(self) -> Deferred[TestResponse]:
         """A Deferred that fires with this response once its body has ended."""
@@ -189,8 +297,8 @@ class TestClient:
         d = self._agent.request(
             method.encode("ascii"), url.encode("ascii"), raw_headers, producer
         )
-        self._connect()
-        d.addCallback(TestResponse)
+        pump = self._connect()
+        d.addCallback(TestResponse, self, pump)
         self.flush()
         return d
 
@@ -234,23 +342,23 @@ class TestClient:
         self.clock.advance(seconds)
         self.flush()
 
-    def _connect(self) -> None:
-        # Agent asked the memory reactor for a TCP connection; answer it with
-        # the app's Site over in-memory transports.
-        while self._network.tcpClients:
-            factory = self._network.tcpClients.pop(0)[2]
-            server = self._site.buildProtocol(_CLIENT)
-            client = factory.buildProtocol(_SERVER)
-            self._pumps.append(
-                iosim.connect(
-                    server,
-                    iosim.FakeTransport(
-                        server, isServer=True, hostAddress=_SERVER, peerAddress=_CLIENT
-                    ),
-                    client,
-                    iosim.FakeTransport(
-                        client, isServer=False, hostAddress=_CLIENT, peerAddress=_SERVER
-                    ),
-                    clock=self.clock,
-                )
-            )
+    def _connect(self) -> iosim.IOPump:
+        # Agent asked the memory reactor for a TCP connection (one per
+        # request: its pool is not persistent); answer it with the app's
+        # Site over in-memory transports.
+        factory = self._network.tcpClients.pop(0)[2]
+        server = self._site.buildProtocol(_CLIENT)
+        client = factory.buildProtocol(_SERVER)
+        pump = iosim.connect(
+            server,
+            _ServerTransport(
+                server, isServer=True, hostAddress=_SERVER, peerAddress=_CLIENT
+            ),
+            client,
+            _ClientTransport(
+                client, isServer=False, hostAddress=_CLIENT, peerAddress=_SERVER
+            ),
+            clock=self.clock,
+        )
+        self._pumps.append(pump)
+        return pump
