@@ -19,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
+
+from _common import oxian_command, pinned, start
 
 PLAIN_SERVER = """
 import sys
@@ -42,26 +43,6 @@ ROUTE = """
 def GET(data, ctx):
     return {"hello": "world"}
 """
-
-
-def pinned(cpu: int, command: list[str]) -> list[str]:
-    if shutil.which("taskset"):
-        return ["taskset", "-c", str(cpu), *command]
-    return command
-
-
-def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        pinned(0, command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        found = re.search(pattern, line)
-        if found:
-            # Keep draining so the server never blocks on its log pipe.
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, int(found.group(1))
-    raise SystemExit(f"server did not start: {command}")
 
 
 def wrk(port: int, path: str, seconds: int, connections: int) -> float:
@@ -98,21 +79,7 @@ def main() -> None:
             [sys.executable, "-c", PLAIN_SERVER],
             r"listening on (\d+)",
         ),
-        "oxian_tw": (
-            [
-                sys.executable,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
-                "-n",
-                "--pidfile=",
-                "oxian",
-                "--routes",
-                routes,
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-            ],
-            r"OxianSite starting on (\d+)",
-        ),
+        "oxian_tw": oxian_command(routes),
     }
     results = {}
     for name, (command, pattern) in servers.items():

@@ -5,8 +5,16 @@ handlers, streaming and Server-Sent Events) on Twisted and Klein.
 
 from ._app import OxianApp
 from ._errors import HttpError, StreamClosed
+from ._producer import Stream
 from ._response import Response
 
 __version__ = "0.1.0"
 
-__all__ = ("HttpError", "OxianApp", "Response", "StreamClosed", "__version__")
+__all__ = (
+    "HttpError",
+    "OxianApp",
+    "Response",
+    "Stream",
+    "StreamClosed",
+    "__version__",
+)

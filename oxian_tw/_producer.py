@@ -114,6 +114,7 @@ class Stream:
         if getattr(request.channel, "_waitingForTransport", False):
             self._paused = True
         request.write(b"")
+        self._direct = _DirectWriter.for_request(request)
         if self._head_only:
             # HEAD: the head is all there is. Writes wait until the app
             # stops the handler (`lost`), exactly as after a disconnect.
@@ -283,7 +284,8 @@ class Stream:
                 )
                 self.abort()
                 return
-        self._request.write(data)
+        if self._direct is None or not self._direct.write(data):
+            self._request.write(data)
 
     def _pull(self) -> None:
         while self._puller is not None and not self._paused and self._state == _OPEN:
@@ -355,6 +357,81 @@ class Stream:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+class _DirectWriter:
+    """
+    Sends a chunk straight to the socket when the transport has nothing
+    buffered, as asyncio does, instead of queueing it for the next reactor
+    turn. Against a client that keeps up this saves a reactor iteration, two
+    ``epoll_ctl`` calls and a user-space copy per chunk; chunked framing
+    goes out in the same ``sendmsg``, so a chunk is never copied. What the
+    kernel does not take goes to the transport, whose buffer then pauses
+    us as usual: backpressure is unchanged.
+
+    Only for plain TCP (`for_request`); TLS, HTTP/2 and in-memory
+    transports always take the transport's path.
+    """
+
+    #: Bytes sent directly before one chunk takes the transport's path,
+    #: so a client that always keeps up cannot keep the reactor from
+    #: serving other connections.
+    TURN_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, request: Any, transport: Any) -> None:
+        self._request = request
+        self._transport = transport
+        self._socket = transport.socket
+        self._chunked = bool(request.chunked)
+        self._turn = self.TURN_BYTES
+
+    @classmethod
+    def for_request(cls, request: Any) -> _DirectWriter | None:
+        """A writer for ``request``, or ``None`` when it is not on plain TCP."""
+        from twisted.internet import tcp
+
+        transport = getattr(request.channel, "transport", None)
+        if (
+            isinstance(transport, tcp.Connection)
+            and not transport.TLS
+            and hasattr(transport, "_tempDataLen")
+            and hasattr(transport.socket, "sendmsg")
+        ):
+            return cls(request, transport)
+        return None
+
+    def write(self, data: bytes) -> bool:
+        """Send ``data`` directly; ``False`` when the transport must."""
+        transport = self._transport
+        if (
+            self._turn <= 0
+            or transport._tempDataLen
+            or len(transport.dataBuffer) > transport.offset
+            or not transport.connected
+            or transport.disconnecting
+        ):
+            self._turn = self.TURN_BYTES
+            return False
+        parts = [b"%x\r\n" % len(data), data, b"\r\n"] if self._chunked else [data]
+        try:
+            sent = self._socket.sendmsg(parts)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            # Let the transport meet the error and close as it always does.
+            return False
+        self._turn -= sent
+        self._request.sentLength += len(data)
+        rest = []
+        for part in parts:
+            if sent >= len(part):
+                sent -= len(part)
+                continue
+            rest.append(part[sent:] if sent else part)
+            sent = 0
+        if rest:
+            transport.writeSequence(rest)
+        return True
 
 
 @implementer(IPullProducer)

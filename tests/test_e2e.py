@@ -125,7 +125,7 @@ class TwistdTests(SynchronousTestCase):
         self.assertCleanExit(server)
 
     def test_examples(self) -> None:
-        """The example app's plain routes answer."""
+        """The example app's routes answer, streams and files included."""
         server = self.start("--routes", EXAMPLES)
         status, _, body = server.request("GET", "/")
         self.assertEqual(status, 200)
@@ -135,4 +135,13 @@ class TwistdTests(SynchronousTestCase):
         self.assertEqual(json.loads(body)["id"], "1")
         status, _, body = server.request("GET", "/docs/guide/intro")
         self.assertEqual(json.loads(body)["path"], ["guide", "intro"])
+        status, headers, body = server.request("GET", "/download/hello.txt")
+        self.assertEqual((status, body[:5]), (200, b"Hello"))
+        self.assertEqual(headers["content-length"], str(len(body)))
+        status, _, body = server.request(
+            "GET", "/download/hello.txt", headers={"Range": "bytes=0-4"}
+        )
+        self.assertEqual((status, body), (206, b"Hello"))
+        status, _, body = server.request("GET", "/stream")
+        self.assertEqual(body, b"Hello streaming world!")
         self.assertCleanExit(server)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 import oxian_tw
-from oxian_tw import _app, _errors, _response
+from oxian_tw import _app, _errors, _producer, _response
 
 
 class ExportTests(SynchronousTestCase):
@@ -19,10 +19,18 @@ class ExportTests(SynchronousTestCase):
         self.assertIs(oxian_tw.HttpError, _errors.HttpError)
         self.assertIs(oxian_tw.StreamClosed, _errors.StreamClosed)
         self.assertIs(oxian_tw.Response, _response.Response)
+        self.assertIs(oxian_tw.Stream, _producer.Stream)
 
     def test_all(self) -> None:
         """``__all__`` lists exactly the public names."""
         self.assertEqual(
             set(oxian_tw.__all__),
-            {"OxianApp", "HttpError", "Response", "StreamClosed", "__version__"},
+            {
+                "OxianApp",
+                "HttpError",
+                "Response",
+                "Stream",
+                "StreamClosed",
+                "__version__",
+            },
         )

@@ -1,0 +1,69 @@
+"""Shared by the benchmark scripts: pinning, starting servers, reading RSS."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pinned(cpu: int, command: list[str]) -> list[str]:
+    """``command`` run on CPU ``cpu`` when ``taskset`` exists."""
+    if shutil.which("taskset"):
+        return ["taskset", "-c", str(cpu), *command]
+    return command
+
+
+def oxian_command(routes: str) -> tuple[list[str], str]:
+    """``twistd -n oxian`` on an ephemeral port, and its port's log pattern."""
+    return (
+        [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "-n",
+            "--pidfile=",
+            "oxian",
+            "--routes",
+            routes,
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        ],
+        r"OxianSite starting on (\d+)",
+    )
+
+
+def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]:
+    """Start a server on CPU 0; return it and the port its output names."""
+    env = dict(os.environ)
+    # This checkout's oxian_tw, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (TOP, env.get("PYTHONPATH")) if p)
+    process = subprocess.Popen(
+        pinned(0, command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        found = re.search(pattern, line)
+        if found:
+            # Keep draining so the server never blocks on its log pipe.
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return process, int(found.group(1))
+    raise SystemExit(f"server did not start: {command}")
+
+
+def rss(pid: int) -> int:
+    """Resident set size of ``pid`` in bytes (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")

@@ -1,0 +1,19 @@
+"""JSON streaming: ``{"items": [...]}`` built one item at a time."""
+
+import json
+import time
+
+
+async def GET(data, ctx):
+    count = int(data.get("count", 5))
+    stream = ctx.response.stream(
+        headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    await stream.write('{"items":[')
+    for i in range(1, count + 1):
+        if i > 1:
+            await stream.write(",")
+        item = {"id": i, "timestamp": int(time.time() * 1000)}
+        await stream.write(json.dumps(item, separators=(",", ":")))
+        await ctx.sleep(0.5)
+    await stream.write("]}")

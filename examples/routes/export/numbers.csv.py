@@ -1,0 +1,20 @@
+"""
+CSV streaming with ``pipe``: rows come from a generator, sent as the client
+reads them; ``?rows=N`` (default 1000).
+"""
+
+
+def rows(count):
+    yield "n,square,cube\n"
+    for n in range(1, count + 1):
+        yield f"{n},{n * n},{n * n * n}\n"
+
+
+async def GET(data, ctx):
+    ctx.response.stream(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": "attachment; filename=numbers.csv",
+        }
+    )
+    await ctx.response.pipe(rows(int(data.get("rows", 1000))))
