@@ -10,6 +10,15 @@ import sys
 import threading
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TOP)
+
+from tests.helpers import (  # noqa: E402 - needs TOP on the path
+    LISTENING,
+    rss_bytes,
+    twistd_command,
+)
+
+__all__ = ("oxian_command", "pinned", "rss_bytes", "start")
 
 
 def pinned(cpu: int, command: list[str]) -> list[str]:
@@ -21,21 +30,7 @@ def pinned(cpu: int, command: list[str]) -> list[str]:
 
 def oxian_command(routes: str) -> tuple[list[str], str]:
     """``twistd -n oxian`` on an ephemeral port, and its port's log pattern."""
-    return (
-        [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "-n",
-            "--pidfile=",
-            "oxian",
-            "--routes",
-            routes,
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-        ],
-        r"OxianSite starting on (\d+)",
-    )
+    return twistd_command("--routes", routes), LISTENING
 
 
 def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]:
@@ -58,12 +53,3 @@ def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]
             threading.Thread(target=process.stdout.read, daemon=True).start()
             return process, int(found.group(1))
     raise SystemExit(f"server did not start: {command}")
-
-
-def rss(pid: int) -> int:
-    """Resident set size of ``pid`` in bytes (Linux)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")

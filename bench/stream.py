@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from _common import oxian_command, rss, start
+from _common import oxian_command, rss_bytes, start
 
 CHUNK = 64 * 1024
 ROUTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "routes")
@@ -127,11 +127,11 @@ def fetch_all(port: int, path: str, clients: int, body: int) -> float:
 
 def stalled_growth(pid: int, port: int, path: str, seconds: float) -> int:
     """Server RSS growth while one client reads nothing for ``seconds``."""
-    before = rss(pid)
+    before = rss_bytes(pid)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     time.sleep(seconds)
-    during = rss(pid)
+    during = rss_bytes(pid)
     sock.close()
     return during - before
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import textwrap
+from typing import Any
 
-from twisted.trial.unittest import SkipTest
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 REQUIRE_ALL = "OXIAN_TW_REQUIRE_ALL"
 
@@ -27,6 +29,42 @@ def make_tree(root: str, files: dict[str, str]) -> str:
     return root
 
 
+class RoutesTestCase(SynchronousTestCase):
+    """
+    An app over the route tree ``routes`` (written anew for each test), on a
+    ``Clock``, with a `TestClient`.
+    """
+
+    routes: dict[str, str] = {}
+    config: dict[str, Any] = {}
+
+    def setUp(self) -> None:
+        from oxian_tw import OxianApp
+        from oxian_tw.testing import TestClient
+
+        self.root = make_tree(self.mktemp(), self.routes)
+        self.clock = Clock()
+        self.app = OxianApp(self.root, reactor=self.clock, config=self.config)
+        self.client = TestClient(self.app)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        """``GET path`` whose head has arrived."""
+        return self.successResultOf(self.client.get(path, **kwargs))
+
+    def module(self, relative: str) -> Any:
+        """The loaded route module of the file ``relative``."""
+        return self.app._modules.load(relative)
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of process ``pid`` in bytes (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 def skip_unless(available: bool, reason: str) -> None:
     """
     Skip the calling test when an optional system piece is missing, or fail
@@ -37,6 +75,30 @@ def skip_unless(available: bool, reason: str) -> None:
     if os.environ.get(REQUIRE_ALL):
         raise AssertionError(f"{reason} (required: ${REQUIRE_ALL} is set)")
     raise SkipTest(reason)
+
+
+#: What ``twistd oxian`` logs once it listens, with the port.
+LISTENING = r"OxianSite starting on (\d+)"
+
+
+def twistd_command(*args: str) -> list[str]:
+    """
+    ``twistd -n oxian`` on an ephemeral 127.0.0.1 port with ``args``, run by
+    this Python (so the checkout's plugin is found when it is on the path).
+    """
+    import sys
+
+    return [
+        sys.executable,
+        "-c",
+        "from twisted.scripts.twistd import run; run()",
+        "-n",
+        "--pidfile=",
+        "oxian",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        *args,
+    ]
 
 
 class TwistdProcess:
@@ -52,20 +114,9 @@ class TwistdProcess:
     def __init__(self, *args: str, cwd: str | None = None) -> None:
         import queue
         import subprocess
-        import sys
         import threading
 
-        command = [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "-n",
-            "--pidfile=",
-            "oxian",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-            *args,
-        ]
+        command = twistd_command(*args)
         env = dict(os.environ)
         # The checkout, so that the plugin and package are found uninstalled too.
         top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,7 +159,7 @@ class TwistdProcess:
             if line is None:
                 raise AssertionError("twistd exited:\n" + self.output())
             self.lines.append(line)
-            found = re.search(r"OxianSite starting on (\d+)", line)
+            found = re.search(LISTENING, line)
             if found:
                 return int(found.group(1))
 

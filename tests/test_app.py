@@ -18,7 +18,7 @@ from oxian_tw import OxianApp
 from oxian_tw._errors import RouteTreeError
 from oxian_tw.testing import TestClient, TestResponse
 
-from .helpers import make_tree
+from .helpers import RoutesTestCase, make_tree
 
 ROUTES = {
     "index.py": """
@@ -177,22 +177,13 @@ def result(testcase: SynchronousTestCase, d: Any) -> TestResponse:
     return response
 
 
-class AppTestCase(SynchronousTestCase):
-    """Builds the shared route tree and a client for it."""
+class AppTestCase(RoutesTestCase):
+    """The shared route tree and a client for it."""
 
-    config: dict[str, Any] = {}
-
-    def setUp(self) -> None:
-        self.root = make_tree(self.mktemp(), ROUTES)
-        self.clock = Clock()
-        self.app = OxianApp(self.root, reactor=self.clock, config=self.config)
-        self.client = TestClient(self.app)
+    routes = ROUTES
 
     def get(self, path: str, **kwargs: Any) -> TestResponse:
         return result(self, self.client.get(path, **kwargs))
-
-    def module(self, relative: str) -> Any:
-        return self.app._modules.load(relative)
 
 
 class RoutingThroughAppTests(AppTestCase):

@@ -15,7 +15,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import TwistdProcess, make_tree, skip_unless
+from .helpers import TwistdProcess, make_tree, rss_bytes, skip_unless
 
 CHUNK = 64 * 1024
 GIB_CHUNKS = 1024 * 1024 * 1024 // CHUNK
@@ -56,14 +56,6 @@ ROUTES = {
 
 def chunk(i: int) -> bytes:
     return i.to_bytes(8, "big") + BASE[8:]
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 class StreamingClient:

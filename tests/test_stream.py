@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from oxian_tw import OxianApp
-from oxian_tw.testing import TestClient
 
-from .helpers import make_tree
+from .helpers import RoutesTestCase
 
 ROUTES = {
     "chunk.py": """
@@ -197,17 +195,8 @@ def parse(raw: bytes) -> tuple[bytes, dict[bytes, bytes], bytes, bool]:
     return status, headers, body, False
 
 
-class StreamTestCase(SynchronousTestCase):
-    config: dict[str, Any] = {}
-
-    def setUp(self) -> None:
-        self.root = make_tree(self.mktemp(), ROUTES)
-        self.clock = Clock()
-        self.app = OxianApp(self.root, reactor=self.clock, config=self.config)
-        self.client = TestClient(self.app)
-
-    def module(self, relative: str) -> Any:
-        return self.app._modules.load(relative)
+class StreamTestCase(RoutesTestCase):
+    routes = ROUTES
 
     def connect(self, request: bytes) -> tuple[Any, StringTransport]:
         """The app's channel on a ``StringTransport``, fed ``request``."""
@@ -216,9 +205,6 @@ class StreamTestCase(SynchronousTestCase):
         channel.makeConnection(transport)
         channel.dataReceived(request)
         return channel, transport
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.successResultOf(self.client.get(path, **kwargs))
 
 
 class HeadersTests(StreamTestCase):

@@ -41,11 +41,12 @@ class OptionsTests(SynchronousTestCase):
         return options
 
     def test_defaults(self) -> None:
-        """Defaults: tcp:8080, base path /, 1 MiB body limit, no debug."""
+        """Defaults: tcp:8080, base path /, 1 MiB body and 4 MiB buffer limits."""
         settings = self.parse().settings()
         self.assertEqual(settings["listen"], ("tcp:8080",))
         self.assertEqual(settings["base-path"], "/")
         self.assertEqual(settings["body-limit"], 1024 * 1024)
+        self.assertEqual(settings["buffer-limit"], 4 * 1024 * 1024)
         self.assertFalse(settings["debug"])
 
     def test_port_env(self) -> None:
@@ -59,12 +60,19 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(settings["listen"], ("tcp:1", "unix:/tmp/s"))
 
     def test_values(self) -> None:
-        """``--base-path``, ``--body-limit``, ``--debug``."""
+        """``--base-path``, ``--body-limit``, ``--buffer-limit``, ``--debug``."""
         settings = self.parse(
-            "--base-path", "/api/", "--body-limit", "10", "--debug"
+            "--base-path",
+            "/api/",
+            "--body-limit",
+            "10",
+            "--buffer-limit",
+            "20",
+            "--debug",
         ).settings()
         self.assertEqual(settings["base-path"], "/api")
         self.assertEqual(settings["body-limit"], 10)
+        self.assertEqual(settings["buffer-limit"], 20)
         self.assertTrue(settings["debug"])
 
     def test_bad_values(self) -> None:
@@ -72,6 +80,7 @@ class OptionsTests(SynchronousTestCase):
         for args in (
             ["--body-limit", "ten"],
             ["--body-limit", "0"],
+            ["--buffer-limit", "-1"],
             ["--base-path", "api"],
         ):
             with self.subTest(args=args):
