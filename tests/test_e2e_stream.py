@@ -26,6 +26,7 @@ ROUTES = {
         import time
 
         PROGRESS = {"chunks": 0, "outcome": None, "cleanup": None}
+        CLEANED = []
         BASE = bytes(range(256)) * 256
 
         async def GET(data, ctx):
@@ -44,11 +45,42 @@ ROUTES = {
                 raise
             finally:
                 PROGRESS["cleanup"] = time.time()
+                while CLEANED:
+                    CLEANED.pop().callback(None)
     """,
     "progress.py": """
         from .big import PROGRESS
 
         def GET(data, ctx):
+            return PROGRESS
+    """,
+    "quiet.py": """
+        from .big import PROGRESS
+
+        async def GET(data, ctx):
+            # Answers once the stream handler has made no progress for
+            # ``seconds`` (server time); never, if it keeps going.
+            seconds, step = float(data["seconds"]), 0.05
+            last, idle = PROGRESS["chunks"], 0.0
+            while idle < seconds:
+                await ctx.sleep(step)
+                if PROGRESS["chunks"] == last:
+                    idle += step
+                else:
+                    last, idle = PROGRESS["chunks"], 0.0
+            return PROGRESS
+    """,
+    "cleaned.py": """
+        from twisted.internet.defer import Deferred
+
+        from .big import CLEANED, PROGRESS
+
+        async def GET(data, ctx):
+            # Answers once the stream handler's cleanup has run.
+            if PROGRESS["cleanup"] is None:
+                done = Deferred()
+                CLEANED.append(done)
+                await done.addTimeout(10, ctx.clock)
             return PROGRESS
     """,
 }
@@ -106,29 +138,27 @@ class BackpressureEndToEndTests(SynchronousTestCase):
         self.server = TwistdProcess("--routes", root)
         self.addCleanup(self.server.stop)
 
-    def progress(self) -> dict[str, object]:
-        status, _, body = self.server.request("GET", "/progress")
-        self.assertEqual(status, 200)
+    def ask(self, path: str) -> dict[str, object]:
+        status, _, body = self.server.request("GET", path)
+        self.assertEqual(status, 200, body)
         return json.loads(body)
 
     def test_stalled_client(self) -> None:
         """
         1 GiB, every 64 KiB write awaited: while the client reads nothing
-        for 3 s the server's RSS grows by less than 16 MiB and the handler
-        stops; then the whole body arrives with the right SHA-256.
+        (3 s of server time with no handler progress) the server's RSS grows
+        by less than 16 MiB; then the whole body arrives with the right
+        SHA-256.
         """
         pid = self.server.process.pid
-        self.progress()
+        self.ask("/progress")
         before = rss_bytes(pid)
         client = StreamingClient(self.server.port, f"/big?chunks={GIB_CHUNKS}")
         self.addCleanup(client.close)
         self.assertIn(b" 200 ", client.status)
-        time.sleep(1.5)
-        stalled_at = self.progress()["chunks"]
-        time.sleep(1.5)
+        stalled = self.ask("/quiet?seconds=3")
         during = rss_bytes(pid)
-        self.assertEqual(self.progress()["chunks"], stalled_at)
-        self.assertLess(stalled_at, GIB_CHUNKS // 4)
+        self.assertLess(stalled["chunks"], GIB_CHUNKS // 4)
         self.assertLess(
             during - before,
             16 * 1024 * 1024,
@@ -143,7 +173,7 @@ class BackpressureEndToEndTests(SynchronousTestCase):
         for i in range(GIB_CHUNKS):
             expected.update(chunk(i))
         self.assertEqual(received.hexdigest(), expected.hexdigest())
-        self.assertEqual(self.progress()["outcome"], "finished")
+        self.assertEqual(self.ask("/progress")["outcome"], "finished")
 
     def test_disconnect_mid_stream(self) -> None:
         """A client that leaves mid-stream: the handler's cleanup runs in 1 s."""
@@ -151,12 +181,7 @@ class BackpressureEndToEndTests(SynchronousTestCase):
         client.file.read(1024 * 1024)
         left = time.time()
         client.close()
-        deadline = time.monotonic() + 10
-        progress = self.progress()
-        while progress["cleanup"] is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-            progress = self.progress()
-        self.assertIsNotNone(progress["cleanup"], "the handler never stopped")
+        progress = self.ask("/cleaned")
         self.assertLess(progress["cleanup"] - left, 1.0)
         self.assertIn(progress["outcome"], ("StreamClosed", "CancelledError"))
         self.assertLess(progress["chunks"], GIB_CHUNKS)
