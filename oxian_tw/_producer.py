@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.logger import Logger
@@ -388,8 +389,6 @@ class _DirectWriter:
     @classmethod
     def for_request(cls, request: Any) -> _DirectWriter | None:
         """A writer for ``request``, or ``None`` when it is not on plain TCP."""
-        from twisted.internet import tcp
-
         transport = getattr(request.channel, "transport", None)
         if (
             isinstance(transport, tcp.Connection)
