@@ -1,0 +1,187 @@
+# -*- test-case-name: tests.test_sse_codec -*-
+"""
+Server-Sent Events on the wire (SPEC §5.2, WHATWG HTML §9.2): the `Event`
+and `Comment` values, `encode`, and a `Decoder` for tests and clients.
+
+Pure: no Twisted, no I/O. ``encode`` writes exactly the contract's format;
+``Decoder`` follows the WHATWG parsing rules, so what a browser's
+``EventSource`` would see is what a test sees.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ("Comment", "Decoder", "Event", "encode")
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Event:
+    """
+    One event. ``data`` is encoded by `encode`: a ``str`` as is, bytes as
+    UTF-8, anything else as compact JSON; a decoded event's ``data`` is the
+    ``str`` received (line breaks as ``\\n``).
+
+    :raises ValueError: ``event`` or ``id`` with CR or LF, ``id`` with NUL,
+        or a ``retry`` that is not a non-negative ``int``.
+    """
+
+    data: Any = ""
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("event", "id"):
+            value = getattr(self, name)
+            if value is not None and ("\r" in value or "\n" in value):
+                raise ValueError(f"SSE {name} must not contain CR or LF: {value!r}")
+        if self.id is not None and "\0" in self.id:
+            raise ValueError(f"SSE id must not contain NUL: {self.id!r}")
+        retry = self.retry
+        if retry is not None and (
+            isinstance(retry, bool) or not isinstance(retry, int) or retry < 0
+        ):
+            raise ValueError(f"SSE retry must be a non-negative int: {retry!r}")
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment line (or lines); ``Comment("")`` is the heartbeat ``:``."""
+
+    text: str = ""
+
+
+def _data_text(data: Any) -> str:
+    if isinstance(data, str):
+        return data
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data).decode("utf-8")
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode(item: Event | Comment) -> bytes:
+    """
+    The bytes of one event (fields ``id``, ``event``, ``retry``, ``data``,
+    then a blank line) or of a comment.
+
+    :raises ValueError: for data that is not valid UTF-8 or not JSON-able.
+    """
+    if isinstance(item, Comment):
+        return "".join(
+            f": {line}\n" if line else ":\n" for line in _LINE_BREAK.split(item.text)
+        ).encode("utf-8")
+    parts = []
+    if item.id is not None:
+        parts.append(f"id: {item.id}\n")
+    if item.event is not None:
+        parts.append(f"event: {item.event}\n")
+    if item.retry is not None:
+        parts.append(f"retry: {item.retry}\n")
+    for line in _LINE_BREAK.split(_data_text(item.data)):
+        parts.append(f"data: {line}\n")
+    parts.append("\n")
+    return "".join(parts).encode("utf-8")
+
+
+class Decoder:
+    """
+    Incremental WHATWG event-stream parser: `feed` it bytes as they arrive
+    (split anywhere) and get the events and comments they complete.
+
+    Line endings may be CRLF, CR or LF; a leading BOM is skipped; unknown
+    fields are ignored; an ``id`` containing NUL is ignored; ``retry`` counts
+    only when all digits. An event's ``id`` is the ``id`` field of its own
+    block (``None`` without one); `last_event_id` follows the WHATWG rule
+    (it persists across events), and `retry` is the last reconnection time.
+
+    :param max_event_size: the most characters (all its lines, field names
+        and line breaks included) one event may buffer before it is
+        complete; more raises ``ValueError``.
+    """
+
+    def __init__(self, max_event_size: int = 1024 * 1024) -> None:
+        self.max_event_size = max_event_size
+        self.last_event_id = ""
+        self.retry: int | None = None
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._started = False
+        self._line = ""
+        self._after_cr = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+        self._event_retry: int | None = None
+        self._size = 0
+
+    def feed(self, data: bytes) -> list[Event | Comment]:
+        """Parse ``data``; return what it completed, in order."""
+        text = self._text.decode(data)
+        if not self._started and text:
+            self._started = True
+            text = text.removeprefix("\ufeff")
+        out: list[Event | Comment] = []
+        for char_run in _LINE_PARTS.finditer(text):
+            run = char_run.group()
+            if run == "\n" and self._after_cr:
+                self._after_cr = False
+                continue
+            self._after_cr = run[-1] == "\r"
+            if run in ("\r", "\n", "\r\n"):
+                self._end_line(out)
+                continue
+            self._line += run
+            if len(self._line) + self._size > self.max_event_size:
+                raise ValueError(
+                    f"an SSE event exceeds {self.max_event_size} characters"
+                )
+        return out
+
+    def _end_line(self, out: list[Event | Comment]) -> None:
+        line, self._line = self._line, ""
+        if not line:
+            self._dispatch(out)
+            return
+        self._size += len(line) + 1
+        if line[0] == ":":
+            out.append(Comment(line[1:].removeprefix(" ")))
+            return
+        name, colon, value = line.partition(":")
+        if colon:
+            value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+                self.last_event_id = value
+        elif name == "retry":
+            if value.isascii() and value.isdigit():
+                self.retry = self._event_retry = int(value)
+
+    def _dispatch(self, out: list[Event | Comment]) -> None:
+        if self._data:
+            out.append(
+                Event(
+                    data="\n".join(self._data),
+                    event=self._event or None,
+                    id=self._id,
+                    retry=self._event_retry,
+                )
+            )
+        self._reset()
+
+
+# Runs of ordinary characters, or one line break each.
+_LINE_PARTS = re.compile(r"[^\r\n]+|\r\n|\r|\n")
