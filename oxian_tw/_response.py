@@ -221,7 +221,10 @@ class ResponseController:
 
         :raises HttpError: ``403`` for a path outside ``root``, ``404`` for
             a missing file.
+        :raises RuntimeError: when the response was already sent or streamed.
         """
+        if self.committed:
+            raise RuntimeError("the response was already sent")
         info = resolve(root, path)
         request = self._request
         self.headers({"Content-Type": info.content_type, **(headers or {})})

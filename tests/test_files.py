@@ -144,6 +144,14 @@ ROUTES = {
             root = os.path.join(os.path.dirname(__file__), "..", "public")
             return ctx.response.send_file(data["path"], root=root)
     """,
+    "after_send.py": """
+        import os
+
+        def GET(data, ctx):
+            ctx.response.send("sent")
+            root = os.path.join(os.path.dirname(__file__), "..", "public")
+            ctx.response.send_file("big.bin", root=root)
+    """,
     "early.py": """
         import os
 
@@ -246,3 +254,13 @@ class SendFileTests(SynchronousTestCase):
         response = self.successResultOf(d)
         self.assertEqual(response.body, self.content)
         self.assertTrue(response.complete)
+
+    def test_after_send(self) -> None:
+        """
+        ``send_file`` after ``send`` raises (logged) before touching the
+        response, also for a request that would be a bodiless 304.
+        """
+        etag = self.get("/files/big.bin").headers.get("etag")
+        response = self.get("/after_send", headers={"If-None-Match": etag})
+        self.assertEqual((response.code, response.body), (200, b"sent"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
