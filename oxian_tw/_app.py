@@ -19,7 +19,7 @@ from typing import Any
 from klein import Klein
 from twisted.application.service import IService, MultiService
 from twisted.application.strports import service as strports_service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -33,6 +33,7 @@ from ._context import Context, Dependencies, RequestInfo, request_id_of
 from ._errors import HttpError, error_body
 from ._invoke import Handlers, invoke
 from ._modules import RouteModules
+from ._registry import StreamRegistry
 from ._response import ResponseController, dump_json
 from ._routing import Route, RouteTable, discover
 from ._site import TOO_LARGE_MESSAGE, OxianSite
@@ -74,6 +75,14 @@ class OxianApp:
             for route in self.routes.routes
         }
         self.dependencies = Dependencies(dependencies)
+        #: Every open SSE stream (SPEC §6): ``len()``, iteration, ``count()``.
+        self.streams = StreamRegistry(
+            lambda: self.clock,
+            max_streams=self.settings.max_streams,
+            write_timeout=self.settings.write_timeout,
+        )
+        self._in_flight = 0
+        self._quiet: list[Deferred[None]] = []
         self._base = [p for p in self.settings.base_path.split("/") if p]
         self._klein = Klein()
         # Our table decides precedence and empty segments; werkzeug must
@@ -107,8 +116,9 @@ class OxianApp:
         """
         An ``IService`` listening on each strports description of ``listen``
         (default: the ``listen`` setting), to add to a ``MultiService``.
+        Stopping it stops listening and drains the app (`drain`).
         """
-        parent = MultiService()
+        parent = _AppService(self)
         site = self.site()
         for description in listen or self.settings.listen:
             strports_service(description, site, reactor=self._reactor).setServiceParent(
@@ -116,7 +126,43 @@ class OxianApp:
             )
         return parent
 
+    def drain(self, grace: float | None = None) -> Deferred[None]:
+        """
+        Shut down gracefully (SPEC §6.7): new SSE requests get ``503`` with
+        ``Retry-After``; each open SSE stream gets a random ``retry`` of
+        1–5 s and is closed; streams still open after ``grace`` seconds
+        (``--shutdown-grace``) are cut. Fires once the streams have ended
+        and requests in flight have finished, or when ``grace`` is over.
+        ``app.service()`` calls it when stopped; call it yourself when you
+        mounted `resource` in your own site.
+        """
+        if grace is None:
+            grace = self.settings.shutdown_grace
+        streams = self.streams.drain(grace)
+        if not self._in_flight:
+            return streams
+        quiet: Deferred[None] = Deferred()
+        self._quiet.append(quiet)
+
+        def late(failure: Failure) -> None:
+            failure.trap(TimeoutError)
+            self._log.warn(
+                "{count} requests still in flight after the shutdown grace",
+                count=self._in_flight,
+            )
+
+        quiet.addTimeout(grace, self.clock).addErrback(late)
+        return gatherResults([streams, quiet]).addCallback(lambda _: None)
+
     # Request handling.
+
+    def _request_ended(self, result: Any) -> Any:
+        self._in_flight -= 1
+        if not self._in_flight:
+            quiet, self._quiet = self._quiet, []
+            for d in quiet:
+                d.callback(None)
+        return result
 
     def _segments(self, request: Any) -> list[str] | None:
         """The path below the base path, decoded, without empty segments."""
@@ -130,15 +176,17 @@ class OxianApp:
         request_id = request_id_of(request)
         controller = ResponseController(
             request,
-            debug=self.settings.debug,
+            settings=self.settings,
+            streams=self.streams,
             request_id=request_id,
             clock=self.clock,
-            buffer_limit=self.settings.buffer_limit,
         )
         # Klein finishes the request when the Deferred we return fires; it
         # fires when the response is complete or the client has left.
         finished = request.notifyFinish()
         finished.addErrback(controller.connection_lost)
+        self._in_flight += 1
+        finished.addBoth(self._request_ended)
         try:
             handler = self._run(request, controller, request_id)
         except Exception:
@@ -156,6 +204,7 @@ class OxianApp:
         if match is None:
             raise HttpError(404, "Not Found")
         route = match.route
+        controller.route = route.pattern
         handlers = self._handlers[route]
         method = request.method.decode("ascii")
         handler = handlers.for_method(method)
@@ -202,6 +251,23 @@ class OxianApp:
             clock=self.clock,
             app=self,
         )
+
+
+class _AppService(MultiService):
+    """The listening ports of an app; stopping it also drains the app."""
+
+    def __init__(self, app: OxianApp) -> None:
+        super().__init__()
+        self._app = app
+
+    def startService(self) -> None:
+        self._app.streams.draining = False
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        ports = super().stopService()
+        drained = self._app.drain()
+        return gatherResults([ports, drained]).addCallback(lambda _: None)
 
 
 class _AppResource(Resource):

@@ -27,6 +27,22 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("must be a finite number of seconds, 0 or more")
+    return number
+
+
+def _positive_seconds(value: Any) -> float:
+    number = _seconds(value)
+    if number == 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
 def _base_path(value: Any) -> str:
     text = str(value)
     if not text.startswith("/"):
@@ -103,6 +119,41 @@ OPTIONS: tuple[Option, ...] = (
         "it the connection is aborted.",
     ),
     Option(
+        "sse-budget",
+        1024 * 1024,
+        _positive_int,
+        "Bytes of events an SSE stream may hold for a slow client; sends "
+        "that were not awaited past it apply the stream's slow_consumer "
+        "policy.",
+    ),
+    Option(
+        "ping",
+        15.0,
+        _seconds,
+        "Seconds of silence after which an SSE stream gets a ':' heartbeat; "
+        "0 turns heartbeats off.",
+    ),
+    Option(
+        "write-timeout",
+        60.0,
+        _positive_seconds,
+        "Seconds a stream's buffer may stay undrained before the stream is "
+        "closed as stuck.",
+    ),
+    Option(
+        "max-streams",
+        None,
+        _positive_int,
+        "Most SSE streams open at once; more get 503 with Retry-After. "
+        "Default unlimited.",
+    ),
+    Option(
+        "shutdown-grace",
+        5.0,
+        _seconds,
+        "Seconds open SSE streams get to end on shutdown before they are cut.",
+    ),
+    Option(
         "debug",
         False,
         _flag,
@@ -123,6 +174,11 @@ class Settings:
     base_path: str = "/"
     body_limit: int = 1024 * 1024
     buffer_limit: int = 4 * 1024 * 1024
+    sse_budget: int = 1024 * 1024
+    ping: float = 15.0
+    write_timeout: float = 60.0
+    max_streams: int | None = None
+    shutdown_grace: float = 5.0
     debug: bool = False
 
 

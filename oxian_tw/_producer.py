@@ -74,7 +74,13 @@ class Stream:
     closed, and fails with `StreamClosed` if the client leaves while it
     waits.
 
+    :param buffer_limit: bytes of unawaited writes to hold for a slow
+        client before aborting; ``None`` when the owner bounds them itself.
+    :param direct: may send straight to the socket (see `_DirectWriter`);
+        small, frequent writes (events) do better coalesced by the transport.
     :ivar keep_open: stay open after the handler finishes, until `close`.
+    :ivar resumed: how many times the transport resumed the stream; a
+        paused stream whose count has not moved has not drained since.
     :ivar broken: the stream ended without `close`: the client left, the
         connection was aborted, or it answered ``HEAD``.
     """
@@ -85,10 +91,11 @@ class Stream:
         self,
         request: IRequest,
         *,
-        buffer_limit: int,
+        buffer_limit: int | None,
         request_id: str,
         keep_open: bool = False,
         on_lost: Callable[[bool], None] = lambda immediate: None,
+        direct: bool = True,
     ) -> None:
         self.keep_open = keep_open
         self.broken = False
@@ -98,6 +105,7 @@ class Stream:
         self._on_lost = on_lost
         self._state = _OPEN
         self._paused = False
+        self.resumed = 0
         self._head_only = request.method == b"HEAD"
         # Deferreds of chunks already handed to the transport, waiting for
         # it to drain below its high-water mark.
@@ -115,7 +123,7 @@ class Stream:
         if getattr(request.channel, "_waitingForTransport", False):
             self._paused = True
         request.write(b"")
-        self._direct = _DirectWriter.for_request(request)
+        self._direct = _DirectWriter.for_request(request) if direct else None
         if self._head_only:
             # HEAD: the head is all there is. Writes wait until the app
             # stops the handler (`lost`), exactly as after a disconnect.
@@ -126,6 +134,16 @@ class Stream:
     def closed(self) -> bool:
         """Whether writes are no longer accepted."""
         return self._state != _OPEN
+
+    @property
+    def paused(self) -> bool:
+        """Whether the client's window is full (writes wait)."""
+        return self._paused
+
+    @property
+    def queued(self) -> int:
+        """Bytes written while paused, held here until the client has room."""
+        return self._queued
 
     @property
     def done(self) -> Deferred[None]:
@@ -230,6 +248,7 @@ class Stream:
         if self._state == _ENDED:
             return
         self._paused = False
+        self.resumed += 1
         ready, self._blocked = self._blocked, deque()
         while self._queue and not self._paused:
             data, d = self._queue.popleft()
@@ -259,7 +278,8 @@ class Stream:
             if not self._head_only:
                 self._queue.append((data, d))
                 self._queued += len(data)
-                if self._queued > self._buffer_limit:
+                limit = self._buffer_limit
+                if limit is not None and self._queued > limit:
                     self._too_slow()
                     return d
             else:

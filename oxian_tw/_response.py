@@ -24,9 +24,17 @@ from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
 from twisted.web.iweb import IRequest
 
-from ._errors import StreamClosed, error_body, error_response
+from ._config import Settings
+from ._errors import StreamClosed, error_body, error_response, http_status_of
+from ._eventstream import (
+    SLOW_CONSUMER_POLICIES,
+    EventStream,
+    limit_unacknowledged,
+    retry_field,
+)
 from ._files import UNSATISFIABLE, byte_range, not_modified, resolve
 from ._producer import Stream, as_bytes
+from ._registry import StreamRegistry
 
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -74,6 +82,10 @@ def _header_items(headers: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     return [(str(k), str(v)) for k, v in (headers or {}).items()]
 
 
+# ``sse(ping=...)`` left out: the app's ``--ping`` applies.
+_APP_PING: Any = object()
+
+
 @attrs.frozen
 class Response:
     """
@@ -94,10 +106,11 @@ class ResponseController:
     `send_file`).
 
     :param request: the ``twisted.web`` request.
-    :param debug: put tracebacks of unexpected errors in error bodies.
+    :param settings: the app's settings (limits, ``debug``, heartbeats).
+    :param streams: the app's registry of SSE streams.
+    :param route: the matched route pattern, or ``None``.
     :param request_id: the request's id, for log lines.
     :param clock: the app's clock.
-    :param buffer_limit: the stream buffer limit (``--buffer-limit``).
     """
 
     _log = Logger()
@@ -106,19 +119,23 @@ class ResponseController:
         self,
         request: IRequest,
         *,
-        debug: bool,
+        settings: Settings,
+        streams: StreamRegistry,
         request_id: str,
         clock: IReactorTime,
-        buffer_limit: int,
     ) -> None:
         self._request = request
-        self._debug = debug
+        self._settings = settings
+        self._debug = settings.debug
+        self._streams = streams
         self._request_id = request_id
         self._clock = clock
-        self._buffer_limit = buffer_limit
+        #: The matched route pattern, once known.
+        self.route: str | None = None
         self._status = 200
         self._headers: dict[str, tuple[str, str]] = {}
         self._stream: Stream | None = None
+        self._sse: EventStream | None = None
         self._handler: Deferred[Any] | None = None
         self.committed = False
         #: The response can no longer reach the client: it left, the
@@ -196,6 +213,79 @@ class ResponseController:
             headers = {**init.get("headers", {}), **(headers or {})}
             keep_open = init.get("keep_open", keep_open)
         return self._open_stream(status, headers, keep_open)
+
+    def sse(
+        self,
+        retry: int | None = None,
+        keep_open: bool = True,
+        headers: Mapping[str, Any] | None = None,
+        status: int = 200,
+        ping: Any = _APP_PING,
+        slow_consumer: str = "disconnect",
+    ) -> EventStream:
+        """
+        Open a Server-Sent Events response and return its `EventStream`.
+
+        Headers: ``Content-Type: text/event-stream; charset=utf-8``,
+        ``Cache-Control: no-cache, no-transform``, ``X-Accel-Buffering:
+        no``, then ``headers``. ``retry`` (ms) is sent at once.
+
+        :param keep_open: stay open after the handler finishes (until
+            ``close()``, disconnect or shutdown); ``False`` closes the
+            stream when the handler finishes.
+        :param ping: seconds of silence before a ``:`` heartbeat; the app's
+            ``--ping`` when left out, ``None`` for none.
+        :param slow_consumer: past the ``--sse-budget`` of unsent bytes,
+            ``"disconnect"`` the client or ``"drop"`` the event.
+        :raises HttpError: ``503`` with ``Retry-After`` at ``--max-streams``
+            or during shutdown.
+        :raises StreamClosed: when the client already left.
+        :raises RuntimeError: when the response was already sent.
+        """
+        if slow_consumer not in SLOW_CONSUMER_POLICIES:
+            raise ValueError(
+                f"slow_consumer must be one of {SLOW_CONSUMER_POLICIES}, "
+                f"not {slow_consumer!r}"
+            )
+        if ping is _APP_PING:
+            ping = self._settings.ping or None
+        elif ping is not None and (
+            isinstance(ping, bool) or not isinstance(ping, int | float) or ping <= 0
+        ):
+            raise ValueError(f"ping must be a number of seconds > 0 or None: {ping!r}")
+        opening = b"" if retry is None else retry_field(retry)
+        if self._sse is not None:
+            raise RuntimeError("sse() was already called for this response")
+        if self.committed:
+            raise RuntimeError("the response was already sent")
+        if self.abandoned:
+            raise StreamClosed("the client went away")
+        self._streams.admit()
+        self.status(status)
+        self._headers.pop("content-length", None)
+        self.headers(dict(_SSE_DEFAULTS))
+        self.headers(headers or {})
+        request = self._request
+        limit_unacknowledged(request, self._settings.write_timeout)
+        stream = self._start_stream(keep_open, events=True)
+        last_event_id = _header(request, b"last-event-id")
+        if last_event_id is None:
+            last_event_id = _query_value(request, b"lastEventId")
+        sse = self._sse = EventStream(
+            stream,
+            clock=self._clock,
+            registry=self._streams,
+            route=self.route or request.path.decode("latin-1"),
+            request_id=self._request_id,
+            budget=self._settings.sse_budget,
+            slow_consumer=slow_consumer,
+            ping=ping,
+            last_event_id=last_event_id,
+        )
+        self._streams.add(sse)
+        if opening:
+            stream.write(opening)
+        return sse
 
     def pipe(self, source: Any) -> Deferred[None]:
         """
@@ -306,10 +396,18 @@ class ResponseController:
         """
         exc = failure.value
         status, headers, body = error_response(exc, debug=self._debug)
-        if status >= 500:
+        if http_status_of(exc) is None:
             self._log.failure(
                 "Unhandled error in handler (request {request_id})",
                 failure,
+                request_id=self._request_id,
+            )
+        elif status >= 500:
+            # Raised on purpose (a 503 when full, say): no traceback.
+            self._log.warn(
+                "{status}: {message} (request {request_id})",
+                status=status,
+                message=body["error"]["message"],
                 request_id=self._request_id,
             )
         if self.committed or self.abandoned:
@@ -344,6 +442,17 @@ class ResponseController:
         broken = self.abandoned or (self._stream is not None and self._stream.broken)
         if broken and failure.check(CancelledError, StreamClosed):
             # We stopped the handler because its client left: expected.
+            return
+        if self._sse is not None and not broken:
+            _, _, body = error_response(failure.value, debug=self._debug)
+            if http_status_of(failure.value) is None:
+                self._log.failure(
+                    "Handler failed after its SSE stream opened; sent an error "
+                    "event and closed (request {request_id})",
+                    failure,
+                    request_id=self._request_id,
+                )
+            self._sse.fail(body)
             return
         if self._stream is not None and not broken:
             self._log.failure(
@@ -393,7 +502,7 @@ class ResponseController:
                 self.headers({name: value})
         return self._start_stream(keep_open)
 
-    def _start_stream(self, keep_open: bool) -> Stream:
+    def _start_stream(self, keep_open: bool, *, events: bool = False) -> Stream:
         if self.abandoned:
             raise StreamClosed("the client went away")
         if self.committed:
@@ -402,10 +511,13 @@ class ResponseController:
         self._apply_head()
         stream = self._stream = Stream(
             self._request,
-            buffer_limit=self._buffer_limit,
+            # An event stream bounds its queue itself (its budget), and its
+            # small writes do better coalesced by the transport.
+            buffer_limit=None if events else self._settings.buffer_limit,
             request_id=self._request_id,
             keep_open=keep_open,
             on_lost=self._abandon,
+            direct=not events,
         )
         if self._request.method == b"HEAD":
             # Headers are out; stop the handler once it has yielded.
@@ -438,11 +550,18 @@ class ResponseController:
         request.finish()
 
 
-_STREAM_DEFAULTS = (
-    ("Content-Type", TEXT_TYPE),
+# Tell caches and proxies (nginx) not to hold a streamed body back.
+_NO_BUFFERING = (
     ("Cache-Control", "no-cache, no-transform"),
     ("X-Accel-Buffering", "no"),
 )
+_STREAM_DEFAULTS = (("Content-Type", TEXT_TYPE), *_NO_BUFFERING)
+_SSE_DEFAULTS = (("Content-Type", "text/event-stream; charset=utf-8"), *_NO_BUFFERING)
+
+
+def _query_value(request: IRequest, name: bytes) -> str | None:
+    values = request.args.get(name) if request.args else None
+    return values[0].decode("utf-8", "replace") if values else None
 
 
 def _header(request: IRequest, name: bytes) -> str | None:

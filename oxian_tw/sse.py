@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ("Comment", "Decoder", "Event", "encode")
+__all__ = ("Comment", "Decoder", "Event", "encode", "encode_fields")
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -38,17 +38,7 @@ class Event:
     retry: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("event", "id"):
-            value = getattr(self, name)
-            if value is not None and ("\r" in value or "\n" in value):
-                raise ValueError(f"SSE {name} must not contain CR or LF: {value!r}")
-        if self.id is not None and "\0" in self.id:
-            raise ValueError(f"SSE id must not contain NUL: {self.id!r}")
-        retry = self.retry
-        if retry is not None and (
-            isinstance(retry, bool) or not isinstance(retry, int) or retry < 0
-        ):
-            raise ValueError(f"SSE retry must be a non-negative int: {retry!r}")
+        _check_fields(self.event, self.id, self.retry)
 
 
 @dataclass(frozen=True)
@@ -56,6 +46,29 @@ class Comment:
     """A comment line (or lines); ``Comment("")`` is the heartbeat ``:``."""
 
     text: str = ""
+
+
+def _check_fields(event: str | None, id: str | None, retry: int | None) -> None:
+    """
+    Refuse field values that would break the framing.
+
+    :raises TypeError: ``event`` or ``id`` that is not a ``str``.
+    :raises ValueError: ``event`` or ``id`` with CR or LF, ``id`` with NUL,
+        or a ``retry`` that is not a non-negative ``int``.
+    """
+    for name, value in (("event", event), ("id", id)):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"SSE {name} must be a str, not {type(value).__name__}")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"SSE {name} must not contain CR or LF: {value!r}")
+    if id is not None and "\0" in id:
+        raise ValueError(f"SSE id must not contain NUL: {id!r}")
+    if retry is not None and (
+        isinstance(retry, bool) or not isinstance(retry, int) or retry < 0
+    ):
+        raise ValueError(f"SSE retry must be a non-negative int: {retry!r}")
 
 
 def _data_text(data: Any) -> str:
@@ -77,17 +90,35 @@ def encode(item: Event | Comment) -> bytes:
         return "".join(
             f": {line}\n" if line else ":\n" for line in _LINE_BREAK.split(item.text)
         ).encode("utf-8")
-    parts = []
-    if item.id is not None:
-        parts.append(f"id: {item.id}\n")
-    if item.event is not None:
-        parts.append(f"event: {item.event}\n")
-    if item.retry is not None:
-        parts.append(f"retry: {item.retry}\n")
-    for line in _LINE_BREAK.split(_data_text(item.data)):
-        parts.append(f"data: {line}\n")
-    parts.append("\n")
-    return "".join(parts).encode("utf-8")
+    return encode_fields(item.data, item.event, item.id, item.retry)
+
+
+def encode_fields(
+    data: Any,
+    event: str | None = None,
+    id: str | None = None,
+    retry: int | None = None,
+) -> bytes:
+    """
+    `encode` of ``Event(data, event, id, retry)`` without building the
+    value: the path a server takes for every event it sends.
+
+    :raises ValueError: as `Event` and `encode` do.
+    """
+    _check_fields(event, id, retry)
+    text = _data_text(data)
+    if "\n" in text or "\r" in text:
+        body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(text))
+    else:
+        body = f"data: {text}\n"
+    if id is None and event is None and retry is None:
+        return f"{body}\n".encode()
+    head = "" if id is None else f"id: {id}\n"
+    if event is not None:
+        head += f"event: {event}\n"
+    if retry is not None:
+        head += f"retry: {retry}\n"
+    return f"{head}{body}\n".encode()
 
 
 class Decoder:

@@ -34,6 +34,7 @@ from zope.interface import implementer
 
 from ._app import OxianApp
 from ._context import Headers
+from .sse import Decoder, Event
 
 __all__ = ("TestClient", "TestResponse")
 
@@ -180,6 +181,9 @@ class TestResponse:
         self._chunks: list[bytes] = []
         self.complete = False
         self._waiting: list[Deferred[TestResponse]] = []
+        self._decoder: Decoder | None = None
+        self._events: list[Event] = []
+        self._decoded = 0
         response.deliverBody(_Collector(self))
 
     def _ended(self, reason: Failure | None) -> None:
@@ -202,6 +206,26 @@ class TestResponse:
     def json(self) -> Any:
         """The body parsed as JSON."""
         return _json.loads(self.body)
+
+    def events(self) -> list[Event]:
+        """
+        The Server-Sent Events received so far, decoded as a browser's
+        ``EventSource`` would (`oxian_tw.sse.Decoder`); comments and
+        heartbeats are left out.
+        """
+        if self._decoder is None:
+            self._decoder = Decoder()
+        body = self.body
+        fresh, self._decoded = body[self._decoded :], len(body)
+        self._events += [e for e in self._decoder.feed(fresh) if isinstance(e, Event)]
+        return list(self._events)
+
+    @property
+    def retry(self) -> int | None:
+        """The last ``retry`` the server sent (ms), or ``None``."""
+        self.events()
+        assert self._decoder is not None
+        return self._decoder.retry
 
     @property
     def unread(self) -> int:
@@ -338,8 +362,24 @@ class TestClient:
                 self._pumps.remove(pump)
 
     def advance(self, seconds: float) -> None:
-        """Move the app's clock by ``seconds`` and deliver what became ready."""
-        self.clock.advance(seconds)
+        """
+        Move the app's clock forward by ``seconds`` and deliver what became
+        ready. Like a real reactor, the clock stops at each timed call on
+        the way, and bytes are delivered before the next one runs.
+        """
+        clock = self.clock
+        target = clock.seconds() + seconds
+        while True:
+            due = [
+                call.getTime()
+                for call in getattr(clock, "getDelayedCalls", list)()
+                if call.active() and call.getTime() <= target
+            ]
+            if not due:
+                break
+            clock.advance(max(0.0, min(due) - clock.seconds()))  # type: ignore[attr-defined]
+            self.flush()
+        clock.advance(target - clock.seconds())  # type: ignore[attr-defined]
         self.flush()
 
     def _connect(self) -> iosim.IOPump:

@@ -41,12 +41,17 @@ class OptionsTests(SynchronousTestCase):
         return options
 
     def test_defaults(self) -> None:
-        """Defaults: tcp:8080, base path /, 1 MiB body and 4 MiB buffer limits."""
+        """The defaults of SPEC §8."""
         settings = self.parse().settings()
         self.assertEqual(settings["listen"], ("tcp:8080",))
         self.assertEqual(settings["base-path"], "/")
         self.assertEqual(settings["body-limit"], 1024 * 1024)
         self.assertEqual(settings["buffer-limit"], 4 * 1024 * 1024)
+        self.assertEqual(settings["sse-budget"], 1024 * 1024)
+        self.assertEqual(settings["ping"], 15.0)
+        self.assertEqual(settings["write-timeout"], 60.0)
+        self.assertIsNone(settings["max-streams"])
+        self.assertEqual(settings["shutdown-grace"], 5.0)
         self.assertFalse(settings["debug"])
 
     def test_port_env(self) -> None:
@@ -60,7 +65,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(settings["listen"], ("tcp:1", "unix:/tmp/s"))
 
     def test_values(self) -> None:
-        """``--base-path``, ``--body-limit``, ``--buffer-limit``, ``--debug``."""
+        """Every option with a value, and ``--debug``."""
         settings = self.parse(
             "--base-path",
             "/api/",
@@ -68,8 +73,23 @@ class OptionsTests(SynchronousTestCase):
             "10",
             "--buffer-limit",
             "20",
+            "--sse-budget",
+            "30",
+            "--ping",
+            "2.5",
+            "--write-timeout",
+            "7",
+            "--max-streams",
+            "100",
+            "--shutdown-grace",
+            "0",
             "--debug",
         ).settings()
+        self.assertEqual(settings["sse-budget"], 30)
+        self.assertEqual(settings["ping"], 2.5)
+        self.assertEqual(settings["write-timeout"], 7.0)
+        self.assertEqual(settings["max-streams"], 100)
+        self.assertEqual(settings["shutdown-grace"], 0.0)
         self.assertEqual(settings["base-path"], "/api")
         self.assertEqual(settings["body-limit"], 10)
         self.assertEqual(settings["buffer-limit"], 20)
@@ -82,6 +102,11 @@ class OptionsTests(SynchronousTestCase):
             ["--body-limit", "0"],
             ["--buffer-limit", "-1"],
             ["--base-path", "api"],
+            ["--ping", "-1"],
+            ["--ping", "nan"],
+            ["--write-timeout", "0"],
+            ["--max-streams", "0"],
+            ["--shutdown-grace", "soon"],
         ):
             with self.subTest(args=args):
                 error = self.assertRaises(usage.UsageError, self.parse, *args)

@@ -1,0 +1,244 @@
+# -*- test-case-name: tests.test_sse -*-
+"""
+`EventStream`: what ``ctx.response.sse()`` returns (SPEC §5).
+
+An event stream is a `Stream` whose chunks are encoded events. It adds what
+a long-lived, mostly idle response needs: a byte budget with a policy for
+clients that fall behind, heartbeats and a write deadline (both driven by
+the registry's one timer, see `oxian_tw._registry`), and a ``done`` whose
+callbacks never run inside ``send``, ``comment`` or ``close``, so a loop
+over a set of clients never sees the set change under it.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ._producer import Stream
+from .sse import Comment, encode, encode_fields
+
+if TYPE_CHECKING:
+    from ._registry import StreamRegistry
+
+#: What `EventStream` does with a send that would pass its budget.
+SLOW_CONSUMER_POLICIES = ("disconnect", "drop")
+
+HEARTBEAT = b":\n"
+
+
+def retry_field(milliseconds: int) -> bytes:
+    """A block that only sets the client's reconnection time."""
+    if (
+        isinstance(milliseconds, bool)
+        or not isinstance(milliseconds, int)
+        or milliseconds < 0
+    ):
+        raise ValueError(f"SSE retry must be a non-negative int: {milliseconds!r}")
+    return b"retry: %d\n\n" % milliseconds
+
+
+class EventStream:
+    """
+    An open Server-Sent Events response (``sse = ctx.response.sse()``).
+
+    :ivar route: the route pattern that opened it (``"/chat/events"``).
+    :ivar request_id: the request's id.
+    :ivar last_event_id: the client's ``Last-Event-ID`` header, else its
+        ``lastEventId`` query parameter, else ``None``.
+    :ivar ping: seconds of silence before a heartbeat, or ``None``.
+    :ivar slow_consumer: ``"disconnect"`` or ``"drop"``.
+    :ivar dropped: events discarded under ``"drop"``.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        clock: IReactorTime,
+        registry: StreamRegistry,
+        route: str,
+        request_id: str,
+        budget: int,
+        slow_consumer: str,
+        ping: float | None,
+        last_event_id: str | None,
+    ) -> None:
+        self.route = route
+        self.request_id = request_id
+        self.last_event_id = last_event_id
+        self.ping = ping
+        self.slow_consumer = slow_consumer
+        self.dropped = 0
+        self._stream = stream
+        self._clock = clock
+        self._registry = registry
+        self._budget = budget
+        #: When the last bytes were written (heartbeats count).
+        self.last_write = clock.seconds()
+        # (the stream's resume count, when it was first seen undrained)
+        self._stalled: tuple[int, float] | None = None
+        self._done: list[Deferred[None]] | None = []
+        stream.done.addCallback(self._ended)
+
+    @property
+    def closed(self) -> bool:
+        """Whether sends are no longer accepted."""
+        return self._stream.closed
+
+    @property
+    def done(self) -> Deferred[None]:
+        """
+        A new Deferred that fires ``None`` once the stream has ended for any
+        reason (close, disconnect, shutdown, slow consumer), at once if it
+        already has. Never fails; its callbacks never run inside a ``send``,
+        ``comment`` or ``close`` call.
+        """
+        if self._done is None:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._done.append(d)
+        return d
+
+    def send(
+        self,
+        data: Any,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> Deferred[bool]:
+        """
+        Send one event. ``data``: a ``str`` as is, bytes as UTF-8, anything
+        else as compact JSON.
+
+        :return: a Deferred firing ``True`` once the event is accepted
+            below the high-water mark (later, while the client's window is
+            full), ``False`` if it was not sent: the stream is closed, or it
+            was over budget under ``"drop"``.
+        :raises ValueError: ``event``/``id`` with CR or LF, ``id`` with NUL,
+            a bad ``retry``, data that is not JSON-able.
+        """
+        return self._write(encode_fields(data, event, id, retry))
+
+    def comment(self, text: str = "") -> Deferred[bool]:
+        """Send ``: text`` (one such line per line of ``text``); as `send`."""
+        return self._write(encode(Comment(text)))
+
+    def close(self) -> None:
+        """End the response once what was sent has been handed on; idempotent."""
+        self._stream.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<EventStream {self.route} {state} request {self.request_id}>"
+
+    # Called by the response controller and the registry.
+
+    def fail(self, body: Any) -> None:
+        """The handler failed after the stream opened: an error event, then close."""
+        self._stream.write(encode_fields(body, "error"))
+        self._stream.close()
+
+    def shut_down(self, retry: int) -> None:
+        """Ask the client to come back in ``retry`` ms, then close."""
+        self._stream.write(retry_field(retry))
+        self._stream.close()
+
+    def cut(self) -> None:
+        """Drop the connection now (shutdown grace is over)."""
+        self._stream.abort()
+
+    def tick(self, now: float, write_timeout: float) -> None:
+        """
+        The registry's timer: close the stream if its buffer has not drained
+        for ``write_timeout`` seconds, else send a heartbeat if it has been
+        silent for ``ping`` seconds.
+        """
+        stream = self._stream
+        if stream.paused or stream.queued:
+            mark = stream.resumed
+            if self._stalled is None or self._stalled[0] != mark:
+                self._stalled = (mark, now)
+            elif now - self._stalled[1] >= write_timeout:
+                self._log.warn(
+                    "SSE stream stuck: its buffer has not drained for "
+                    "{seconds:.0f} s; closed (request {request_id})",
+                    seconds=now - self._stalled[1],
+                    request_id=self.request_id,
+                )
+                stream.abort()
+            return
+        self._stalled = None
+        if self.ping is not None and now - self.last_write >= self.ping:
+            if not stream.closed:
+                self.last_write = now
+                stream.write(HEARTBEAT)
+
+    def _write(self, payload: bytes) -> Deferred[bool]:
+        stream = self._stream
+        if stream.closed:
+            return succeed(False)
+        queued = stream.queued
+        if queued and queued + len(payload) > self._budget:
+            return self._over_budget(queued)
+        self.last_write = self._clock.seconds()
+        return stream.write(payload)
+
+    def _over_budget(self, queued: int) -> Deferred[bool]:
+        if self.slow_consumer == "drop":
+            if not self.dropped:
+                self._log.info(
+                    "SSE client too slow: {queued} bytes unsent; dropping events "
+                    "over the {budget} byte budget (request {request_id})",
+                    queued=queued,
+                    budget=self._budget,
+                    request_id=self.request_id,
+                )
+            self.dropped += 1
+        else:
+            self._log.info(
+                "SSE client too slow: {queued} bytes unsent, over the {budget} "
+                "byte budget; disconnected (request {request_id})",
+                queued=queued,
+                budget=self._budget,
+                request_id=self.request_id,
+            )
+            self._stream.abort()
+        return succeed(False)
+
+    def _ended(self, _: None) -> None:
+        self._registry.discard(self)
+        if self._done:
+            # Later, never inside the send/close that ended the stream.
+            self._clock.callLater(0, self._fire_done)
+        else:
+            self._done = None
+
+    def _fire_done(self) -> None:
+        done, self._done = self._done, None
+        for d in done or ():
+            d.callback(None)
+
+
+def limit_unacknowledged(request: Any, seconds: float) -> None:
+    """
+    Have the kernel drop the connection when sent bytes stay unacknowledged
+    for ``seconds`` (``TCP_USER_TIMEOUT``), so a heartbeat to a peer that
+    vanished (half-open) ends the stream instead of retransmitting for
+    minutes. Linux TCP sockets only; elsewhere a no-op.
+    """
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    transport = getattr(request.channel, "transport", None)
+    sock = getattr(transport, "socket", None)
+    if option is None or sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
+    except (OSError, AttributeError):
+        pass
