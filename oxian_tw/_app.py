@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from klein import Klein
+from klein.interfaces import IKleinRequest
 from twisted.application.service import IService, MultiService
 from twisted.application.strports import service as strports_service
 from twisted.internet.defer import Deferred, TimeoutError, gatherResults
@@ -156,13 +157,16 @@ class OxianApp:
 
     # Request handling.
 
-    def _request_ended(self, result: Any) -> Any:
+    def _request_ended(
+        self, result: Failure | None, controller: ResponseController
+    ) -> None:
+        if isinstance(result, Failure):
+            controller.connection_lost(result)
         self._in_flight -= 1
         if not self._in_flight:
             quiet, self._quiet = self._quiet, []
             for d in quiet:
                 d.callback(None)
-        return result
 
     def _segments(self, request: Any) -> list[str] | None:
         """The path below the base path, decoded, without empty segments."""
@@ -172,7 +176,7 @@ class OxianApp:
             return None
         return segments[len(base) :]
 
-    def _dispatch(self, request: Any) -> Deferred[None]:
+    def _dispatch(self, request: Any) -> IResource:
         request_id = request_id_of(request)
         controller = ResponseController(
             request,
@@ -181,12 +185,8 @@ class OxianApp:
             request_id=request_id,
             clock=self.clock,
         )
-        # Klein finishes the request when the Deferred we return fires; it
-        # fires when the response is complete or the client has left.
-        finished = request.notifyFinish()
-        finished.addErrback(controller.connection_lost)
         self._in_flight += 1
-        finished.addBoth(self._request_ended)
+        request.notifyFinish().addBoth(self._request_ended, controller)
         try:
             handler = self._run(request, controller, request_id)
         except Exception:
@@ -194,7 +194,9 @@ class OxianApp:
         else:
             if handler is not None:
                 controller.attach(handler)
-        return finished
+        # The controller finishes the request; Klein renders this and is
+        # done with it, keeping nothing alive for the life of a stream.
+        return _OWNED
 
     def _run(
         self, request: Any, controller: ResponseController, request_id: str
@@ -253,6 +255,18 @@ class OxianApp:
         )
 
 
+class _Owned(Resource):
+    """What Klein renders for every request: the response is ours to finish."""
+
+    isLeaf = True
+
+    def render(self, request: Any) -> Any:
+        return NOT_DONE_YET
+
+
+_OWNED = _Owned()
+
+
 class _AppService(MultiService):
     """The listening ports of an app; stopping it also drains the app."""
 
@@ -294,4 +308,7 @@ class _AppResource(Resource):
             request.setHeader("Content-Length", str(len(body)))
             return body
         self._inner.render(request)
+        # Klein is done with the request (the controller owns it now); its
+        # adapter would otherwise live as long as a stream does.
+        request.unsetComponent(IKleinRequest)
         return NOT_DONE_YET

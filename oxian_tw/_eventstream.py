@@ -30,6 +30,8 @@ SLOW_CONSUMER_POLICIES = ("disconnect", "drop")
 
 HEARTBEAT = b":\n"
 
+_FIRED: tuple[()] = ()
+
 
 def retry_field(milliseconds: int) -> bytes:
     """A block that only sets the client's reconnection time."""
@@ -56,6 +58,22 @@ class EventStream:
     """
 
     _log = Logger()
+    __slots__ = (
+        "route",
+        "request_id",
+        "last_event_id",
+        "ping",
+        "slow_consumer",
+        "dropped",
+        "last_write",
+        "_stream",
+        "_clock",
+        "_registry",
+        "_budget",
+        "_stalled",
+        "_done",
+        "__weakref__",
+    )
 
     def __init__(
         self,
@@ -84,8 +102,9 @@ class EventStream:
         self.last_write = clock.seconds()
         # (the stream's resume count, when it was first seen undrained)
         self._stalled: tuple[int, float] | None = None
-        self._done: list[Deferred[None]] | None = []
-        stream.done.addCallback(self._ended)
+        # None: nobody asked yet; a list: waiting; _FIRED: all fired.
+        self._done: list[Deferred[None]] | tuple[()] | None = None
+        stream.on_end = self._ended
 
     @property
     def closed(self) -> bool:
@@ -100,10 +119,12 @@ class EventStream:
         already has. Never fails; its callbacks never run inside a ``send``,
         ``comment`` or ``close`` call.
         """
-        if self._done is None:
+        if self._done is _FIRED:
             return succeed(None)
         d: Deferred[None] = Deferred()
-        self._done.append(d)
+        if self._done is None:
+            self._done = []
+        self._done.append(d)  # type: ignore[union-attr]
         return d
 
     def send(
@@ -212,16 +233,16 @@ class EventStream:
             self._stream.abort()
         return succeed(False)
 
-    def _ended(self, _: None) -> None:
+    def _ended(self) -> None:
         self._registry.discard(self)
         if self._done:
             # Later, never inside the send/close that ended the stream.
             self._clock.callLater(0, self._fire_done)
         else:
-            self._done = None
+            self._done = _FIRED
 
     def _fire_done(self) -> None:
-        done, self._done = self._done, None
+        done, self._done = self._done, _FIRED
         for d in done or ():
             d.callback(None)
 

@@ -13,7 +13,6 @@ buffer limit; past it the client is too slow and the connection is aborted.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +85,27 @@ class Stream:
     """
 
     _log = Logger()
+    # Slots: every open stream pays for its attributes, idle or not.
+    __slots__ = (
+        "keep_open",
+        "broken",
+        "resumed",
+        "on_end",
+        "_request",
+        "_buffer_limit",
+        "_request_id",
+        "_on_lost",
+        "_state",
+        "_paused",
+        "_head_only",
+        "_blocked",
+        "_queue",
+        "_queued",
+        "_done",
+        "_puller",
+        "_remaining",
+        "_direct",
+    )
 
     def __init__(
         self,
@@ -99,6 +119,8 @@ class Stream:
     ) -> None:
         self.keep_open = keep_open
         self.broken = False
+        #: Called with nothing once the stream has ended, before ``done``.
+        self.on_end: Callable[[], None] | None = None
         self._request = request
         self._buffer_limit = buffer_limit
         self._request_id = request_id
@@ -108,12 +130,13 @@ class Stream:
         self.resumed = 0
         self._head_only = request.method == b"HEAD"
         # Deferreds of chunks already handed to the transport, waiting for
-        # it to drain below its high-water mark.
-        self._blocked: deque[Deferred[bool]] = deque()
+        # it to drain below its high-water mark. (Lists, not deques: an
+        # empty deque costs 600 bytes, and every idle stream has two.)
+        self._blocked: list[Deferred[bool]] = []
         # Chunks written while paused, not yet handed to the transport.
-        self._queue: deque[tuple[bytes, Deferred[bool]]] = deque()
+        self._queue: list[tuple[bytes, Deferred[bool]]] = []
         self._queued = 0
-        self._done: list[Deferred[None]] | None = []
+        self._done: list[Deferred[None]] | None = None
         self._puller: _FileReader | None = None
         length = request.responseHeaders.getRawHeaders(b"content-length")
         self._remaining = int(length[0]) if length else None
@@ -151,9 +174,11 @@ class Stream:
         A new Deferred that fires (never fails) when the stream has ended:
         closed and flushed, or the client left.
         """
-        if self._done is None:
+        if self._state == _ENDED:
             return succeed(None)
         d: Deferred[None] = Deferred()
+        if self._done is None:
+            self._done = []
         self._done.append(d)
         return d
 
@@ -249,17 +274,22 @@ class Stream:
             return
         self._paused = False
         self.resumed += 1
-        ready, self._blocked = self._blocked, deque()
-        while self._queue and not self._paused:
-            data, d = self._queue.popleft()
+        ready, self._blocked = self._blocked, []
+        queue, self._queue = self._queue, []
+        sent = 0
+        while sent < len(queue) and not self._paused:
+            data, d = queue[sent]
+            sent += 1
             self._queued -= len(data)
             ready.append(d)
             self._send(data)
             if self._state == _ENDED:
-                _fail_all(ready)
+                _fail_all(ready + [d for _, d in queue[sent:]])
                 return
             if self._paused:
                 self._blocked.append(ready.pop())
+        if sent < len(queue):
+            self._queue = queue[sent:]
         if self._state == _CLOSING and not self._queue:
             self._finish()
         for d in ready:
@@ -355,6 +385,8 @@ class Stream:
 
     def _fire_done(self) -> None:
         done, self._done = self._done, None
+        if self.on_end is not None:
+            self.on_end()
         for d in done or ():
             d.callback(None)
 
@@ -398,6 +430,7 @@ class _DirectWriter:
     #: so a client that always keeps up cannot keep the reactor from
     #: serving other connections.
     TURN_BYTES = 4 * 1024 * 1024
+    __slots__ = ("_request", "_transport", "_socket", "_chunked", "_turn")
 
     def __init__(self, request: Any, transport: Any) -> None:
         self._request = request

@@ -114,6 +114,22 @@ class ResponseController:
     """
 
     _log = Logger()
+    __slots__ = (
+        "route",
+        "committed",
+        "abandoned",
+        "_request",
+        "_settings",
+        "_debug",
+        "_streams",
+        "_request_id",
+        "_clock",
+        "_status",
+        "_headers",
+        "_stream",
+        "_sse",
+        "_handler",
+    )
 
     def __init__(
         self,
@@ -511,13 +527,11 @@ class ResponseController:
         self._apply_head()
         stream = self._stream = Stream(
             self._request,
-            # An event stream bounds its queue itself (its budget), and its
-            # small writes do better coalesced by the transport.
+            # An event stream bounds its queue itself (its budget).
             buffer_limit=None if events else self._settings.buffer_limit,
             request_id=self._request_id,
             keep_open=keep_open,
             on_lost=self._abandon,
-            direct=not events,
         )
         if self._request.method == b"HEAD":
             # Headers are out; stop the handler once it has yielded.
@@ -535,6 +549,8 @@ class ResponseController:
         request.setResponseCode(self._status)
         for name, value in self._headers.values():
             request.setHeader(name, value)
+        # The request has them now; a long-lived stream need not keep two.
+        self._headers = {}
 
     def _commit(self, payload: bytes) -> None:
         self.committed = True

@@ -71,12 +71,16 @@ def _check_fields(event: str | None, id: str | None, retry: int | None) -> None:
         raise ValueError(f"SSE retry must be a non-negative int: {retry!r}")
 
 
+# One encoder: json.dumps with options builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _data_text(data: Any) -> str:
     if isinstance(data, str):
         return data
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data).decode("utf-8")
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _JSON.encode(data)
 
 
 def encode(item: Event | Comment) -> bytes:

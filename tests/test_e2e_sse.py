@@ -84,9 +84,7 @@ class SseEndToEndTests(SynchronousTestCase):
         self.addCleanup(server.stop)
         return server
 
-    def ask(
-        self, server: TwistdProcess, method: str, path: str
-    ) -> dict[str, object]:
+    def ask(self, server: TwistdProcess, method: str, path: str) -> dict[str, object]:
         status, _, body = server.request(method, path)
         self.assertEqual(status, 200, body)
         return json.loads(body)

@@ -657,9 +657,10 @@ class DirectWriterTests(SynchronousTestCase):
 
     def test_turns(self) -> None:
         """After ``TURN_BYTES`` one chunk takes the transport's path."""
+        from oxian_tw._producer import _DirectWriter
+
+        self.patch(_DirectWriter, "TURN_BYTES", 10)
         writer, transport = self.writer(10**9)
-        writer.TURN_BYTES = 10
-        writer._turn = 10
         self.assertTrue(writer.write(b"x" * 12))
         self.assertFalse(writer.write(b"y"))
         self.assertTrue(writer.write(b"z"))
