@@ -1,12 +1,14 @@
 """
-The streaming examples under ``examples/routes`` (the files docs/streaming.md
-shows), through the test client on a deterministic clock.
+The streaming and SSE examples under ``examples/routes`` (the files
+docs/streaming.md and docs/sse.md show), through the test client on a
+deterministic clock.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -69,3 +71,95 @@ class StreamingExampleTests(SynchronousTestCase):
         self.assertEqual(
             response.headers.get("content-type"), "text/csv; charset=utf-8"
         )
+
+
+class SSEExampleTests(SynchronousTestCase):
+    """The SSE examples docs/sse.md shows."""
+
+    def setUp(self) -> None:
+        self.app = OxianApp(os.path.join(EXAMPLES, "routes"), reactor=Clock())
+        self.client = TestClient(self.app)
+
+    def module(self, relative: str) -> Any:
+        return self.app._modules.load(relative)
+
+    def test_events(self) -> None:
+        """``/events``: ten counter events a second apart, then the end."""
+        response = self.successResultOf(self.client.get("/events"))
+        self.assertEqual(response.retry, 1000)
+        self.client.advance(9)
+        self.assertEqual(len(response.events()), 9)
+        self.assertFalse(response.complete)
+        self.client.advance(1)
+        events = response.events()
+        self.assertTrue(response.complete)
+        self.assertEqual([e.id for e in events], [f"msg-{n}" for n in range(1, 11)])
+        self.assertEqual({e.event for e in events}, {"counter"})
+        self.assertEqual(json.loads(events[-1].data)["count"], 10)
+        self.assertEqual(self.client.clock.getDelayedCalls(), [])
+
+    def test_events_disconnect(self) -> None:
+        """A client that leaves stops the counter's timer."""
+        response = self.successResultOf(self.client.get("/events"))
+        self.client.advance(3)
+        response.disconnect()
+        self.assertEqual(self.client.clock.getDelayedCalls(), [])
+
+    def test_chat(self) -> None:
+        """A message reaches the room it was sent to, and only that room."""
+        general = self.successResultOf(self.client.get("/chat/events"))
+        other = self.successResultOf(
+            self.client.get("/chat/events", query={"room": "other"})
+        )
+        self.assertEqual(general.events()[0].event, "welcome")
+        sent = self.successResultOf(
+            self.client.post("/chat/send", json={"message": "hi", "username": "ana"})
+        )
+        self.successResultOf(sent.finished())
+        self.assertTrue(sent.json()["success"])
+        message = general.events()[-1]
+        self.assertEqual(message.event, "message")
+        self.assertEqual(json.loads(message.data)["message"], "hi")
+        self.assertEqual([e.event for e in other.events()], ["welcome"])
+        general.disconnect()
+        other.disconnect()
+        self.assertEqual(self.module("chat/events.py").clients, set())
+
+    def test_chat_missing_fields(self) -> None:
+        """A message without a username is a JSON 400."""
+        response = self.successResultOf(
+            self.client.post("/chat/send", json={"message": "hi"})
+        )
+        self.assertEqual(response.code, 400)
+        self.successResultOf(response.finished())
+        self.assertEqual(
+            response.json()["error"]["message"], "Message and username required"
+        )
+
+    def test_limited_events(self) -> None:
+        """Past ``MAX_CONNECTIONS``: 503 with ``Retry-After``."""
+        self.patch(self.module("limited-events.py"), "MAX_CONNECTIONS", 2)
+        first = self.successResultOf(self.client.get("/limited-events"))
+        self.successResultOf(self.client.get("/limited-events"))
+        refused = self.successResultOf(self.client.get("/limited-events"))
+        self.assertEqual(refused.code, 503)
+        self.assertEqual(refused.headers.get("retry-after"), "5")
+        first.disconnect()
+        again = self.successResultOf(self.client.get("/limited-events"))
+        self.assertEqual(again.code, 200)
+        self.assertEqual(json.loads(again.events()[0].data), {"connections": 2})
+
+    def test_client_events(self) -> None:
+        """A second stream for a client id closes the first."""
+        first = self.successResultOf(
+            self.client.get("/client-events", query={"clientId": "a"})
+        )
+        second = self.successResultOf(
+            self.client.get("/client-events", query={"clientId": "a"})
+        )
+        self.assertTrue(first.complete)
+        self.assertFalse(second.complete)
+        connections = self.module("client-events.py").connections
+        self.assertEqual(list(connections), ["a"])
+        second.disconnect()
+        self.assertEqual(connections, {})

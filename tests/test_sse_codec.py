@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from oxian_tw.sse import Comment, Decoder, Event, encode
+from oxian_tw.sse import Comment, Decoder, Event, encode, encode_fields
 
 
 def decode_whole(data: bytes) -> list[Event | Comment]:
@@ -67,6 +67,12 @@ class EncodeTests(SynchronousTestCase):
         ):
             with self.subTest(**kwargs):
                 self.assertRaises(ValueError, Event, "x", **kwargs)
+                self.assertRaises(ValueError, encode_fields, "x", **kwargs)
+
+    def test_fields_must_be_text(self) -> None:
+        """``event`` and ``id`` that are not ``str`` are a ``TypeError``."""
+        self.assertRaises(TypeError, Event, "x", id=5)
+        self.assertRaises(TypeError, encode_fields, "x", event=b"chat")
 
     def test_bad_retry(self) -> None:
         """``retry`` must be a non-negative int."""
