@@ -28,9 +28,12 @@ def pinned(cpu: int, command: list[str]) -> list[str]:
     return command
 
 
-def oxian_command(routes: str) -> tuple[list[str], str]:
-    """``twistd -n oxian`` on an ephemeral port, and its port's log pattern."""
-    return twistd_command("--routes", routes), LISTENING
+def oxian_command(routes: str, **kwargs: str) -> tuple[list[str], str]:
+    """
+    ``twistd -n oxian`` on an ephemeral port (keywords as for
+    ``twistd_command``), and its port's log pattern.
+    """
+    return twistd_command("--routes", routes, **kwargs), LISTENING
 
 
 def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]:

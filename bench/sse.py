@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from _common import pinned, rss_bytes, start
+from _common import oxian_command, pinned, rss_bytes, start
 
 ROUTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "routes")
 EVENT_BYTES = 256
@@ -78,22 +78,6 @@ port = reactor.listenTCP(0, Site(root), interface="127.0.0.1", backlog=BACKLOG)
 print("listening on", port.getHost().port, flush=True)
 reactor.run()
 """.replace("BACKLOG", str(BACKLOG))
-
-
-def oxian_server() -> tuple[list[str], str]:
-    command = [
-        sys.executable,
-        "-c",
-        "from twisted.scripts.twistd import run; run()",
-        "-n",
-        "--pidfile=",
-        "oxian",
-        "--listen",
-        f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}",
-        "--routes",
-        ROUTES,
-    ]
-    return command, r"OxianSite starting on (\d+)"
 
 
 CLIENT_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sse_client.c")
@@ -186,7 +170,9 @@ def main() -> None:
             raise SystemExit(f"needs {need} open files; the hard limit is {hard}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
     servers = {
-        "oxian_tw": oxian_server(),
+        "oxian_tw": oxian_command(
+            ROUTES, listen=f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}"
+        ),
         "twisted.web": ([sys.executable, "-c", TWISTED_SERVER], r"listening on (\d+)"),
     }
     chosen = {n: v for n, v in servers.items() if not args.only or n in args.only}

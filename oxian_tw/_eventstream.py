@@ -212,24 +212,19 @@ class EventStream:
         return stream.write(payload)
 
     def _over_budget(self, queued: int) -> Deferred[bool]:
-        if self.slow_consumer == "drop":
-            if not self.dropped:
-                self._log.info(
-                    "SSE client too slow: {queued} bytes unsent; dropping events "
-                    "over the {budget} byte budget (request {request_id})",
-                    queued=queued,
-                    budget=self._budget,
-                    request_id=self.request_id,
-                )
-            self.dropped += 1
-        else:
+        dropping = self.slow_consumer == "drop"
+        if not (dropping and self.dropped):
             self._log.info(
                 "SSE client too slow: {queued} bytes unsent, over the {budget} "
-                "byte budget; disconnected (request {request_id})",
+                "byte budget; {action} (request {request_id})",
                 queued=queued,
                 budget=self._budget,
+                action="dropping events" if dropping else "disconnected",
                 request_id=self.request_id,
             )
+        if dropping:
+            self.dropped += 1
+        else:
             self._stream.abort()
         return succeed(False)
 

@@ -355,7 +355,17 @@ class TestClient:
         return self.request("DELETE", path, **kwargs)
 
     def flush(self) -> None:
-        """Deliver every byte that is ready, both ways."""
+        """
+        Deliver every byte that is ready, both ways, and run the calls that
+        are due now (``callLater(0, ...)``, such as ``done`` callbacks).
+        """
+        self._pump()
+        advance = getattr(self.clock, "advance", None)
+        if advance is not None:
+            advance(0)
+            self._pump()
+
+    def _pump(self) -> None:
         for pump in list(self._pumps):
             pump.flush()
             if pump.clientIO.disconnected and pump.serverIO.disconnected:

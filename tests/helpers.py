@@ -81,10 +81,11 @@ def skip_unless(available: bool, reason: str) -> None:
 LISTENING = r"OxianSite starting on (\d+)"
 
 
-def twistd_command(*args: str) -> list[str]:
+def twistd_command(*args: str, listen: str = "tcp:0:interface=127.0.0.1") -> list[str]:
     """
-    ``twistd -n oxian`` on an ephemeral 127.0.0.1 port with ``args``, run by
-    this Python (so the checkout's plugin is found when it is on the path).
+    ``twistd -n oxian`` on an ephemeral 127.0.0.1 port (or ``listen``) with
+    ``args``, run by this Python (so the checkout's plugin is found when it
+    is on the path).
     """
     import sys
 
@@ -96,7 +97,7 @@ def twistd_command(*args: str) -> list[str]:
         "--pidfile=",
         "oxian",
         "--listen",
-        "tcp:0:interface=127.0.0.1",
+        listen,
         *args,
     ]
 

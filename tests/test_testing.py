@@ -78,3 +78,27 @@ class TestClientTests(SynchronousTestCase):
                 response = self.successResultOf(client.post("/echo", **kwargs))
                 self.assertEqual(response.json()["type"], content_type)
                 self.assertEqual(response.json()["data"], data)
+
+    def test_flush_runs_due_calls(self) -> None:
+        """``flush`` runs calls due now, with or without connections."""
+        client = TestClient(self.root, clock=Clock())
+        ran = []
+        client.clock.callLater(0, ran.append, "now")
+        client.clock.callLater(1, ran.append, "later")
+        client.flush()
+        self.assertEqual(ran, ["now"])
+
+    def test_advance_stops_at_each_call(self) -> None:
+        """``advance`` runs each timed call at its own time, in order."""
+        client = TestClient(self.root, clock=Clock())
+        seen = []
+
+        def tick() -> None:
+            seen.append(client.clock.seconds())
+            if len(seen) < 5:
+                client.clock.callLater(1, tick)
+
+        client.clock.callLater(1, tick)
+        client.advance(10)
+        self.assertEqual(seen, [1, 2, 3, 4, 5])
+        self.assertEqual(client.clock.seconds(), 10)
