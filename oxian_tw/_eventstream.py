@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ._producer import Stream
-from .sse import Comment, encode, encode_fields
+from .sse import Comment, encode, encode_fields, encode_retry
 
 if TYPE_CHECKING:
     from ._registry import StreamRegistry
@@ -31,17 +31,6 @@ SLOW_CONSUMER_POLICIES = ("disconnect", "drop")
 HEARTBEAT = b":\n"
 
 _FIRED: tuple[()] = ()
-
-
-def retry_field(milliseconds: int) -> bytes:
-    """A block that only sets the client's reconnection time."""
-    if (
-        isinstance(milliseconds, bool)
-        or not isinstance(milliseconds, int)
-        or milliseconds < 0
-    ):
-        raise ValueError(f"SSE retry must be a non-negative int: {milliseconds!r}")
-    return b"retry: %d\n\n" % milliseconds
 
 
 class EventStream:
@@ -168,7 +157,7 @@ class EventStream:
 
     def shut_down(self, retry: int) -> None:
         """Ask the client to come back in ``retry`` ms, then close."""
-        self._stream.write(retry_field(retry))
+        self._stream.write(encode_retry(retry))
         self._stream.close()
 
     def cut(self) -> None:

@@ -75,8 +75,6 @@ class Stream:
 
     :param buffer_limit: bytes of unawaited writes to hold for a slow
         client before aborting; ``None`` when the owner bounds them itself.
-    :param direct: may send straight to the socket (see `_DirectWriter`);
-        small, frequent writes (events) do better coalesced by the transport.
     :ivar keep_open: stay open after the handler finishes, until `close`.
     :ivar resumed: how many times the transport resumed the stream; a
         paused stream whose count has not moved has not drained since.
@@ -115,7 +113,6 @@ class Stream:
         request_id: str,
         keep_open: bool = False,
         on_lost: Callable[[bool], None] = lambda immediate: None,
-        direct: bool = True,
     ) -> None:
         self.keep_open = keep_open
         self.broken = False
@@ -146,7 +143,7 @@ class Stream:
         if getattr(request.channel, "_waitingForTransport", False):
             self._paused = True
         request.write(b"")
-        self._direct = _DirectWriter.for_request(request) if direct else None
+        self._direct = _DirectWriter.for_request(request)
         if self._head_only:
             # HEAD: the head is all there is. Writes wait until the app
             # stops the handler (`lost`), exactly as after a disconnect.

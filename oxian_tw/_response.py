@@ -30,11 +30,11 @@ from ._eventstream import (
     SLOW_CONSUMER_POLICIES,
     EventStream,
     limit_unacknowledged,
-    retry_field,
 )
 from ._files import UNSATISFIABLE, byte_range, not_modified, resolve
 from ._producer import Stream, as_bytes
 from ._registry import StreamRegistry
+from .sse import encode_retry
 
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -108,9 +108,9 @@ class ResponseController:
     :param request: the ``twisted.web`` request.
     :param settings: the app's settings (limits, ``debug``, heartbeats).
     :param streams: the app's registry of SSE streams.
-    :param route: the matched route pattern, or ``None``.
     :param request_id: the request's id, for log lines.
     :param clock: the app's clock.
+    :ivar route: the matched route pattern, set by the app once known.
     """
 
     _log = Logger()
@@ -146,7 +146,6 @@ class ResponseController:
         self._streams = streams
         self._request_id = request_id
         self._clock = clock
-        #: The matched route pattern, once known.
         self.route: str | None = None
         self._status = 200
         self._headers: dict[str, tuple[str, str]] = {}
@@ -269,7 +268,7 @@ class ResponseController:
             isinstance(ping, bool) or not isinstance(ping, int | float) or ping <= 0
         ):
             raise ValueError(f"ping must be a number of seconds > 0 or None: {ping!r}")
-        opening = b"" if retry is None else retry_field(retry)
+        opening = b"" if retry is None else encode_retry(retry)
         if self._sse is not None:
             raise RuntimeError("sse() was already called for this response")
         if self.committed:
@@ -421,9 +420,9 @@ class ResponseController:
         elif status >= 500:
             # Raised on purpose (a 503 when full, say): no traceback.
             self._log.warn(
-                "{status}: {message} (request {request_id})",
+                "{status}: {error} (request {request_id})",
                 status=status,
-                message=body["error"]["message"],
+                error=body["error"]["message"],
                 request_id=self._request_id,
             )
         if self.committed or self.abandoned:
@@ -466,6 +465,13 @@ class ResponseController:
                     "Handler failed after its SSE stream opened; sent an error "
                     "event and closed (request {request_id})",
                     failure,
+                    request_id=self._request_id,
+                )
+            else:
+                self._log.info(
+                    "{error!r} raised after the SSE stream opened; sent an "
+                    "error event and closed (request {request_id})",
+                    error=body["error"]["message"],
                     request_id=self._request_id,
                 )
             self._sse.fail(body)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ("Comment", "Decoder", "Event", "encode", "encode_fields")
+__all__ = ("Comment", "Decoder", "Event", "encode", "encode_fields", "encode_retry")
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -123,6 +123,17 @@ def encode_fields(
     if retry is not None:
         head += f"retry: {retry}\n"
     return f"{head}{body}\n".encode()
+
+
+def encode_retry(milliseconds: int) -> bytes:
+    """
+    A block that only sets the client's reconnection time (``retry: N``
+    and a blank line); it dispatches no event.
+
+    :raises ValueError: for a ``retry`` that is not a non-negative ``int``.
+    """
+    _check_fields(None, None, milliseconds)
+    return f"retry: {milliseconds}\n\n".encode()
 
 
 class Decoder:

@@ -376,7 +376,7 @@ class ErrorTests(SSETestCase):
         )
 
     def test_after_http_error(self) -> None:
-        """One ``error`` event with the error body, then a clean end."""
+        """One ``error`` event with the error body, then a clean end; logged."""
         response = self.get("/errors", query={"kind": "http"})
         self.client.advance(1)
         self.assertTrue(response.complete)
@@ -389,6 +389,12 @@ class ErrorTests(SSETestCase):
         )
         self.assertTrue(response.body.endswith(b"\n\n"))
         self.assertEqual(len(self.app.streams), 0)
+        request_id = response.headers.get("x-request-id")
+        self.assertIn(
+            f"'Conflict here' raised after the SSE stream opened; sent an error "
+            f"event and closed (request {request_id})",
+            self.log_text(),
+        )
 
     def test_after_unexpected_error(self) -> None:
         """A 500 body without the detail; the traceback goes to the log."""
@@ -585,6 +591,10 @@ class LimitTests(SSETestCase):
         )
         self.successResultOf(refused.finished())
         self.assertEqual(refused.json()["error"]["message"], "Too many open streams")
+        request_id = refused.headers.get("x-request-id")
+        self.assertIn(
+            f"503: Too many open streams (request {request_id})", self.log_text()
+        )
         first.disconnect()
         self.assertEqual(self.get("/quiet").code, 200)
 

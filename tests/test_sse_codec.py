@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from oxian_tw.sse import Comment, Decoder, Event, encode, encode_fields
+from oxian_tw.sse import Comment, Decoder, Event, encode, encode_fields, encode_retry
 
 
 def decode_whole(data: bytes) -> list[Event | Comment]:
@@ -79,6 +79,14 @@ class EncodeTests(SynchronousTestCase):
         for retry in (-1, 1.5, "10", True):
             with self.subTest(retry=retry):
                 self.assertRaises(ValueError, Event, "x", retry=retry)
+                self.assertRaises(ValueError, encode_retry, retry)
+
+    def test_retry_block(self) -> None:
+        """``encode_retry`` sets the reconnection time and dispatches nothing."""
+        self.assertEqual(encode_retry(3000), b"retry: 3000\n\n")
+        decoder = Decoder()
+        self.assertEqual(decoder.feed(encode_retry(3000)), [])
+        self.assertEqual(decoder.retry, 3000)
 
     def test_bad_data(self) -> None:
         """NaN is not JSON; invalid UTF-8 bytes are refused."""
