@@ -5,6 +5,11 @@ plain ``twisted.web`` resource doing the same work, measured with ``wrk``
 
     python bench/plain_get.py [--seconds 10] [--connections 50]
 
+A third server, "oxian_tw + pipeline", serves the same route below a
+``dependencies.py`` (a singleton), a ``middleware.py`` (adds ``ctx.user``)
+and an ``interceptors.py`` (``before_run`` and ``after_run``): the cost of
+the pipeline per request.
+
 Each server is pinned to CPU 0 and wrk to CPU 1 when ``taskset`` exists.
 """
 
@@ -44,6 +49,33 @@ def GET(data, ctx):
     return {"hello": "world"}
 """
 
+PIPELINE = {
+    "dependencies.py": """
+        def dependencies(parent):
+            return {"greeting": "world"}
+    """,
+    "middleware.py": """
+        def middleware(data, ctx):
+            return {"context": {"user": "bench"}}
+    """,
+    "interceptors.py": """
+        def before_run(data, ctx):
+            return None
+
+        def after_run(result, ctx):
+            return None
+    """,
+    "hello.py": ROUTE,
+}
+
+
+def tree(files: dict[str, str]) -> str:
+    root = tempfile.mkdtemp()
+    for name, source in files.items():
+        with open(os.path.join(root, name), "w") as f:
+            f.write(textwrap.dedent(source))
+    return root
+
 
 def wrk(port: int, path: str, seconds: int, connections: int) -> float:
     out = subprocess.run(
@@ -71,15 +103,13 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk (apt-get install wrk)")
-    routes = tempfile.mkdtemp()
-    with open(os.path.join(routes, "hello.py"), "w") as f:
-        f.write(textwrap.dedent(ROUTE))
     servers = {
         "plain twisted.web": (
             [sys.executable, "-c", PLAIN_SERVER],
             r"listening on (\d+)",
         ),
-        "oxian_tw": oxian_command(routes),
+        "oxian_tw": oxian_command(tree({"hello.py": ROUTE})),
+        "oxian_tw + pipeline": oxian_command(tree(PIPELINE)),
     }
     results = {}
     for name, (command, pattern) in servers.items():
@@ -92,7 +122,7 @@ def main() -> None:
             process.wait(timeout=30)
     base = results["plain twisted.web"]
     for name, rps in results.items():
-        print(f"{name:<20} {rps:>10,.0f} req/s   {rps / base:.2f}x plain twisted.web")
+        print(f"{name:<22} {rps:>10,.0f} req/s   {rps / base:.2f}x plain twisted.web")
 
 
 if __name__ == "__main__":

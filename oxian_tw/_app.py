@@ -6,8 +6,9 @@ Layering, outermost first: `_AppResource` (a leaf ``IResource``) assigns the
 request id and turns undecodable paths into a JSON 400; Klein's resource
 adapts the one branch endpoint, `OxianApp._dispatch`, cancelling its
 Deferred when the client disconnects; ``_dispatch`` matches our route table,
-builds ``data`` and ``ctx``, runs the handler through `invoke` and hands the
-result to the response controller.
+builds ``data`` and ``ctx``, runs the handler through the route's pipeline
+(dependencies, middleware, interceptors) and hands the result to the
+response controller.
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ._body import build_data, parse_body, parse_query
-from ._config import Settings, settings_from
-from ._context import Context, Dependencies, RequestInfo, request_id_of
+from ._config import Settings, read_config_file, settings_from
+from ._context import (
+    Context,
+    Dependencies,
+    RequestInfo,
+    header_value,
+    request_id_of,
+)
+from ._cors import CorsPolicy
 from ._errors import HttpError, error_body
-from ._invoke import Handlers, invoke
+from ._invoke import Handlers
 from ._modules import RouteModules
+from ._pipeline import Pipeline
 from ._registry import StreamRegistry
 from ._response import ResponseController, dump_json
 from ._routing import Route, RouteTable, discover
@@ -49,10 +58,12 @@ class OxianApp:
     :param reactor: the reactor (``IReactorTime`` at least) the app runs on;
         the global reactor, resolved late, when ``None``. Tests pass a
         ``Clock``.
-    :param config: settings by their ``twistd oxian`` long names (§8).
+    :param config: settings by their ``twistd oxian`` long names (§8), or
+        the path of a TOML file of them (like ``oxian.toml``).
 
     :raises RouteTreeError: when the tree cannot be served (conflicting
-        files, malformed names, a file that fails to import).
+        files, malformed names, a route or pipeline file that fails to
+        import or lacks its function).
     :raises ConfigError: for unknown settings or bad values.
     """
 
@@ -64,9 +75,11 @@ class OxianApp:
         *,
         dependencies: Mapping[str, Any] | None = None,
         reactor: IReactorTime | None = None,
-        config: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | str | os.PathLike[str] | None = None,
     ) -> None:
         root = routes.path if isinstance(routes, FilePath) else os.fspath(routes)
+        if isinstance(config, str | os.PathLike):
+            config = read_config_file(config)
         self.settings: Settings = settings_from({**(config or {}), "routes": root})
         self._reactor = reactor
         self._modules = RouteModules(root)
@@ -75,7 +88,13 @@ class OxianApp:
             route: Handlers.from_module(self._modules.load(route.file))
             for route in self.routes.routes
         }
+        #: The app-level dependencies, the parent of the root folder's.
         self.dependencies = Dependencies(dependencies)
+        self._pipeline = Pipeline(root, self._modules, self.dependencies)
+        self._chains = {
+            route: self._pipeline.chain(route) for route in self.routes.routes
+        }
+        self._cors = CorsPolicy.from_settings(self.settings)
         #: Every open SSE stream (SPEC §6): ``len()``, iteration, ``count()``.
         self.streams = StreamRegistry(
             lambda: self.clock,
@@ -110,14 +129,17 @@ class OxianApp:
     def site(self) -> OxianSite:
         """A ``Site`` serving the app at its root, refusing large bodies early."""
         return OxianSite(
-            self.resource(), body_limit=self.settings.body_limit, reactor=self._reactor
+            self.resource(),
+            body_limit=self.settings.body_limit,
+            cors=self._cors,
+            reactor=self._reactor,
         )
 
     def service(self, listen: list[str] | tuple[str, ...] | None = None) -> IService:
         """
         An ``IService`` listening on each strports description of ``listen``
         (default: the ``listen`` setting), to add to a ``MultiService``.
-        Stopping it stops listening and drains the app (`drain`).
+        Stopping it stops listening and shuts the app down (`shutdown`).
         """
         parent = _AppService(self)
         site = self.site()
@@ -155,6 +177,21 @@ class OxianApp:
         quiet.addTimeout(grace, self.clock).addErrback(late)
         return gatherResults([streams, quiet]).addCallback(lambda _: None)
 
+    def shutdown(self, grace: float | None = None) -> Deferred[None]:
+        """
+        `drain`, then run the ``shutdown(deps)`` of every ``dependencies.py``
+        whose factory ran, innermost first, each given ``grace`` seconds
+        (at least one). The factories run again if requests come later.
+        ``app.service()`` calls it when stopped; call it yourself when you
+        mounted `resource` in your own site.
+        """
+        if grace is None:
+            grace = self.settings.shutdown_grace
+        drained = self.drain(grace)
+        return drained.addCallback(
+            lambda _: self._pipeline.shutdown(max(grace, 1.0), self.clock)
+        )
+
     # Request handling.
 
     def _request_ended(
@@ -167,6 +204,11 @@ class OxianApp:
             quiet, self._quiet = self._quiet, []
             for d in quiet:
                 d.callback(None)
+
+    def _cors_headers(self, request: Any) -> list[tuple[str, str]]:
+        if self._cors is None:
+            return []
+        return self._cors.response_headers(header_value(request, b"origin"))
 
     def _segments(self, request: Any) -> list[str] | None:
         """The path below the base path, decoded, without empty segments."""
@@ -185,6 +227,8 @@ class OxianApp:
             request_id=request_id,
             clock=self.clock,
         )
+        if self._cors is not None:
+            controller.headers(dict(self._cors_headers(request)))
         self._in_flight += 1
         request.notifyFinish().addBoth(self._request_ended, controller)
         try:
@@ -209,6 +253,13 @@ class OxianApp:
         controller.route = route.pattern
         handlers = self._handlers[route]
         method = request.method.decode("ascii")
+        if self._cors is not None and _is_preflight(request):
+            preflight = self._cors.preflight_headers(
+                header_value(request, b"origin"),
+                header_value(request, b"access-control-request-headers"),
+                handlers.allow(),
+            )
+            controller.headers(dict(preflight))
         handler = handlers.for_method(method)
         if handler is None:
             allow = handlers.allow()
@@ -228,7 +279,7 @@ class OxianApp:
             request, controller, request_id, route, match.params, query, body, raw_body
         )
         data = build_data(body, query, match.params)
-        return invoke(handler, data, ctx)
+        return self._pipeline.run(self._chains[route], handler, data, ctx)
 
     def _context(
         self,
@@ -280,8 +331,8 @@ class _AppService(MultiService):
 
     def stopService(self) -> Deferred[None]:
         ports = super().stopService()
-        drained = self._app.drain()
-        return gatherResults([ports, drained]).addCallback(lambda _: None)
+        stopped = self._app.shutdown()
+        return gatherResults([ports, stopped]).addCallback(lambda _: None)
 
 
 class _AppResource(Resource):
@@ -304,6 +355,8 @@ class _AppResource(Resource):
         except UnicodeDecodeError:
             body = dump_json(error_body(400, "The URL path is not valid UTF-8"))
             request.setResponseCode(400)
+            for name, value in self._app._cors_headers(request):
+                request.setHeader(name, value)
             request.setHeader("Content-Type", "application/json; charset=utf-8")
             request.setHeader("Content-Length", str(len(body)))
             return body
@@ -312,3 +365,9 @@ class _AppResource(Resource):
         # adapter would otherwise live as long as a stream does.
         request.unsetComponent(IKleinRequest)
         return NOT_DONE_YET
+
+
+def _is_preflight(request: Any) -> bool:
+    return request.method == b"OPTIONS" and (
+        request.getHeader(b"access-control-request-method") is not None
+    )

@@ -1,13 +1,15 @@
 # -*- test-case-name: tests.test_config -*-
 """
-Settings (SPEC §8): one table of options that both ``twistd oxian`` and
-``OxianApp(config=...)`` read, so a setting has one name, default and
+Settings (SPEC §8): one table of options that ``twistd oxian``, ``oxian.toml``
+and ``OxianApp(config=...)`` all read, so a setting has one name, default and
 parser everywhere.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,19 +20,41 @@ class ConfigError(ValueError):
     """A setting is unknown or its value is invalid."""
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool):
+# An HTTP token (a header or method name) and a serialised origin.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+")
+
+
+def _whole_number(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("expected a whole number")
-    number = int(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a whole number") from None
+
+
+def _positive_int(value: Any) -> int:
+    number = _whole_number(value)
     if number <= 0:
         raise ValueError("must be greater than 0")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    number = _whole_number(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
     return number
 
 
 def _seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number of seconds")
-    number = float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of seconds") from None
     if not number >= 0 or number == float("inf"):
         raise ValueError("must be a finite number of seconds, 0 or more")
     return number
@@ -56,11 +80,43 @@ def _flag(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+def _strings(value: Any) -> list[str]:
+    """One string or a list of them (a repeatable option)."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list | tuple) or not all(
+        isinstance(v, str) for v in values
+    ):
+        raise ValueError("expected a string or a list of strings")
+    return list(values)
+
+
 def _listen(value: Any) -> tuple[str, ...]:
-    values = [value] if isinstance(value, str) else list(value)
-    if not values or not all(isinstance(v, str) and v for v in values):
+    values = _strings(value)
+    if not values or not all(values):
         raise ValueError("expected one or more endpoint descriptions")
     return tuple(values)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """Header or method names; commas separate names inside one string too."""
+    names = [n.strip() for v in _strings(value) for n in v.split(",")]
+    names = [n for n in names if n]
+    for name in names:
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"{name!r} is not a header or method name")
+    return tuple(names)
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    origins = [o.strip() for v in _strings(value) for o in v.split(",")]
+    origins = [o for o in origins if o]
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ValueError(
+                f"{origin!r} is not an origin: use '*' or scheme://host[:port], "
+                "without a path or a trailing '/'"
+            )
+    return tuple(origins)
 
 
 def default_listen() -> tuple[str, ...]:
@@ -105,6 +161,52 @@ OPTIONS: tuple[Option, ...] = (
         repeatable=True,
     ),
     Option("base-path", "/", _base_path, "Serve the routes under this path."),
+    Option(
+        "cors-origin",
+        (),
+        _origins,
+        "An origin allowed to read responses cross-origin (scheme://host[:port], "
+        "or * for any); repeatable. Default: none, no CORS headers.",
+        repeatable=True,
+    ),
+    Option(
+        "cors-credentials",
+        False,
+        _flag,
+        "Allow credentialed CORS requests (cookies, Authorization): the "
+        "origin is echoed, never *.",
+        flag=True,
+    ),
+    Option(
+        "cors-methods",
+        None,
+        _names,
+        "Methods a preflight allows (comma-separated or repeated). Default: "
+        "the route's methods.",
+        repeatable=True,
+    ),
+    Option(
+        "cors-headers",
+        None,
+        _names,
+        "Request headers a preflight allows (comma-separated or repeated). "
+        "Default: those the preflight asks for.",
+        repeatable=True,
+    ),
+    Option(
+        "cors-expose-headers",
+        (),
+        _names,
+        "Response headers cross-origin scripts may read (comma-separated or "
+        "repeated). Default: none beyond the CORS-safelisted ones.",
+        repeatable=True,
+    ),
+    Option(
+        "cors-max-age",
+        None,
+        _non_negative_int,
+        "Seconds a browser may cache a preflight answer. Default: not sent.",
+    ),
     Option(
         "body-limit",
         1024 * 1024,
@@ -172,6 +274,12 @@ class Settings:
     routes: str = "./routes"
     listen: tuple[str, ...] = attrs.field(factory=default_listen)
     base_path: str = "/"
+    cors_origin: tuple[str, ...] = ()
+    cors_credentials: bool = False
+    cors_methods: tuple[str, ...] | None = None
+    cors_headers: tuple[str, ...] | None = None
+    cors_expose_headers: tuple[str, ...] = ()
+    cors_max_age: int | None = None
     body_limit: int = 1024 * 1024
     buffer_limit: int = 4 * 1024 * 1024
     sse_budget: int = 1024 * 1024
@@ -182,22 +290,59 @@ class Settings:
     debug: bool = False
 
 
+def parse_config(
+    mapping: Mapping[str, Any], *, where: str = "", command_line: bool = False
+) -> dict[str, Any]:
+    """
+    Validate config keys (``body-limit`` or ``body_limit``) and their values:
+    a dictionary of `Settings` attributes. A ``None`` value means "not set".
+
+    :param where: prefixed to error messages (a file name).
+    :param command_line: name options ``--body-limit`` in error messages.
+    :raises ConfigError: naming an unknown key or a bad value.
+    """
+    prefix = f"{where}: " if where else ""
+    dashes = "--" if command_line else ""
+    values: dict[str, Any] = {}
+    for key, raw in mapping.items():
+        option = OPTIONS_BY_NAME.get(str(key).replace("_", "-"))
+        if option is None:
+            known = ", ".join(sorted(OPTIONS_BY_NAME))
+            raise ConfigError(f"{prefix}unknown setting {key!r} (known: {known})")
+        if raw is None:
+            continue
+        try:
+            values[option.attribute] = option.parse(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{prefix}{dashes}{option.name}: {exc} (got {raw!r})"
+            ) from exc
+    return values
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """
+    The settings of a TOML file whose top-level keys are the long option
+    names (``body-limit = 1048576``, ``cors-origin = ["*"]``).
+
+    :raises ConfigError: when the file cannot be read or parsed, or has an
+        unknown key or a bad value; the message names the file.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            document = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: not valid TOML: {exc}") from exc
+    return parse_config(document, where=name)
+
+
 def settings_from(mapping: Mapping[str, Any] | None) -> Settings:
     """
     `Settings` from config keys (``body-limit`` or ``body_limit``).
 
     :raises ConfigError: naming an unknown key or a bad value.
     """
-    values: dict[str, Any] = {}
-    for key, raw in (mapping or {}).items():
-        option = OPTIONS_BY_NAME.get(str(key).replace("_", "-"))
-        if option is None:
-            known = ", ".join(sorted(OPTIONS_BY_NAME))
-            raise ConfigError(f"unknown setting {key!r} (known: {known})")
-        if raw is None:
-            continue
-        try:
-            values[option.attribute] = option.parse(raw)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"bad value for {option.name}: {raw!r}: {exc}") from exc
-    return Settings(**values)
+    return Settings(**parse_config(mapping or {}))

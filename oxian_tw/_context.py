@@ -41,6 +41,12 @@ def request_id_of(request: IRequest) -> str:
     return rid
 
 
+def header_value(request: IRequest, name: bytes) -> str | None:
+    """The request header ``name`` as text (Latin-1), or ``None``."""
+    value = request.getHeader(name)
+    return value.decode("latin-1") if value is not None else None
+
+
 class Headers(Mapping[str, str]):
     """
     Request headers, read-only and case-insensitive. ``get(name)`` gives the
@@ -145,6 +151,21 @@ class Dependencies(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Dependencies({dict(self._values)!r})"
+
+
+#: What middleware may not set through ``{"context": ...}``: ``ctx``'s own.
+RESERVED_CONTEXT_NAMES = frozenset(
+    {
+        "request",
+        "response",
+        "dependencies",
+        "request_id",
+        "route",
+        "clock",
+        "app",
+        "sleep",
+    }
+)
 
 
 class Context:

@@ -25,6 +25,7 @@ from twisted.web.http import NO_BODY_CODES
 from twisted.web.iweb import IRequest
 
 from ._config import Settings
+from ._context import header_value
 from ._errors import StreamClosed, error_body, error_response, http_status_of
 from ._eventstream import (
     SLOW_CONSUMER_POLICIES,
@@ -283,7 +284,7 @@ class ResponseController:
         request = self._request
         limit_unacknowledged(request, self._settings.write_timeout)
         stream = self._start_stream(keep_open, events=True)
-        last_event_id = _header(request, b"last-event-id")
+        last_event_id = header_value(request, b"last-event-id")
         if last_event_id is None:
             last_event_id = _query_value(request, b"lastEventId")
         sse = self._sse = EventStream(
@@ -342,15 +343,15 @@ class ResponseController:
         )
         if not_modified(
             info,
-            _header(request, b"if-none-match"),
-            _header(request, b"if-modified-since"),
+            header_value(request, b"if-none-match"),
+            header_value(request, b"if-modified-since"),
         ):
             self._headers.pop("content-type", None)
             self._status = 304
             self._commit(b"")
             return succeed(None)
         span = byte_range(
-            info, _header(request, b"range"), _header(request, b"if-range")
+            info, header_value(request, b"range"), header_value(request, b"if-range")
         )
         if span == UNSATISFIABLE:
             self.error(
@@ -584,8 +585,3 @@ _SSE_DEFAULTS = (("Content-Type", "text/event-stream; charset=utf-8"), *_NO_BUFF
 def _query_value(request: IRequest, name: bytes) -> str | None:
     values = request.args.get(name) if request.args else None
     return values[0].decode("utf-8", "replace") if values else None
-
-
-def _header(request: IRequest, name: bytes) -> str | None:
-    value = request.getHeader(name)
-    return value.decode("latin-1") if value is not None else None

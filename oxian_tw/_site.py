@@ -19,7 +19,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-from ._context import request_id_of
+from ._context import header_value, request_id_of
+from ._cors import CorsPolicy
 from ._errors import error_body
 from ._response import dump_json
 
@@ -81,6 +82,10 @@ class OxianRequest(Request):
                 "X-Request-Id": [request_id],
             }
         )
+        cors = getattr(getattr(self.channel, "site", None), "cors", None)
+        if cors is not None:
+            for name, value in cors.response_headers(header_value(self, b"origin")):
+                headers.addRawHeader(name, value)
         self._log.info(
             "413: request body over {limit} bytes refused (request {request_id})",
             limit=self._limit(),
@@ -103,15 +108,25 @@ class OxianSite(Site):
 
     :param resource: the root resource.
     :param body_limit: the largest request body accepted, in bytes.
+    :param cors: the app's CORS policy, for the responses the site writes
+        itself (an early ``413``).
     """
 
     requestFactory = OxianRequest
     _log = Logger()
 
-    def __init__(self, resource: IResource, *, body_limit: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        resource: IResource,
+        *,
+        body_limit: int,
+        cors: CorsPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("logFormatter", access_log_formatter)
         super().__init__(resource, **kwargs)
         self.body_limit = body_limit
+        self.cors = cors
 
     def log(self, request: Request) -> None:
         """

@@ -2,8 +2,10 @@
 """
 ``twistd oxian``: command-line options and ``makeService``.
 
-The options come from the same table as ``OxianApp(config=...)``
-(`oxian_tw._config.OPTIONS`).
+The options come from the same table as ``oxian.toml`` and
+``OxianApp(config=...)`` (`oxian_tw._config.OPTIONS`). Precedence: the
+command line, then the config file (``--config``, else ``./oxian.toml`` when
+present), then the defaults.
 """
 
 from __future__ import annotations
@@ -11,12 +13,32 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import attrs
 from twisted.application.service import IService
 from twisted.python import usage
 
 from ._app import OxianApp
-from ._config import OPTIONS, OPTIONS_BY_NAME, ConfigError, default_listen
+from ._config import (
+    OPTIONS,
+    ConfigError,
+    Option,
+    Settings,
+    parse_config,
+    read_config_file,
+)
 from ._errors import RouteTreeError
+
+#: Read from the working directory when ``--config`` is not given.
+DEFAULT_CONFIG = "oxian.toml"
+
+
+def _with_default(option: Option) -> str:
+    if option.default in (None, (), False):
+        return option.help
+    default = option.default
+    if isinstance(default, float) and default.is_integer():
+        default = int(default)
+    return f"{option.help} [default: {default}]"
 
 
 class Options(usage.Options):
@@ -25,51 +47,90 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Serve a tree of Python route files: "
-        "twistd -n oxian --routes ./routes --listen tcp:8080"
+        "twistd -n oxian --routes ./routes --listen tcp:8080. Every option "
+        "may also be set in a TOML file (--config, or ./oxian.toml) by its "
+        "long name; the command line wins."
     )
     optParameters = [
-        [o.name, None, None if o.repeatable else o.default, o.help]
-        for o in OPTIONS
-        if not o.flag and not o.repeatable
+        [
+            "config",
+            None,
+            None,
+            "A TOML file of settings keyed by the long option names "
+            f"[default: ./{DEFAULT_CONFIG} when present].",
+        ],
+        *(
+            [o.name, None, None, _with_default(o)]
+            for o in OPTIONS
+            if not o.flag and not o.repeatable
+        ),
     ]
     optFlags = [[o.name, None, o.help] for o in OPTIONS if o.flag]
     compData = usage.Completions(
-        optActions={"routes": usage.CompleteDirs(descr="route directory")}
+        optActions={
+            "routes": usage.CompleteDirs(descr="route directory"),
+            "config": usage.CompleteFiles("*.toml", descr="config file"),
+        }
     )
+
+    #: The effective settings, once the options are parsed.
+    settings: Settings
 
     def __init__(self) -> None:
         super().__init__()
-        self["listen"] = []
-
-    def opt_listen(self, description: str) -> None:
-        self["listen"].append(description)
-
-    opt_listen.__doc__ = OPTIONS_BY_NAME["listen"].help
+        for option in OPTIONS:
+            if option.repeatable:
+                self[option.name] = []
 
     def postOptions(self) -> None:
-        if not os.path.isdir(self["routes"]):
-            raise usage.UsageError(f"--routes {self['routes']!r} is not a directory")
-        if not self["listen"]:
-            self["listen"] = list(default_listen())
-        for option in OPTIONS:
-            if option.flag:
-                self[option.name] = bool(self[option.name])
-            elif self[option.name] is not None:
-                try:
-                    self[option.name] = option.parse(self[option.name])
-                except (TypeError, ValueError) as exc:
-                    raise usage.UsageError(f"--{option.name}: {exc}") from exc
+        path = self["config"]
+        if path is None and os.path.isfile(DEFAULT_CONFIG):
+            path = DEFAULT_CONFIG
+        try:
+            from_file = read_config_file(path) if path is not None else {}
+        except ConfigError as exc:
+            # A mistake in the file, not in the usage: one line, no help.
+            raise SystemExit(f"twistd oxian: {exc}") from None
+        given = {o.name: self._given(o) for o in OPTIONS}
+        try:
+            from_line = parse_config(given, command_line=True)
+        except ConfigError as exc:
+            raise usage.UsageError(str(exc)) from exc
+        self.settings = Settings(**{**from_file, **from_line})
+        if not os.path.isdir(self.settings.routes):
+            raise usage.UsageError(
+                f"routes {self.settings.routes!r} is not a directory"
+            )
 
-    def settings(self) -> dict[str, Any]:
-        """The parsed options as config keys."""
-        return {o.name: self[o.name] for o in OPTIONS}
+    def _given(self, option: Option) -> Any:
+        """What the command line said for ``option``; ``None`` if nothing."""
+        value = self[option.name]
+        if option.flag:
+            return True if value else None
+        if option.repeatable:
+            return value or None
+        return value
+
+
+def _collect(option: Option) -> Any:
+    def opt(self: Options, value: str) -> None:
+        self[option.name].append(value)
+
+    opt.__doc__ = _with_default(option)
+    return opt
+
+
+for _option in OPTIONS:
+    if _option.repeatable:
+        setattr(Options, "opt_" + _option.attribute, _collect(_option))
 
 
 def makeService(options: Options) -> IService:
     """Build the app for ``options`` and a service listening as asked."""
-    settings = options.settings()
+    settings = options.settings
+    config = attrs.asdict(settings, recurse=False)
     try:
-        app = OxianApp(settings["routes"], config=settings)
+        app = OxianApp(settings.routes, config=config)
     except (RouteTreeError, ConfigError) as exc:
         raise SystemExit(f"twistd oxian: {exc}") from None
     return app.service()

@@ -10,6 +10,7 @@ import textwrap
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 REQUIRE_ALL = "OXIAN_TW_REQUIRE_ALL"
@@ -32,7 +33,7 @@ def make_tree(root: str, files: dict[str, str]) -> str:
 class RoutesTestCase(SynchronousTestCase):
     """
     An app over the route tree ``routes`` (written anew for each test), on a
-    ``Clock``, with a `TestClient`.
+    ``Clock``, with a `TestClient`; log events are kept in ``logged``.
     """
 
     routes: dict[str, str] = {}
@@ -42,10 +43,20 @@ class RoutesTestCase(SynchronousTestCase):
         from oxian_tw import OxianApp
         from oxian_tw.testing import TestClient
 
+        self.logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
         self.root = make_tree(self.mktemp(), self.routes)
         self.clock = Clock()
         self.app = OxianApp(self.root, reactor=self.clock, config=self.config)
         self.client = TestClient(self.app)
+
+    def log_text(self) -> str:
+        """
+        Everything logged since the test started, one event per line, with
+        the exception of a logged failure.
+        """
+        return "\n".join(_event_text(e) for e in self.logged)
 
     def get(self, path: str, **kwargs: Any) -> Any:
         """``GET path`` whose head has arrived."""
@@ -54,6 +65,14 @@ class RoutesTestCase(SynchronousTestCase):
     def module(self, relative: str) -> Any:
         """The loaded route module of the file ``relative``."""
         return self.app._modules.load(relative)
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    failure = event.get("log_failure")
+    text = formatEvent(event)
+    if failure is None:
+        return text
+    return f"{text}: {failure.type.__name__}: {failure.getErrorMessage()}"
 
 
 def rss_bytes(pid: int) -> int:

@@ -47,8 +47,8 @@ ROUTES = {
 class TwistdTests(SynchronousTestCase):
     """The server as users run it."""
 
-    def start(self, *args: str) -> TwistdProcess:
-        server = TwistdProcess(*args)
+    def start(self, *args: str, cwd: str | None = None) -> TwistdProcess:
+        server = TwistdProcess(*args, cwd=cwd)
         self.addCleanup(server.stop)
         return server
 
@@ -145,3 +145,69 @@ class TwistdTests(SynchronousTestCase):
         status, _, body = server.request("GET", "/stream")
         self.assertEqual(body, b"Hello streaming world!")
         self.assertCleanExit(server)
+
+    def test_config_file_and_pipeline(self) -> None:
+        """
+        ``./oxian.toml`` in the working directory configures the server; the
+        pipeline runs (one factory call for 20 requests, middleware 401);
+        SIGTERM runs ``shutdown(deps)``.
+        """
+        work = os.path.abspath(self.mktemp())
+        stopped = os.path.join(work, "stopped.txt")
+        make_tree(
+            work,
+            {
+                "oxian.toml": """
+                    routes = "app"
+                    base-path = "/api"
+                    cors-origin = ["https://app.example"]
+                    cors-credentials = true
+                """,
+                "app/dependencies.py": f"""
+                    CALLS = []
+
+                    def dependencies(parent):
+                        CALLS.append(1)
+                        return {{"calls": CALLS}}
+
+                    def shutdown(deps):
+                        with open({stopped!r}, "w") as f:
+                            f.write(str(len(deps["calls"])))
+                """,
+                "app/middleware.py": """
+                    from oxian_tw import HttpError
+
+                    def middleware(data, ctx):
+                        token = ctx.request.headers.get("authorization")
+                        if token != "Bearer demo-token":
+                            raise HttpError(401)
+                        return {"context": {"user": "demo"}}
+                """,
+                "app/me.py": """
+                    def GET(data, ctx):
+                        return {"user": ctx.user,
+                                "calls": len(ctx.dependencies.calls)}
+                """,
+            },
+        )
+        server = self.start(cwd=work)
+        origin = {"Origin": "https://app.example"}
+        for _ in range(20):
+            status, headers, body = server.request(
+                "GET",
+                "/api/me",
+                headers={**origin, "Authorization": "Bearer demo-token"},
+            )
+            self.assertEqual(
+                (status, json.loads(body)), (200, {"user": "demo", "calls": 1})
+            )
+            self.assertEqual(
+                headers["access-control-allow-origin"], "https://app.example"
+            )
+            self.assertEqual(headers["access-control-allow-credentials"], "true")
+        status, headers, _ = server.request("GET", "/api/me", headers=origin)
+        self.assertEqual(status, 401)
+        self.assertEqual(headers["access-control-allow-origin"], "https://app.example")
+        self.assertCleanExit(server)
+        with open(stopped) as f:
+            self.assertEqual(f.read(), "1")

@@ -13,7 +13,6 @@ import json
 from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import globalLogPublisher
 
 from oxian_tw import OxianApp
 from oxian_tw.sse import Event
@@ -195,17 +194,6 @@ ROUTES = {
 
 class SSETestCase(RoutesTestCase):
     routes = ROUTES
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.logged: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
-
-    def log_text(self) -> str:
-        from twisted.logger import formatEvent
-
-        return "\n".join(formatEvent(e) for e in self.logged)
 
 
 class WireTests(SSETestCase):

@@ -5,12 +5,16 @@ Tests for the ``twistd oxian`` plugin and its options (SPEC §8).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from twisted.application.service import IService, IServiceMaker
+from twisted.internet.task import Clock
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from oxian_tw import OxianApp
+from oxian_tw._config import OPTIONS_BY_NAME, ConfigError, Settings
 from oxian_tw.tap import Options, makeService
 
 from .helpers import make_tree
@@ -42,27 +46,27 @@ class OptionsTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         """The defaults of SPEC §8."""
-        settings = self.parse().settings()
-        self.assertEqual(settings["listen"], ("tcp:8080",))
-        self.assertEqual(settings["base-path"], "/")
-        self.assertEqual(settings["body-limit"], 1024 * 1024)
-        self.assertEqual(settings["buffer-limit"], 4 * 1024 * 1024)
-        self.assertEqual(settings["sse-budget"], 1024 * 1024)
-        self.assertEqual(settings["ping"], 15.0)
-        self.assertEqual(settings["write-timeout"], 60.0)
-        self.assertIsNone(settings["max-streams"])
-        self.assertEqual(settings["shutdown-grace"], 5.0)
-        self.assertFalse(settings["debug"])
+        settings = self.parse().settings
+        self.assertEqual(settings.listen, ("tcp:8080",))
+        self.assertEqual(settings.base_path, "/")
+        self.assertEqual(settings.body_limit, 1024 * 1024)
+        self.assertEqual(settings.buffer_limit, 4 * 1024 * 1024)
+        self.assertEqual(settings.sse_budget, 1024 * 1024)
+        self.assertEqual(settings.ping, 15.0)
+        self.assertEqual(settings.write_timeout, 60.0)
+        self.assertIsNone(settings.max_streams)
+        self.assertEqual(settings.shutdown_grace, 5.0)
+        self.assertFalse(settings.debug)
 
     def test_port_env(self) -> None:
         """With ``$PORT`` set, the default is ``tcp:$PORT``."""
         os.environ["PORT"] = "9999"
-        self.assertEqual(self.parse().settings()["listen"], ("tcp:9999",))
+        self.assertEqual(self.parse().settings.listen, ("tcp:9999",))
 
     def test_repeatable_listen(self) -> None:
         """``--listen`` repeats."""
-        settings = self.parse("--listen", "tcp:1", "--listen", "unix:/tmp/s").settings()
-        self.assertEqual(settings["listen"], ("tcp:1", "unix:/tmp/s"))
+        settings = self.parse("--listen", "tcp:1", "--listen", "unix:/tmp/s").settings
+        self.assertEqual(settings.listen, ("tcp:1", "unix:/tmp/s"))
 
     def test_values(self) -> None:
         """Every option with a value, and ``--debug``."""
@@ -84,16 +88,16 @@ class OptionsTests(SynchronousTestCase):
             "--shutdown-grace",
             "0",
             "--debug",
-        ).settings()
-        self.assertEqual(settings["sse-budget"], 30)
-        self.assertEqual(settings["ping"], 2.5)
-        self.assertEqual(settings["write-timeout"], 7.0)
-        self.assertEqual(settings["max-streams"], 100)
-        self.assertEqual(settings["shutdown-grace"], 0.0)
-        self.assertEqual(settings["base-path"], "/api")
-        self.assertEqual(settings["body-limit"], 10)
-        self.assertEqual(settings["buffer-limit"], 20)
-        self.assertTrue(settings["debug"])
+        ).settings
+        self.assertEqual(settings.sse_budget, 30)
+        self.assertEqual(settings.ping, 2.5)
+        self.assertEqual(settings.write_timeout, 7.0)
+        self.assertEqual(settings.max_streams, 100)
+        self.assertEqual(settings.shutdown_grace, 0.0)
+        self.assertEqual(settings.base_path, "/api")
+        self.assertEqual(settings.body_limit, 10)
+        self.assertEqual(settings.buffer_limit, 20)
+        self.assertTrue(settings.debug)
 
     def test_bad_values(self) -> None:
         """Bad values are usage errors naming the option."""
@@ -142,3 +146,186 @@ class MakeServiceTests(SynchronousTestCase):
         options.parseOptions(["--routes", routes])
         error = self.assertRaises(SystemExit, makeService, options)
         self.assertIn("a/index.py", str(error.code))
+
+
+def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
+    """
+    For each option: command-line arguments, the same setting in TOML, and
+    the value both give (never the default).
+    """
+    return {
+        "routes": (["--routes", routes], f"routes = {routes!r}", routes),
+        "listen": (
+            ["--listen", "tcp:1", "--listen", "unix:/tmp/x.sock"],
+            'listen = ["tcp:1", "unix:/tmp/x.sock"]',
+            ("tcp:1", "unix:/tmp/x.sock"),
+        ),
+        "base-path": (["--base-path", "/api/"], 'base-path = "/api/"', "/api"),
+        "cors-origin": (
+            ["--cors-origin", "https://a.example", "--cors-origin", "*"],
+            'cors-origin = ["https://a.example", "*"]',
+            ("https://a.example", "*"),
+        ),
+        "cors-credentials": (["--cors-credentials"], "cors-credentials = true", True),
+        "cors-methods": (
+            ["--cors-methods", "GET,POST"],
+            'cors-methods = ["GET", "POST"]',
+            ("GET", "POST"),
+        ),
+        "cors-headers": (
+            ["--cors-headers", "Authorization", "--cors-headers", "X-Trace"],
+            'cors-headers = ["Authorization", "X-Trace"]',
+            ("Authorization", "X-Trace"),
+        ),
+        "cors-expose-headers": (
+            ["--cors-expose-headers", "X-Request-Id"],
+            'cors-expose-headers = ["X-Request-Id"]',
+            ("X-Request-Id",),
+        ),
+        "cors-max-age": (["--cors-max-age", "600"], "cors-max-age = 600", 600),
+        "body-limit": (["--body-limit", "10"], "body-limit = 10", 10),
+        "buffer-limit": (["--buffer-limit", "20"], "buffer-limit = 20", 20),
+        "sse-budget": (["--sse-budget", "30"], "sse-budget = 30", 30),
+        "ping": (["--ping", "2.5"], "ping = 2.5", 2.5),
+        "write-timeout": (["--write-timeout", "7"], "write-timeout = 7", 7.0),
+        "max-streams": (["--max-streams", "100"], "max-streams = 100", 100),
+        "shutdown-grace": (["--shutdown-grace", "0"], "shutdown-grace = 0", 0.0),
+        "debug": (["--debug"], "debug = true", True),
+    }
+
+
+class ConfigFileTests(SynchronousTestCase):
+    """``oxian.toml`` and ``--config`` (SPEC §8)."""
+
+    def setUp(self) -> None:
+        self.routes = os.path.abspath(make_tree(self.mktemp(), {"index.py": ""}))
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "PORT"})
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+
+    def write(self, text: str, name: str = "oxian.toml") -> str:
+        path = os.path.join(self.directory, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def parse(self, *args: str) -> Settings:
+        options = Options()
+        options.parseOptions(list(args))
+        return options.settings
+
+    def error(self, *args: str) -> str:
+        """The usage error of a command line."""
+        return str(self.assertRaises(usage.UsageError, self.parse, *args))
+
+    def file_error(self, *args: str) -> str:
+        """The one-line exit for a bad config file."""
+        error = self.assertRaises(SystemExit, self.parse, *args)
+        self.assertTrue(str(error.code).startswith("twistd oxian: "), error.code)
+        return str(error.code)
+
+    def test_every_option(self) -> None:
+        """Every option, from the command line and from the file, alike."""
+        table = every_option(self.routes)
+        self.assertEqual(set(table), set(OPTIONS_BY_NAME))
+        defaults = Settings()
+        for name, (args, toml, expected) in table.items():
+            attribute = OPTIONS_BY_NAME[name].attribute
+            with self.subTest(option=name):
+                self.assertNotEqual(getattr(defaults, attribute), expected)
+                routes = [] if name == "routes" else ["--routes", self.routes]
+                from_line = self.parse(*routes, *args)
+                self.assertEqual(getattr(from_line, attribute), expected)
+                path = self.write(toml + "\n", f"{attribute}.toml")
+                from_file = self.parse(*routes, "--config", path)
+                self.assertEqual(getattr(from_file, attribute), expected)
+
+    def test_command_line_wins(self) -> None:
+        path = self.write(
+            f"routes = {self.routes!r}\nbody-limit = 10\nping = 3\n"
+            'listen = ["tcp:1", "tcp:2"]\ndebug = true\n'
+        )
+        settings = self.parse(
+            "--config", path, "--body-limit", "20", "--listen", "tcp:3"
+        )
+        self.assertEqual(settings.body_limit, 20)
+        self.assertEqual(settings.ping, 3.0)
+        self.assertEqual(settings.listen, ("tcp:3",))
+        self.assertTrue(settings.debug)
+        self.assertEqual(settings.routes, self.routes)
+
+    def test_working_directory_file(self) -> None:
+        """``./oxian.toml`` is read when present; ``--config`` replaces it."""
+        self.write(f"routes = {self.routes!r}\nmax-streams = 5\n")
+        other = self.write(f"routes = {self.routes!r}\nping = 1\n", "other.toml")
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(self.directory)
+        self.assertEqual(self.parse().max_streams, 5)
+        settings = self.parse("--config", other)
+        self.assertEqual((settings.max_streams, settings.ping), (None, 1.0))
+
+    def test_errors(self) -> None:
+        """Each startup error says where and what."""
+        routes = f"routes = {self.routes!r}\n"
+        cases = [
+            ("bodylimit = 1\n", "t.toml: unknown setting 'bodylimit' (known: "),
+            (
+                "body-limit = -1\n",
+                "t.toml: body-limit: must be greater than 0 (got -1)",
+            ),
+            ("body-limit = 1.5\n", "t.toml: body-limit: expected a whole number"),
+            ('ping = "soon"\n', "t.toml: ping: expected a number of seconds"),
+            ("listen = 5\n", "t.toml: listen: expected a string or a list of strings"),
+            ("debug = 1\n", "t.toml: debug: expected true or false"),
+            (
+                'cors-origin = ["https://a.example/"]\n',
+                "t.toml: cors-origin: 'https://a.example/' is not an origin",
+            ),
+            ('cors-methods = "GET POST"\n', "'GET POST' is not a header or method"),
+            ("[cors]\norigin = 1\n", "t.toml: unknown setting 'cors'"),
+            ("body-limit = \n", "t.toml: not valid TOML: "),
+        ]
+        for text, expected in cases:
+            with self.subTest(text=text):
+                path = self.write(routes + text, "t.toml")
+                self.assertIn(expected, self.file_error("--config", path))
+
+    def test_missing_file(self) -> None:
+        missing = os.path.join(self.directory, "missing.toml")
+        self.assertIn(
+            f"{missing}: cannot read: No such file or directory",
+            self.file_error("--config", missing),
+        )
+
+    def test_routes_from_file_must_exist(self) -> None:
+        path = self.write("routes = 'no/such/dir'\n")
+        self.assertIn(
+            "routes 'no/such/dir' is not a directory", self.error("--config", path)
+        )
+
+    def test_bad_command_line_values(self) -> None:
+        for args, expected in (
+            (["--cors-origin", "example.com"], "--cors-origin: 'example.com' is not"),
+            (["--cors-max-age", "-1"], "--cors-max-age: must be 0 or more"),
+        ):
+            with self.subTest(args=args):
+                self.assertIn(expected, self.error("--routes", self.routes, *args))
+
+    def test_app_reads_file(self) -> None:
+        """``OxianApp(config=path)`` takes the same file."""
+        path = self.write("body-limit = 99\ncors-origin = ['*']\n")
+        app = OxianApp(self.routes, config=path, reactor=Clock())
+        self.assertEqual(app.settings.body_limit, 99)
+        self.assertEqual(app.settings.cors_origin, ("*",))
+        bad = self.write("nope = 1\n", "bad.toml")
+        self.assertRaises(ConfigError, OxianApp, self.routes, config=bad)
+
+    def test_pipeline_error_stops_startup(self) -> None:
+        """A broken pipeline file stops ``makeService`` with its file and line."""
+        routes = make_tree(
+            self.mktemp(), {"index.py": "", "api/middleware.py": "\ndef m(:\n"}
+        )
+        options = Options()
+        options.parseOptions(["--routes", routes])
+        error = self.assertRaises(SystemExit, makeService, options)
+        self.assertIn("api/middleware.py:2", str(error.code))
