@@ -156,8 +156,7 @@ class OxianApp:
         1–5 s and is closed; streams still open after ``grace`` seconds
         (``--shutdown-grace``) are cut. Fires once the streams have ended
         and requests in flight have finished, or when ``grace`` is over.
-        ``app.service()`` calls it when stopped; call it yourself when you
-        mounted `resource` in your own site.
+        `shutdown` starts with it.
         """
         if grace is None:
             grace = self.settings.shutdown_grace
@@ -227,8 +226,9 @@ class OxianApp:
             request_id=request_id,
             clock=self.clock,
         )
-        if self._cors is not None:
-            controller.headers(dict(self._cors_headers(request)))
+        cors = self._cors_headers(request)
+        if cors:
+            controller.headers(dict(cors))
         self._in_flight += 1
         request.notifyFinish().addBoth(self._request_ended, controller)
         try:
@@ -319,7 +319,7 @@ _OWNED = _Owned()
 
 
 class _AppService(MultiService):
-    """The listening ports of an app; stopping it also drains the app."""
+    """The listening ports of an app; stopping it also shuts the app down."""
 
     def __init__(self, app: OxianApp) -> None:
         super().__init__()
