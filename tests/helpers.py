@@ -127,17 +127,21 @@ class TwistdProcess:
     end-to-end tests. The port is read from twistd's own log line.
 
     :param args: ``twistd oxian`` arguments after the ``--listen``.
+    :param cwd: its working directory.
+    :param env: variables added to this process's environment.
     """
 
     START_TIMEOUT = 30.0
 
-    def __init__(self, *args: str, cwd: str | None = None) -> None:
+    def __init__(
+        self, *args: str, cwd: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         import queue
         import subprocess
         import threading
 
         command = twistd_command(*args)
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         # The checkout, so that the plugin and package are found uninstalled too.
         top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(
@@ -230,3 +234,21 @@ class TwistdProcess:
             raise
         self.output()
         return code
+
+
+def assert_clean_exit(
+    test: SynchronousTestCase, server: TwistdProcess, errors_logged: bool = False
+) -> None:
+    """
+    SIGTERM ends ``server`` cleanly (SPEC §1): status 0 or "terminated by
+    SIGTERM", shutdown completed, and no traceback unless the test provoked
+    one on purpose (``errors_logged``).
+    """
+    import signal
+
+    code = server.stop()
+    output = server.output()
+    test.assertIn(code, (0, -signal.SIGTERM), output)
+    test.assertIn("Server Shut Down", output)
+    if not errors_logged:
+        test.assertNotIn("Traceback", output)

@@ -56,11 +56,19 @@ class SseClient:
     :ivar eof: the server closed the connection (or reset it).
     """
 
-    def __init__(self, port: int, path: str, *, reading: bool = True) -> None:
+    def __init__(
+        self,
+        port: int,
+        path: str,
+        *,
+        reading: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            "Accept: text/event-stream\r\n\r\n".encode("ascii")
+            f"Accept: text/event-stream\r\n{extra}\r\n".encode("latin-1")
         )
         self.sock.setblocking(False)
         self.reading = reading

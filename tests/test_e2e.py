@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import TwistdProcess, make_tree
+from .helpers import TwistdProcess, assert_clean_exit, make_tree
 
 EXAMPLES = os.path.join(
     os.path.dirname(os.path.dirname(__file__)), "examples", "routes"
@@ -52,21 +51,6 @@ class TwistdTests(SynchronousTestCase):
         self.addCleanup(server.stop)
         return server
 
-    def assertCleanExit(
-        self, server: TwistdProcess, errors_logged: bool = False
-    ) -> None:
-        """
-        SIGTERM ends the process cleanly (SPEC §1): status 0 or "terminated
-        by SIGTERM", shutdown completed, and no traceback unless the test
-        provoked one on purpose.
-        """
-        code = server.stop()
-        output = server.output()
-        self.assertIn(code, (0, -signal.SIGTERM), output)
-        self.assertIn("Server Shut Down", output)
-        if not errors_logged:
-            self.assertNotIn("Traceback", output)
-
     def test_serves_and_exits_cleanly(self) -> None:
         """JSON routes answer with a request id, logged; SIGTERM exits cleanly."""
         root = make_tree(self.mktemp(), ROUTES)
@@ -76,7 +60,7 @@ class TwistdTests(SynchronousTestCase):
         )
         self.assertEqual((status, json.loads(body)), (200, {"id": "42"}))
         self.assertEqual(headers["x-request-id"], "e2e-1")
-        self.assertCleanExit(server)
+        assert_clean_exit(self, server)
         output = server.output()
         self.assertIn('"GET /items/42 HTTP/1.1" 200', output)
         self.assertIn("request_id=e2e-1", output)
@@ -101,7 +85,7 @@ class TwistdTests(SynchronousTestCase):
         self.assertEqual(server.request("GET", "/")[0], 200)
         output = server.output()
         self.assertIn("handler exploded", output)
-        self.assertCleanExit(server, errors_logged=True)
+        assert_clean_exit(self, server, errors_logged=True)
 
     def test_timer_error_is_logged_not_fatal(self) -> None:
         """An exception in a handler's timer is logged; the server lives on."""
@@ -111,7 +95,7 @@ class TwistdTests(SynchronousTestCase):
         status, _, body = server.request("GET", "/items/7")
         self.assertEqual((status, json.loads(body)), (200, {"id": "7"}))
         self.assertIn("timer exploded", server.output())
-        self.assertCleanExit(server, errors_logged=True)
+        assert_clean_exit(self, server, errors_logged=True)
 
     def test_truncated_request_is_harmless(self) -> None:
         """A client that sends half a request and leaves does no harm."""
@@ -122,29 +106,7 @@ class TwistdTests(SynchronousTestCase):
                 b"POST /items/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"
             )
         self.assertEqual(server.request("GET", "/")[0], 200)
-        self.assertCleanExit(server)
-
-    def test_examples(self) -> None:
-        """The example app's routes answer, streams and files included."""
-        server = self.start("--routes", EXAMPLES)
-        status, _, body = server.request("GET", "/")
-        self.assertEqual(status, 200)
-        self.assertIn("routes", json.loads(body))
-        status, _, body = server.request("GET", "/users/1")
-        self.assertEqual(status, 200)
-        self.assertEqual(json.loads(body)["id"], "1")
-        status, _, body = server.request("GET", "/docs/guide/intro")
-        self.assertEqual(json.loads(body)["path"], ["guide", "intro"])
-        status, headers, body = server.request("GET", "/download/hello.txt")
-        self.assertEqual((status, body[:5]), (200, b"Hello"))
-        self.assertEqual(headers["content-length"], str(len(body)))
-        status, _, body = server.request(
-            "GET", "/download/hello.txt", headers={"Range": "bytes=0-4"}
-        )
-        self.assertEqual((status, body), (206, b"Hello"))
-        status, _, body = server.request("GET", "/stream")
-        self.assertEqual(body, b"Hello streaming world!")
-        self.assertCleanExit(server)
+        assert_clean_exit(self, server)
 
     def test_config_file_and_pipeline(self) -> None:
         """
@@ -208,6 +170,6 @@ class TwistdTests(SynchronousTestCase):
         status, headers, _ = server.request("GET", "/api/me", headers=origin)
         self.assertEqual(status, 401)
         self.assertEqual(headers["access-control-allow-origin"], "https://app.example")
-        self.assertCleanExit(server)
+        assert_clean_exit(self, server)
         with open(stopped) as f:
             self.assertEqual(f.read(), "1")

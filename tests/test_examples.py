@@ -19,11 +19,19 @@ from oxian_tw.testing import TestClient
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
 
 
+def example_app(work: str) -> OxianApp:
+    """The example app on a ``Clock``, its sqlite database under ``work``."""
+    database = os.path.join(os.path.abspath(work), "examples.sqlite3")
+    return OxianApp(
+        os.path.join(EXAMPLES, "routes"),
+        reactor=Clock(),
+        dependencies={"database_path": database},
+    )
+
+
 class StreamingExampleTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.client = TestClient(
-            OxianApp(os.path.join(EXAMPLES, "routes"), reactor=Clock())
-        )
+        self.client = TestClient(example_app(self.mktemp()))
 
     def test_stream(self) -> None:
         """``/stream``: three chunks, a second apart, then the end."""
@@ -77,7 +85,7 @@ class SSEExampleTests(SynchronousTestCase):
     """The SSE examples docs/sse.md shows."""
 
     def setUp(self) -> None:
-        self.app = OxianApp(os.path.join(EXAMPLES, "routes"), reactor=Clock())
+        self.app = example_app(self.mktemp())
         self.client = TestClient(self.app)
 
     def module(self, relative: str) -> Any:

@@ -42,4 +42,5 @@ def broadcast_to_room(room, message):
     """Send ``message`` to everyone in ``room``; slow clients never hold it up."""
     for client in clients:
         if client.room == room:
-            client.sse.send(message, event="message")
+            # The id lets a reconnecting browser say what it saw last.
+            client.sse.send(message, event="message", id=message["id"])

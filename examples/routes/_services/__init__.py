@@ -1,0 +1,1 @@
+"""The example app's services; ``../dependencies.py`` builds them once."""

@@ -1,0 +1,28 @@
+"""
+Real-time dashboard: this process's CPU, memory and open streams every
+``?interval=`` seconds (5 by default).
+"""
+
+import time
+
+from twisted.internet.task import LoopingCall
+
+
+def GET(data, ctx):
+    metrics_service = ctx.dependencies.metrics_service
+    interval = float(data.get("interval", 5))
+    sse = ctx.response.sse(retry=5000)
+
+    def send_metrics():
+        try:
+            metrics = metrics_service.get_current_metrics(ctx.app)
+        except Exception:
+            sse.send({"error": "Failed to fetch metrics"}, event="error")
+            return
+        sse.send(metrics, event="metrics", id=f"metrics-{int(time.time() * 1000)}")
+
+    send_metrics()
+    updates = LoopingCall(send_metrics)
+    updates.clock = ctx.clock
+    updates.start(interval, now=False)
+    sse.done.addCallback(lambda _: updates.stop())

@@ -1,0 +1,25 @@
+"""
+The example app's services, built once per process before the first request
+that needs them (SPEC §7): the sqlite3 database (created and seeded on first
+use), users, metrics, stock prices and auth.
+"""
+
+from ._services.auth import Auth
+from ._services.database import Database, UserService, default_path
+from ._services.metrics import MetricsService
+from ._services.stocks import StockService
+
+
+def dependencies(parent):
+    database = Database(parent.get("database_path") or default_path())
+    return {
+        "database": database,
+        "user_service": UserService(database),
+        "metrics_service": MetricsService(),
+        "stock_service": StockService(),
+        "auth": Auth(parent.get("auth_tokens")),
+    }
+
+
+def shutdown(deps):
+    deps["database"].close()

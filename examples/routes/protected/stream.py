@@ -1,0 +1,40 @@
+"""
+Streaming with authentication: ``Authorization: Bearer <token>`` (the demo
+token is ``demo-token``), checked before the stream opens.
+"""
+
+import time
+
+from twisted.internet.task import LoopingCall
+
+from oxian_tw import HttpError
+
+
+def GET(data, ctx):
+    auth = ctx.dependencies.auth
+    header = ctx.request.headers.get("authorization") or ""
+    token = header.removeprefix("Bearer ").strip()
+    if not token:
+        raise HttpError(
+            401, "Authentication required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    user = auth.verify_token(token)
+    if user is None:
+        raise HttpError(401, "Invalid token", headers={"WWW-Authenticate": "Bearer"})
+
+    sse = ctx.response.sse()
+    sse.send(
+        {"message": f"Welcome {user['name']}", "userId": user["id"]},
+        event="authenticated",
+    )
+
+    def notify():
+        sse.send(
+            {"userId": user["id"], "timestamp": int(time.time() * 1000)},
+            event="notification",
+        )
+
+    notifications = LoopingCall(notify)
+    notifications.clock = ctx.clock
+    notifications.start(float(data.get("interval", 10)), now=False)
+    sse.done.addCallback(lambda _: notifications.stop())

@@ -1,0 +1,50 @@
+"""
+Error handling in streams: data every ``?interval=`` seconds (2 by
+default) until the simulated external source fails (on attempt
+``?fail_on=``, 3 by default); then an ``error`` event and the stream closes.
+"""
+
+import time
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+log = Logger()
+
+
+class ExternalSourceError(Exception):
+    pass
+
+
+def GET(data, ctx):
+    sse = ctx.response.sse(retry=5000)
+    fail_on = int(data.get("fail_on", 3))
+    attempts = 0
+
+    def fetch_external_data():
+        nonlocal attempts
+        attempts += 1
+        if attempts >= fail_on:
+            raise ExternalSourceError(f"source failed on attempt {attempts}")
+        return {"attempt": attempts, "value": attempts * 10}
+
+    def process_data():
+        try:
+            sse.send(fetch_external_data(), event="data")
+        except ExternalSourceError as error:
+            log.warn(
+                "Stream error: {error} (request {id})", error=error, id=ctx.request_id
+            )
+            sse.send(
+                {
+                    "error": "Data processing failed",
+                    "timestamp": int(time.time() * 1000),
+                },
+                event="error",
+            )
+            sse.close()
+
+    processing = LoopingCall(process_data)
+    processing.clock = ctx.clock
+    processing.start(float(data.get("interval", 2)), now=False)
+    sse.done.addCallback(lambda _: processing.stop())

@@ -1,0 +1,90 @@
+"""
+The demo page in a real browser: ``twistd -n oxian --routes
+examples/routes`` on an ephemeral port, driven with Playwright in Debian's
+headless Chromium. Skips (or, under ``.ci/run``, fails) without them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from .helpers import TwistdProcess, assert_clean_exit, skip_unless
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
+TIMEOUT_MS = 20_000
+
+
+class DemoPageTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.chromium = shutil.which("chromium")
+        skip_unless(
+            self.chromium is not None,
+            "Debian's chromium is not installed (apt-get install chromium)",
+        )
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            skip_unless(False, "playwright is not installed (pip install playwright)")
+        self.sync_playwright = sync_playwright
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        self.server = TwistdProcess(
+            "--routes",
+            os.path.join(EXAMPLES, "routes"),
+            env={"OXIAN_EXAMPLES_DB": os.path.join(work, "examples.sqlite3")},
+        )
+        self.addCleanup(assert_clean_exit, self, self.server)
+
+    def test_chat_between_tabs_metrics_and_ticker(self) -> None:
+        """
+        Two tabs of one browser: a chat message sent from one arrives in the
+        other; the dashboard shows at least three updates; the ticker shows
+        prices for the chosen symbol.
+        """
+        url = f"http://127.0.0.1:{self.server.port}/"
+        with self.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=self.chromium,
+                headless=True,
+                args=["--no-sandbox", "--disable-dev-shm-usage"],
+            )
+            try:
+                # Narrow enough that a layout overlap would block the clicks.
+                context = browser.new_context(viewport={"width": 1024, "height": 700})
+                sender, receiver = context.new_page(), context.new_page()
+                for page in (sender, receiver):
+                    page.set_default_timeout(TIMEOUT_MS)
+                    page.goto(url)
+                    page.wait_for_function(
+                        "document.getElementById('chat-state').textContent === 'live'"
+                    )
+
+                sender.fill("input[name=username]", "alice")
+                sender.fill("input[name=message]", "hello from the first tab")
+                sender.click("#chat-form button")
+                receiver.locator(
+                    "#messages li.chat-message",
+                    has_text="alice: hello from the first tab",
+                ).wait_for()
+                # The sender's own stream carries it too, and the form was reset.
+                sender.locator("#messages li.chat-message").first.wait_for()
+                self.assertEqual(sender.input_value("input[name=message]"), "")
+
+                receiver.wait_for_function(
+                    "Number(document.getElementById('metrics-count').textContent) >= 3"
+                )
+                streams = int(receiver.text_content("#streams") or "0")
+                self.assertGreaterEqual(streams, 4)  # two chats, two dashboards
+                self.assertTrue(
+                    (receiver.text_content("#memory") or "").endswith("MiB")
+                )
+
+                sender.select_option("#symbol", "MSFT")
+                sender.wait_for_function(
+                    "document.getElementById('price').textContent.startsWith('MSFT ')"
+                )
+            finally:
+                browser.close()
