@@ -271,3 +271,25 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         self.assertTrue(first.complete)
         self.assertEqual(json.loads(events[0].data), {"clientId": "tab-1"})
         self.assertFalse(second.eof)
+
+    def test_bad_parameters(self) -> None:
+        """Bad parameters are JSON 400s (or 404s), never a 500 or a spinning timer."""
+        for path, status in (
+            ("/dashboard/metrics?interval=0", 400),
+            ("/dashboard/metrics?interval=soon", 400),
+            ("/stocks/AAPL/stream?interval=-1", 400),
+            ("/protected/stream?interval=0", 401),
+            ("/stream-with-errors?interval=0", 400),
+            ("/stream-with-errors?fail_on=x", 400),
+            ("/feed?count=many", 400),
+            ("/data-stream?count=100000", 400),
+            ("/users/99999999999999999999999", 404),
+            ("/users/%C2%B2", 404),
+        ):
+            with self.subTest(path=path):
+                got, headers, body = self.request("GET", path)
+                self.assertEqual(got, status)
+                self.assertEqual(
+                    headers["content-type"], "application/json; charset=utf-8"
+                )
+                self.assertIn("message", json.loads(body)["error"])

@@ -3,9 +3,11 @@
 import json
 import time
 
+from ._params import number
+
 
 async def GET(data, ctx):
-    count = int(data.get("count", 5))
+    count = number(data, "count", 5, low=0, high=1000, kind=int)
     stream = ctx.response.stream(
         headers={"Content-Type": "application/json; charset=utf-8"}
     )

@@ -8,6 +8,8 @@ from xml.sax.saxutils import escape
 
 from oxian_tw import HttpError
 
+from ._params import number
+
 
 def feed_items(count):
     now = int(time.time() * 1000)
@@ -53,5 +55,5 @@ async def GET(data, ctx):
     feed_format = data.get("format", "json")
     if feed_format not in FORMATS:
         raise HttpError(400, "format must be json, csv or xml")
-    items = feed_items(int(data.get("count", 20)))
+    items = feed_items(number(data, "count", 20, low=0, high=100_000, kind=int))
     await FORMATS[feed_format](ctx.response, items)

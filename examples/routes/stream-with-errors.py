@@ -9,6 +9,8 @@ import time
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ._params import interval, number
+
 log = Logger()
 
 
@@ -17,8 +19,10 @@ class ExternalSourceError(Exception):
 
 
 def GET(data, ctx):
+    # Parameters first: once sse() is called the 200 is on its way.
+    fail_on = number(data, "fail_on", 3, low=1, high=1000, kind=int)
+    every = interval(data, 2)
     sse = ctx.response.sse(retry=5000)
-    fail_on = int(data.get("fail_on", 3))
     attempts = 0
 
     def fetch_external_data():
@@ -46,5 +50,5 @@ def GET(data, ctx):
 
     processing = LoopingCall(process_data)
     processing.clock = ctx.clock
-    processing.start(float(data.get("interval", 2)), now=False)
+    processing.start(every, now=False)
     sse.done.addCallback(lambda _: processing.stop())

@@ -7,10 +7,12 @@ import time
 
 from twisted.internet.task import LoopingCall
 
+from .._params import interval
+
 
 def GET(data, ctx):
     metrics_service = ctx.dependencies.metrics_service
-    interval = float(data.get("interval", 5))
+    every = interval(data, 5)
     sse = ctx.response.sse(retry=5000)
 
     def send_metrics():
@@ -24,5 +26,5 @@ def GET(data, ctx):
     send_metrics()
     updates = LoopingCall(send_metrics)
     updates.clock = ctx.clock
-    updates.start(interval, now=False)
+    updates.start(every, now=False)
     sse.done.addCallback(lambda _: updates.stop())

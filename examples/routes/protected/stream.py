@@ -9,6 +9,8 @@ from twisted.internet.task import LoopingCall
 
 from oxian_tw import HttpError
 
+from .._params import interval
+
 
 def GET(data, ctx):
     auth = ctx.dependencies.auth
@@ -22,6 +24,7 @@ def GET(data, ctx):
     if user is None:
         raise HttpError(401, "Invalid token", headers={"WWW-Authenticate": "Bearer"})
 
+    every = interval(data, 10)
     sse = ctx.response.sse()
     sse.send(
         {"message": f"Welcome {user['name']}", "userId": user["id"]},
@@ -36,5 +39,5 @@ def GET(data, ctx):
 
     notifications = LoopingCall(notify)
     notifications.clock = ctx.clock
-    notifications.start(float(data.get("interval", 10)), now=False)
+    notifications.start(every, now=False)
     sse.done.addCallback(lambda _: notifications.stop())

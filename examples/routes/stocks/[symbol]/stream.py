@@ -9,6 +9,8 @@ from twisted.internet.task import LoopingCall
 
 from oxian_tw import HttpError
 
+from ..._params import interval
+
 
 def GET(data, ctx):
     stock_service = ctx.dependencies.stock_service
@@ -16,7 +18,7 @@ def GET(data, ctx):
     # Validate before sse(): afterwards the status line is already sent.
     if not stock_service.is_valid_symbol(symbol):
         raise HttpError(400, "Invalid stock symbol")
-    interval = float(data.get("interval", 30))
+    every = interval(data, 30)
     sse = ctx.response.sse(retry=10000)
     last_price = None
 
@@ -47,5 +49,5 @@ def GET(data, ctx):
     send_price_update()
     updates = LoopingCall(send_price_update)
     updates.clock = ctx.clock
-    updates.start(interval, now=False)
+    updates.start(every, now=False)
     sse.done.addCallback(lambda _: updates.stop())
