@@ -40,6 +40,7 @@ from ._context import (
 )
 from ._cors import CorsPolicy
 from ._errors import HttpError, error_body
+from ._hub import Hub
 from ._invoke import Handlers
 from ._modules import RouteModules
 from ._pipeline import Pipeline
@@ -100,6 +101,13 @@ class OxianApp:
             lambda: self.clock,
             max_streams=self.settings.max_streams,
             write_timeout=self.settings.write_timeout,
+        )
+        #: Named channels with history and replay (SPEC §11): ``publish``.
+        self.hub = Hub(
+            lambda: self.clock,
+            history=self.settings.hub_history,
+            history_bytes=self.settings.hub_history_bytes,
+            history_age=self.settings.hub_history_age,
         )
         self._in_flight = 0
         self._quiet: list[Deferred[None]] = []
@@ -223,6 +231,7 @@ class OxianApp:
             request,
             settings=self.settings,
             streams=self.streams,
+            hub=self.hub,
             request_id=request_id,
             clock=self.clock,
         )
@@ -303,6 +312,7 @@ class OxianApp:
             route=route.pattern,
             clock=self.clock,
             app=self,
+            hub=self.hub,
         )
 
 

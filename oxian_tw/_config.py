@@ -250,6 +250,24 @@ OPTIONS: tuple[Option, ...] = (
         "Default unlimited.",
     ),
     Option(
+        "hub-history",
+        1000,
+        _non_negative_int,
+        "Events each hub channel keeps for replay to reconnecting clients.",
+    ),
+    Option(
+        "hub-history-bytes",
+        1024 * 1024,
+        _non_negative_int,
+        "Encoded bytes each hub channel keeps for replay.",
+    ),
+    Option(
+        "hub-history-age",
+        3600.0,
+        _seconds,
+        "Seconds an event stays in its hub channel's history.",
+    ),
+    Option(
         "shutdown-grace",
         5.0,
         _seconds,
@@ -286,6 +304,9 @@ class Settings:
     ping: float = 15.0
     write_timeout: float = 60.0
     max_streams: int | None = None
+    hub_history: int = 1000
+    hub_history_bytes: int = 1024 * 1024
+    hub_history_age: float = 3600.0
     shutdown_grace: float = 5.0
     debug: bool = False
 

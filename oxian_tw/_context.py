@@ -20,6 +20,7 @@ from twisted.web.iweb import IRequest
 
 if TYPE_CHECKING:
     from ._app import OxianApp
+    from ._hub import Hub
     from ._response import ResponseController
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
@@ -163,6 +164,7 @@ RESERVED_CONTEXT_NAMES = frozenset(
         "route",
         "clock",
         "app",
+        "hub",
         "sleep",
     }
 )
@@ -184,6 +186,7 @@ class Context:
         route: str,
         clock: IReactorTime,
         app: OxianApp,
+        hub: Hub,
     ) -> None:
         self.request = request
         self.response = response
@@ -192,6 +195,8 @@ class Context:
         self.route = route
         self.clock = clock
         self.app = app
+        #: The app's hub (``ctx.hub.publish(channel, data)``).
+        self.hub = hub
 
     def sleep(self, seconds: float) -> Deferred[None]:
         """A Deferred that fires with ``None`` after ``seconds`` on ``ctx.clock``."""

@@ -23,6 +23,7 @@ from ._producer import Stream
 from .sse import Comment, encode, encode_fields, encode_retry
 
 if TYPE_CHECKING:
+    from ._hub import Hub
     from ._registry import StreamRegistry
 
 #: What `EventStream` does with a send that would pass its budget.
@@ -58,6 +59,7 @@ class EventStream:
         "_stream",
         "_clock",
         "_registry",
+        "_hub",
         "_budget",
         "_stalled",
         "_done",
@@ -70,6 +72,7 @@ class EventStream:
         *,
         clock: IReactorTime,
         registry: StreamRegistry,
+        hub: Hub,
         route: str,
         request_id: str,
         budget: int,
@@ -86,6 +89,7 @@ class EventStream:
         self._stream = stream
         self._clock = clock
         self._registry = registry
+        self._hub = hub
         self._budget = budget
         #: When the last bytes were written (heartbeats count).
         self.last_write = clock.seconds()
@@ -140,6 +144,29 @@ class EventStream:
         """Send ``: text`` (one such line per line of ``text``); as `send`."""
         return self._write(encode(Comment(text)))
 
+    def subscribe(self, *channels: str) -> None:
+        """
+        Deliver every event published on ``channels`` through the app's hub
+        (``ctx.hub.publish``) to this stream. With a ``last_event_id``, the
+        events after it come first from the channels' history, or a
+        ``reset`` event for a channel that cannot be resumed.
+
+        :raises ValueError: for a bad channel name.
+        """
+        self._hub.subscribe(self, channels, self.last_event_id)
+
+    def deliver(self, payload: bytes) -> bool:
+        """
+        Hand already encoded event bytes to the stream without waiting (the
+        hub's fan-out), under the budget and slow-consumer policy.
+
+        :return: ``False`` when refused (closed, or over budget).
+        """
+        if not self._accept(len(payload)):
+            return False
+        self._stream.write(payload)
+        return True
+
     def close(self) -> None:
         """End the response once what was sent has been handed on; idempotent."""
         self._stream.close()
@@ -191,16 +218,23 @@ class EventStream:
                 stream.write(HEARTBEAT)
 
     def _write(self, payload: bytes) -> Deferred[bool]:
+        if not self._accept(len(payload)):
+            return succeed(False)
+        return self._stream.write(payload)
+
+    def _accept(self, size: int) -> bool:
+        """Whether ``size`` more bytes may be written now (policy applied)."""
         stream = self._stream
         if stream.closed:
-            return succeed(False)
+            return False
         queued = stream.queued
-        if queued and queued + len(payload) > self._budget:
-            return self._over_budget(queued)
+        if queued and queued + size > self._budget:
+            self._over_budget(queued)
+            return False
         self.last_write = self._clock.seconds()
-        return stream.write(payload)
+        return True
 
-    def _over_budget(self, queued: int) -> Deferred[bool]:
+    def _over_budget(self, queued: int) -> None:
         dropping = self.slow_consumer == "drop"
         if not (dropping and self.dropped):
             self._log.info(
@@ -215,10 +249,10 @@ class EventStream:
             self.dropped += 1
         else:
             self._stream.abort()
-        return succeed(False)
 
     def _ended(self) -> None:
         self._registry.discard(self)
+        self._hub.unsubscribe(self)
         if self._done:
             # Later, never inside the send/close that ended the stream.
             self._clock.callLater(0, self._fire_done)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -33,6 +33,7 @@ from ._eventstream import (
     limit_unacknowledged,
 )
 from ._files import UNSATISFIABLE, byte_range, not_modified, resolve
+from ._hub import Hub, check_channel
 from ._producer import Stream, as_bytes
 from ._registry import StreamRegistry
 from .sse import encode_retry
@@ -109,6 +110,7 @@ class ResponseController:
     :param request: the ``twisted.web`` request.
     :param settings: the app's settings (limits, ``debug``, heartbeats).
     :param streams: the app's registry of SSE streams.
+    :param hub: the app's hub, for ``sse(channels=...)``.
     :param request_id: the request's id, for log lines.
     :param clock: the app's clock.
     :ivar route: the matched route pattern, set by the app once known.
@@ -123,6 +125,7 @@ class ResponseController:
         "_settings",
         "_debug",
         "_streams",
+        "_hub",
         "_request_id",
         "_clock",
         "_status",
@@ -138,6 +141,7 @@ class ResponseController:
         *,
         settings: Settings,
         streams: StreamRegistry,
+        hub: Hub,
         request_id: str,
         clock: IReactorTime,
     ) -> None:
@@ -145,6 +149,7 @@ class ResponseController:
         self._settings = settings
         self._debug = settings.debug
         self._streams = streams
+        self._hub = hub
         self._request_id = request_id
         self._clock = clock
         self.route: str | None = None
@@ -238,6 +243,7 @@ class ResponseController:
         status: int = 200,
         ping: Any = _APP_PING,
         slow_consumer: str = "disconnect",
+        channels: Iterable[str] = (),
     ) -> EventStream:
         """
         Open a Server-Sent Events response and return its `EventStream`.
@@ -253,6 +259,9 @@ class ResponseController:
             ``--ping`` when left out, ``None`` for none.
         :param slow_consumer: past the ``--sse-budget`` of unsent bytes,
             ``"disconnect"`` the client or ``"drop"`` the event.
+        :param channels: hub channels to subscribe to at once
+            (`EventStream.subscribe`), resuming from the client's
+            ``Last-Event-ID``.
         :raises HttpError: ``503`` with ``Retry-After`` at ``--max-streams``
             or during shutdown.
         :raises StreamClosed: when the client already left.
@@ -270,6 +279,9 @@ class ResponseController:
         ):
             raise ValueError(f"ping must be a number of seconds > 0 or None: {ping!r}")
         opening = b"" if retry is None else encode_retry(retry)
+        channels = list(channels)
+        for channel in channels:
+            check_channel(channel)
         if self._sse is not None:
             raise RuntimeError("sse() was already called for this response")
         if self.committed:
@@ -291,6 +303,7 @@ class ResponseController:
             stream,
             clock=self._clock,
             registry=self._streams,
+            hub=self._hub,
             route=self.route or request.path.decode("latin-1"),
             request_id=self._request_id,
             budget=self._settings.sse_budget,
@@ -301,6 +314,8 @@ class ResponseController:
         self._streams.add(sse)
         if opening:
             stream.write(opening)
+        if channels:
+            sse.subscribe(*channels)
         return sse
 
     def pipe(self, source: Any) -> Deferred[None]:

@@ -189,6 +189,13 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         "ping": (["--ping", "2.5"], "ping = 2.5", 2.5),
         "write-timeout": (["--write-timeout", "7"], "write-timeout = 7", 7.0),
         "max-streams": (["--max-streams", "100"], "max-streams = 100", 100),
+        "hub-history": (["--hub-history", "10"], "hub-history = 10", 10),
+        "hub-history-bytes": (
+            ["--hub-history-bytes", "4096"],
+            "hub-history-bytes = 4096",
+            4096,
+        ),
+        "hub-history-age": (["--hub-history-age", "60"], "hub-history-age = 60", 60.0),
         "shutdown-grace": (["--shutdown-grace", "0"], "shutdown-grace = 0", 0.0),
         "debug": (["--debug"], "debug = true", True),
     }
