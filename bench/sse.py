@@ -5,10 +5,11 @@ run. A script that prints numbers, not a test.
 
 - Idle memory: server RSS per open, idle stream at 1,000 and 10,000 streams.
 - Fan-out: 1,000 subscribers, 100 events of 256 B each, published one POST
-  at a time like the seed's chat (the oxian route loops ``sse.send`` over a
-  module-level set): deliveries/s and p50/p99 latency from publication to
-  arrival, back to back (each POST as soon as the last one answered) and
-  paced (20 ms apart).
+  at a time: "oxian_tw" like the seed's chat (the route loops ``sse.send``
+  over a module-level set), "oxian_tw hub" through ``ctx.hub.publish`` (one
+  encoding per event, history kept); deliveries/s and p50/p99 latency from
+  publication to arrival, back to back (each POST as soon as the last one
+  answered) and paced (20 ms apart).
 
     python bench/sse.py [--streams 1000 10000] [--subscribers 1000]
                         [--events 100] [--repeat 1]
@@ -33,6 +34,7 @@ import time
 from _common import oxian_command, pinned, rss_bytes, start
 
 ROUTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "routes")
+HUB_ROUTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_routes")
 EVENT_BYTES = 256
 BACKLOG = 4096
 
@@ -173,6 +175,9 @@ def main() -> None:
         "oxian_tw": oxian_command(
             ROUTES, listen=f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}"
         ),
+        "oxian_tw hub": oxian_command(
+            HUB_ROUTES, listen=f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}"
+        ),
         "twisted.web": ([sys.executable, "-c", TWISTED_SERVER], r"listening on (\d+)"),
     }
     chosen = {n: v for n, v in servers.items() if not args.only or n in args.only}
@@ -233,11 +238,13 @@ def main() -> None:
                 for n in names
             )
         )
-    if len(names) == 2:
-        a, b = names
+    base = "twisted.web"
+    for name in names:
+        if name == base or base not in median:
+            continue
         for mode in ("back to back", "paced 20 ms"):
-            ratio = median[a][mode + " rate"] / median[b][mode + " rate"]
-            print(f"{a} / {b} fan-out rate, {mode}: {ratio:.2f}x")
+            ratio = median[name][mode + " rate"] / median[base][mode + " rate"]
+            print(f"{name} / {base} fan-out rate, {mode}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

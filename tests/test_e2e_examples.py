@@ -76,10 +76,17 @@ class ExamplesEndToEndTests(SynchronousTestCase):
     def events(
         self, path: str, count: int, **kwargs: Any
     ) -> tuple[SseClient, list[Event]]:
-        """The first ``count`` events of ``path``."""
+        """The head and the first ``count`` events of ``path``."""
         client = SseClient(self.server.port, path, **kwargs)
         self.addCleanup(client.close)
-        pump([client], lambda: len(client.events) >= count or client.eof, timeout=30)
+        pump(
+            [client],
+            lambda: (
+                client.eof
+                or (client.status is not None and len(client.events) >= count)
+            ),
+            timeout=30,
+        )
         self.assertEqual(client.status, 200)
         return client, client.events
 
@@ -89,7 +96,7 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(headers["content-type"], "text/html; charset=utf-8")
         for needle in (
-            b"/chat/events",
+            b"/rooms/general/events",
             b"/dashboard/metrics",
             b"/stocks/",
             b"/download/",
@@ -293,3 +300,46 @@ class ExamplesEndToEndTests(SynchronousTestCase):
                     headers["content-type"], "application/json; charset=utf-8"
                 )
                 self.assertIn("message", json.loads(body)["error"])
+
+    def test_rooms_replay_after_reconnect(self) -> None:
+        """
+        The hub chat: a message reaches the room; a client that left comes
+        back with its last id and gets exactly what it missed, then live.
+        """
+        listener, events = self.events("/rooms/e2e/events", 0)
+
+        def send(text: str) -> str:
+            status, _, body = self.request(
+                "POST",
+                "/rooms/e2e/send",
+                body=json.dumps({"username": "ada", "message": text}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            self.assertEqual(status, 200)
+            return str(json.loads(body)["messageId"])
+
+        first = send("one")
+        pump([listener], lambda: len(listener.events) >= 1, timeout=10)
+        self.assertEqual(listener.events[0].id, first)
+        listener.abort()
+        missed = [send("two"), send("three")]
+        again, events = self.events(
+            "/rooms/e2e/events", 2, headers={"Last-Event-ID": first}
+        )
+        self.assertEqual([e.id for e in events], missed)
+        live = send("four")
+        pump([again], lambda: len(again.events) >= 3, timeout=10)
+        self.assertEqual(again.events[2].id, live)
+        self.assertEqual(
+            [json.loads(e.data)["message"] for e in again.events],
+            ["two", "three", "four"],
+        )
+        status, _, _ = self.request("GET", "/rooms/" + "x" * 65 + "/events")
+        self.assertEqual(status, 400)
+        status, headers, body = self.request("GET", "/metrics")
+        self.assertEqual(
+            headers["content-type"], "text/plain; version=0.0.4; charset=utf-8"
+        )
+        text = body.decode()
+        self.assertIn("oxian_hub_published_total 4\n", text)
+        self.assertIn("oxian_hub_replayed_total 2\n", text)

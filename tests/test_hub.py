@@ -268,3 +268,23 @@ class StatsTests(HubTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         response = self.subscribe(query={"ch": "user-1"}, last=last)
         self.assertEqual([e.event for e in response.events()], ["reset"])
+
+
+class ExpositionTests(HubTestCase):
+    def test_prometheus_text(self) -> None:
+        """Every counter, typed, with its value."""
+        from oxian_tw.metrics import exposition
+
+        self.subscribe()
+        self.publish("news", 1)
+        text = exposition(self.app).decode("utf-8")
+        for line in (
+            "# TYPE oxian_hub_published_total counter",
+            "oxian_hub_published_total 1",
+            "oxian_hub_delivered_total 1",
+            "# TYPE oxian_hub_channels gauge",
+            "oxian_hub_channels 1",
+            "oxian_hub_subscriptions 1",
+            "oxian_sse_streams 1",
+        ):
+            self.assertIn(line + "\n", text)
