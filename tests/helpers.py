@@ -156,6 +156,7 @@ class TwistdProcess:
             text=True,
         )
         self.lines: list[str] = []
+        self._drained = False
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.port = self._wait_for_port()
@@ -187,14 +188,25 @@ class TwistdProcess:
             if found:
                 return int(found.group(1))
 
-    def output(self) -> str:
-        """Everything twistd printed so far."""
-        while True:
+    def output(self, *, to_the_end: bool = False) -> str:
+        """
+        Everything twistd printed so far; with ``to_the_end``, everything up
+        to the end of its output (once it exited, the reader thread may
+        still be draining the pipe).
+        """
+        import queue
+
+        while not self._drained:
             try:
-                line = self._queue.get_nowait()
-            except Exception:
+                line = (
+                    self._queue.get(timeout=30)
+                    if to_the_end
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
                 break
             if line is None:
+                self._drained = True
                 break
             self.lines.append(line)
         return "".join(self.lines)
@@ -232,7 +244,7 @@ class TwistdProcess:
         except Exception:
             self.process.kill()
             raise
-        self.output()
+        self.output(to_the_end=True)
         return code
 
 

@@ -193,6 +193,6 @@ class SseEndToEndTests(SynchronousTestCase):
             self.assertIsNotNone(client.decoder.retry)
             self.assertTrue(1000 <= client.decoder.retry <= 5000)
         self.assertGreater(len({c.decoder.retry for c in clients}), 10)
-        output = server.output()
+        output = server.output(to_the_end=True)
         self.assertIn("Server Shut Down", output)
         self.assertNotIn("Traceback", output)
