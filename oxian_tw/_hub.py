@@ -148,7 +148,8 @@ class Hub:
         Deliver ``channels`` to ``stream``: first, given a ``last_event_id``,
         every event after it from the channels' history (in publication
         order), or one ``reset`` event per channel whose events after it are
-        no longer all there; then every live event.
+        no longer all there; then every live event. Channels the stream
+        already has are left as they are.
         """
         names = list(dict.fromkeys(channels))
         for name in names:
@@ -160,15 +161,16 @@ class Hub:
         for name in names:
             target = self._channel(name)
             self._evict(target, now)
-            targets.append(target)
+            # A channel the stream already has was replayed then.
+            if stream not in target.subscribers:
+                targets.append(target)
         if last_event_id is not None:
             self._replay(stream, targets, last_event_id)
         own = self._subscribed.setdefault(stream, [])
         for target in targets:
-            if stream not in target.subscribers:
-                target.subscribers.add(stream)
-                own.append(target)
-                self._stats.subscribers += 1
+            target.subscribers.add(stream)
+            own.append(target)
+            self._stats.subscribers += 1
 
     def unsubscribe(self, stream: EventStream) -> None:
         """Stop delivering to ``stream`` (its end does this)."""

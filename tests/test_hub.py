@@ -27,6 +27,11 @@ ROUTES = {
             sse.send("before the subscription", event="hello")
             sse.subscribe("news")
     """,
+    "twice.py": """
+        def GET(data, ctx):
+            sse = ctx.response.sse(channels=["news"])
+            sse.subscribe("news", "sport")
+    """,
     "own.py": """
         def GET(data, ctx):
             ctx.response.sse(channels=["news"])
@@ -180,6 +185,13 @@ class ReplayTests(HubTestCase):
         """``sse.subscribe()`` after other sends resumes from the header too."""
         response = self.get("/late", headers={"Last-Event-ID": self.ids[2]})
         self.assertEqual([e.event for e in response.events()], ["hello", None, None])
+
+    def test_subscribing_again_replays_once(self) -> None:
+        """A channel the stream already has is not replayed again."""
+        sport = self.publish("sport", "s")
+        response = self.get("/twice", headers={"Last-Event-ID": self.ids[2]})
+        self.assertEqual([e.id for e in response.events()], [*self.ids[3:], sport])
+        self.assertEqual(self.app.hub.stats().subscribers, 2)
 
     def test_reconnect_loses_nothing(self) -> None:
         """A client cut for being slow comes back with its last id: no gap."""
