@@ -14,11 +14,12 @@ sys.path.insert(0, TOP)
 
 from tests.helpers import (  # noqa: E402 - needs TOP on the path
     LISTENING,
+    RedisServer,
     rss_bytes,
     twistd_command,
 )
 
-__all__ = ("oxian_command", "pinned", "rss_bytes", "start")
+__all__ = ("RedisServer", "oxian_command", "pinned", "rss_bytes", "start")
 
 
 def pinned(cpu: int, command: list[str]) -> list[str]:
@@ -28,12 +29,12 @@ def pinned(cpu: int, command: list[str]) -> list[str]:
     return command
 
 
-def oxian_command(routes: str, **kwargs: str) -> tuple[list[str], str]:
+def oxian_command(routes: str, *args: str, **kwargs: str) -> tuple[list[str], str]:
     """
-    ``twistd -n oxian`` on an ephemeral port (keywords as for
-    ``twistd_command``), and its port's log pattern.
+    ``twistd -n oxian`` on an ephemeral port with more ``args`` (keywords
+    as for ``twistd_command``), and its port's log pattern.
     """
-    return twistd_command("--routes", routes, **kwargs), LISTENING
+    return twistd_command("--routes", routes, *args, **kwargs), LISTENING
 
 
 def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]:

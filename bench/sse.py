@@ -7,7 +7,9 @@ run. A script that prints numbers, not a test.
 - Fan-out: 1,000 subscribers, 100 events of 256 B each, published one POST
   at a time: "oxian_tw" like the seed's chat (the route loops ``sse.send``
   over a module-level set), "oxian_tw hub" through ``ctx.hub.publish`` (one
-  encoding per event, history kept); deliveries/s and p50/p99 latency from
+  encoding per event, history kept), "oxian_tw hub redis" the same with
+  ``--hub redis://...`` (a ``redis-server`` started here, when installed);
+  deliveries/s and p50/p99 latency from
   publication to arrival, back to back (each POST as soon as the last one
   answered) and paced (20 ms apart).
 
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from _common import oxian_command, pinned, rss_bytes, start
+from _common import RedisServer, oxian_command, pinned, rss_bytes, start
 
 ROUTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "routes")
 HUB_ROUTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_routes")
@@ -180,6 +182,17 @@ def main() -> None:
         ),
         "twisted.web": ([sys.executable, "-c", TWISTED_SERVER], r"listening on (\d+)"),
     }
+    redis = None
+    if shutil.which("redis-server") and (
+        not args.only or "oxian_tw hub redis" in args.only
+    ):
+        redis = RedisServer(tempfile.mkdtemp(prefix="oxian-bench-redis-"))
+        servers["oxian_tw hub redis"] = oxian_command(
+            HUB_ROUTES,
+            "--hub",
+            redis.url(),
+            listen=f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}",
+        )
     chosen = {n: v for n, v in servers.items() if not args.only or n in args.only}
     results: dict[str, dict[str, list[float]]] = {n: {} for n in chosen}
 
@@ -219,22 +232,22 @@ def main() -> None:
         f"x {args.events} events of {EVENT_BYTES} B; median of {args.repeat}"
     )
     names = list(median)
-    print(f"{'':<34}" + "".join(f"{n:>14}" for n in names))
+    print(f"{'':<34}" + "".join(f"{n:>20}" for n in names))
     for count in args.streams:
         key = f"idle {count}"
         print(
             f"{'RSS per idle stream at ' + str(count):<34}"
-            + "".join(f"{median[n][key] / 1024:>10.1f} KiB" for n in names)
+            + "".join(f"{median[n][key] / 1024:>16.1f} KiB" for n in names)
         )
     for mode in ("back to back", "paced 20 ms"):
         print(
             f"{'fan-out ' + mode + ', deliveries/s':<34}"
-            + "".join(f"{median[n][mode + ' rate']:>14,.0f}" for n in names)
+            + "".join(f"{median[n][mode + ' rate']:>20,.0f}" for n in names)
         )
         print(
             f"{'  p50 / p99 latency, ms':<34}"
             + "".join(
-                f"{median[n][mode + ' p50']:>6.1f} /{median[n][mode + ' p99']:>6.1f}"
+                f"{median[n][mode + ' p50']:>12.1f} /{median[n][mode + ' p99']:>6.1f}"
                 for n in names
             )
         )
@@ -245,6 +258,8 @@ def main() -> None:
         for mode in ("back to back", "paced 20 ms"):
             ratio = median[name][mode + " rate"] / median[base][mode + " rate"]
             print(f"{name} / {base} fan-out rate, {mode}: {ratio:.2f}x")
+    if redis is not None:
+        redis.stop()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ handlers, streaming and Server-Sent Events) on Twisted and Klein.
 """
 
 from ._app import OxianApp
-from ._errors import HttpError, StreamClosed
+from ._errors import HttpError, HubUnavailable, StreamClosed
 from ._producer import Stream
 from ._response import Response
 
@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "HttpError",
+    "HubUnavailable",
     "OxianApp",
     "Response",
     "Stream",

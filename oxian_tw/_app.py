@@ -14,7 +14,7 @@ response controller.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from klein import Klein
@@ -44,6 +44,8 @@ from ._hub import Hub
 from ._invoke import Handlers
 from ._modules import RouteModules
 from ._pipeline import Pipeline
+from ._redis import parse_redis_url
+from ._redishub import RedisHub
 from ._registry import StreamRegistry
 from ._response import ResponseController, dump_json
 from ._routing import Route, RouteTable, discover
@@ -103,12 +105,7 @@ class OxianApp:
             write_timeout=self.settings.write_timeout,
         )
         #: Named channels with history and replay (SPEC §11): ``publish``.
-        self.hub = Hub(
-            lambda: self.clock,
-            history=self.settings.hub_history,
-            history_bytes=self.settings.hub_history_bytes,
-            history_age=self.settings.hub_history_age,
-        )
+        self.hub = _make_hub(self.settings, lambda: self.clock)
         self._in_flight = 0
         self._quiet: list[Deferred[None]] = []
         self._base = [p for p in self.settings.base_path.split("/") if p]
@@ -195,9 +192,10 @@ class OxianApp:
         if grace is None:
             grace = self.settings.shutdown_grace
         drained = self.drain(grace)
-        return drained.addCallback(
+        drained.addCallback(
             lambda _: self._pipeline.shutdown(max(grace, 1.0), self.clock)
         )
+        return drained.addCallback(lambda _: self.hub.stop())
 
     # Request handling.
 
@@ -316,6 +314,17 @@ class OxianApp:
         )
 
 
+def _make_hub(settings: Settings, clock: Callable[[], Any]) -> Hub | RedisHub:
+    limits = {
+        "history": settings.hub_history,
+        "history_bytes": settings.hub_history_bytes,
+        "history_age": settings.hub_history_age,
+    }
+    if settings.hub == "memory":
+        return Hub(clock, **limits)
+    return RedisHub(parse_redis_url(settings.hub), clock, **limits)
+
+
 class _Owned(Resource):
     """What Klein renders for every request: the response is ours to finish."""
 
@@ -337,6 +346,7 @@ class _AppService(MultiService):
 
     def startService(self) -> None:
         self._app.streams.draining = False
+        self._app.hub.start()
         super().startService()
 
     def stopService(self) -> Deferred[None]:

@@ -119,6 +119,19 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _hub(value: Any) -> str:
+    if not isinstance(value, str) or not (
+        value == "memory" or value.startswith("redis://")
+    ):
+        raise ValueError("expected 'memory' or redis://host[:port][/db]")
+    if value != "memory":
+        # Imported here: only a Redis hub needs the client.
+        from ._redis import parse_redis_url
+
+        parse_redis_url(value)
+    return value
+
+
 def default_listen() -> tuple[str, ...]:
     """``tcp:$PORT`` when ``PORT`` is set, else ``tcp:8080``."""
     port = os.environ.get("PORT")
@@ -250,6 +263,14 @@ OPTIONS: tuple[Option, ...] = (
         "Default unlimited.",
     ),
     Option(
+        "hub",
+        "memory",
+        _hub,
+        "Where hub channels live: 'memory' (this process) or "
+        "redis://[[user]:password@]host[:port][/db] (shared by every process "
+        "using that Redis).",
+    ),
+    Option(
         "hub-history",
         1000,
         _non_negative_int,
@@ -304,6 +325,7 @@ class Settings:
     ping: float = 15.0
     write_timeout: float = 60.0
     max_streams: int | None = None
+    hub: str = "memory"
     hub_history: int = 1000
     hub_history_bytes: int = 1024 * 1024
     hub_history_age: float = 3600.0

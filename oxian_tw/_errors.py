@@ -47,6 +47,18 @@ class HttpError(Exception):
         return self.status_code
 
 
+class HubUnavailable(HttpError):
+    """
+    The hub cannot reach its Redis: a publish failed and nothing was
+    published. Unhandled, it answers ``503`` with ``Retry-After``.
+    """
+
+    def __init__(self, message: str = "The event hub is unavailable") -> None:
+        super().__init__(
+            503, message, code="hub_unavailable", headers={"Retry-After": "5"}
+        )
+
+
 class StreamClosed(Exception):
     """
     A write was pending on a stream whose client went away or that was

@@ -129,13 +129,8 @@ class Hub:
         target.bytes += len(wire)
         self._evict(target, now)
         self._schedule_sweep()
-        stats = self._stats
-        stats.published += 1
-        for subscriber in list(target.subscribers):
-            if subscriber.deliver(wire):
-                stats.delivered += 1
-            else:
-                stats.dropped += 1
+        self._stats.published += 1
+        fan_out(target.subscribers, wire, self._stats)
         return succeed(event_id)
 
     def subscribe(
@@ -151,9 +146,7 @@ class Hub:
         no longer all there; then every live event. Channels the stream
         already has are left as they are.
         """
-        names = list(dict.fromkeys(channels))
-        for name in names:
-            check_channel(name)
+        names = channel_names(channels)
         if stream.closed:
             return
         now = self._clock().seconds()
@@ -182,6 +175,15 @@ class Hub:
     def stats(self) -> HubStats:
         """A snapshot of the counters."""
         return attrs.evolve(self._stats, channels=len(self._channels))
+
+    def start(self) -> None:
+        """Nothing to connect to: the in-process hub is always ready."""
+
+    def stop(self) -> Deferred[None]:
+        """Stop the eviction timer; history stays (a restarted app keeps it)."""
+        if self._sweep is not None and self._sweep.active():
+            self._sweep.cancel()
+        return succeed(None)
 
     # Internals.
 
@@ -213,12 +215,7 @@ class Hub:
         for target in targets:
             if position is None or target.evicted > position:
                 self._stats.resets += 1
-                stream.deliver(
-                    encode_fields(
-                        {"channel": target.name, "last_event_id": last_event_id},
-                        RESET_EVENT,
-                    )
-                )
+                stream.deliver(reset_wire(target.name, last_event_id))
                 continue
             events.extend(p for p in target.history if p.seq > position)
         events.sort(key=lambda p: p.seq)
@@ -276,3 +273,27 @@ def check_channel(name: Any) -> None:
             f"a channel name has 1 to {_MAX_CHANNEL} characters and no CR, LF "
             f"or NUL: {name!r}"
         )
+
+
+def channel_names(channels: Iterable[str]) -> list[str]:
+    """``channels`` checked (`check_channel`), each once, in order."""
+    names = list(dict.fromkeys(channels))
+    for name in names:
+        check_channel(name)
+    return names
+
+
+def reset_wire(channel: str, last_event_id: str) -> bytes:
+    """The ``reset`` event telling a subscriber it missed events of ``channel``."""
+    return encode_fields(
+        {"channel": channel, "last_event_id": last_event_id}, RESET_EVENT
+    )
+
+
+def fan_out(subscribers: Iterable[EventStream], wire: bytes, stats: HubStats) -> None:
+    """Hand ``wire`` to each subscriber, under its own slow-consumer policy."""
+    for subscriber in list(subscribers):
+        if subscriber.deliver(wire):
+            stats.delivered += 1
+        else:
+            stats.dropped += 1

@@ -264,3 +264,79 @@ def assert_clean_exit(
     test.assertIn("Server Shut Down", output)
     if not errors_logged:
         test.assertNotIn("Traceback", output)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, for servers without port 0."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """
+    A real ``redis-server`` on a free 127.0.0.1 port, in a directory of its
+    own, without persistence; `stop` and `start` again keep the port.
+    """
+
+    def __init__(self, directory: str) -> None:
+        import shutil
+
+        skip_unless(
+            shutil.which("redis-server") is not None,
+            "redis-server is not installed (Debian: apt-get install redis-server)",
+        )
+        os.makedirs(directory, exist_ok=True)
+        self.directory = directory
+        self.port = free_port()
+        self.process: Any = None
+        self.start()
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        import socket
+        import subprocess
+        import time
+
+        log = open(os.path.join(self.directory, "redis.log"), "ab")
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        with open(os.path.join(self.directory, "redis.log")) as f:
+            raise AssertionError("redis-server did not start:\n" + f.read())
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)

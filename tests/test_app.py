@@ -705,7 +705,7 @@ class BodyLimitTests(AppTestCase):
         root = Resource()
         root.putChild(b"api", self.app.resource())
         transport = StringTransport()
-        channel = Site(root).buildProtocol(None)
+        channel = Site(root, reactor=self.clock).buildProtocol(None)
         channel.makeConnection(transport)
         channel.dataReceived(
             b"POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n"
@@ -725,7 +725,7 @@ class EmbeddingTests(AppTestCase):
         root.putChild(b"api", api)
         api.putChild(b"v2", self.app.resource())
         transport = StringTransport()
-        channel = Site(root).buildProtocol(None)
+        channel = Site(root, reactor=self.clock).buildProtocol(None)
         channel.makeConnection(transport)
         channel.dataReceived(b"GET /api/v2/users/5 HTTP/1.1\r\nHost: x\r\n\r\n")
         head, body = transport.value().split(b"\r\n\r\n", 1)

@@ -17,6 +17,7 @@ class ExportTests(SynchronousTestCase):
         """Each public name is the implementation's object."""
         self.assertIs(oxian_tw.OxianApp, _app.OxianApp)
         self.assertIs(oxian_tw.HttpError, _errors.HttpError)
+        self.assertIs(oxian_tw.HubUnavailable, _errors.HubUnavailable)
         self.assertIs(oxian_tw.StreamClosed, _errors.StreamClosed)
         self.assertIs(oxian_tw.Response, _response.Response)
         self.assertIs(oxian_tw.Stream, _producer.Stream)
@@ -28,6 +29,7 @@ class ExportTests(SynchronousTestCase):
             {
                 "OxianApp",
                 "HttpError",
+                "HubUnavailable",
                 "Response",
                 "Stream",
                 "StreamClosed",

@@ -111,6 +111,9 @@ class OptionsTests(SynchronousTestCase):
             ["--write-timeout", "0"],
             ["--max-streams", "0"],
             ["--shutdown-grace", "soon"],
+            ["--hub", "redis.example:6379"],
+            ["--hub", "redis://h/zero"],
+            ["--hub", "redis://h:0"],
         ):
             with self.subTest(args=args):
                 error = self.assertRaises(usage.UsageError, self.parse, *args)
@@ -189,6 +192,11 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         "ping": (["--ping", "2.5"], "ping = 2.5", 2.5),
         "write-timeout": (["--write-timeout", "7"], "write-timeout = 7", 7.0),
         "max-streams": (["--max-streams", "100"], "max-streams = 100", 100),
+        "hub": (
+            ["--hub", "redis://10.0.0.5:6380/2"],
+            'hub = "redis://10.0.0.5:6380/2"',
+            "redis://10.0.0.5:6380/2",
+        ),
         "hub-history": (["--hub-history", "10"], "hub-history = 10", 10),
         "hub-history-bytes": (
             ["--hub-history-bytes", "4096"],
@@ -291,6 +299,10 @@ class ConfigFileTests(SynchronousTestCase):
             ('cors-methods = "GET POST"\n', "'GET POST' is not a header or method"),
             ("[cors]\norigin = 1\n", "t.toml: unknown setting 'cors'"),
             ("body-limit = \n", "t.toml: not valid TOML: "),
+            (
+                'hub = "https://h"\n',
+                "t.toml: hub: expected 'memory' or redis://host[:port][/db]",
+            ),
         ]
         for text, expected in cases:
             with self.subTest(text=text):

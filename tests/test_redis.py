@@ -1,0 +1,112 @@
+"""The hub's Redis connection protocol on a ``StringTransport``, and Redis URLs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from oxian_tw._redis import RedisAddress, RedisProtocol, parse_redis_url
+from oxian_tw._resp import Push, RespError
+
+
+class ProtocolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.pushes: list[Push] = []
+        self.protocol = RedisProtocol(self.pushes.append)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def test_replies_in_order_with_pushes_between(self) -> None:
+        """Replies go to the commands in order; pushes go to ``on_push``."""
+        first = self.protocol.command(b"GET", "a")
+        second = self.protocol.command(b"EVALSHA", "f00", 0)
+        self.assertEqual(
+            self.transport.value(),
+            b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*3\r\n$7\r\nEVALSHA\r\n$3\r\nf00\r\n$1\r\n0\r\n",
+        )
+        self.protocol.dataReceived(
+            b"$1\r\n1\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n-NOSCRIPT x\r\n"
+        )
+        self.assertEqual(self.successResultOf(first), b"1")
+        self.assertEqual(self.pushes, [[b"message", b"c", b"m"]])
+        self.assertEqual(self.failureResultOf(second, RespError).value.kind, "NOSCRIPT")
+
+    def test_subscribe_confirmed_by_push(self) -> None:
+        """In RESP3 a SUBSCRIBE is answered by a push, not a reply."""
+        confirmed = self.protocol.subscribe(b"oxian:hub:0")
+        self.assertEqual(
+            self.transport.value(), b"*2\r\n$9\r\nSUBSCRIBE\r\n$11\r\noxian:hub:0\r\n"
+        )
+        self.assertNoResult(confirmed)
+        self.protocol.dataReceived(
+            b">3\r\n$9\r\nsubscribe\r\n$11\r\noxian:hub:0\r\n:1\r\n"
+        )
+        self.successResultOf(confirmed)
+        self.assertEqual(self.pushes, [])
+
+    def test_lost_fails_waiting_and_later_commands(self) -> None:
+        waiting = self.protocol.command(b"PING")
+        subscribing = self.protocol.subscribe(b"c")
+        self.protocol.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(waiting, ConnectionLost)
+        self.failureResultOf(subscribing, ConnectionLost)
+        self.assertIsInstance(self.successResultOf(self.protocol.lost), ConnectionDone)
+        self.failureResultOf(self.protocol.command(b"PING"), ConnectionLost)
+        self.failureResultOf(self.protocol.subscribe(b"c"), ConnectionLost)
+
+    def test_garbage_or_unasked_reply_drops_connection(self) -> None:
+        """The reply order cannot be trusted any more: abort, reconnect."""
+        self.protocol.dataReceived(b"+OK\r\n")
+        self.assertTrue(self.transport.disconnecting)
+        other = RedisProtocol(self.pushes.append)
+        transport = StringTransport()
+        other.makeConnection(transport)
+        other.command(b"PING")
+        other.dataReceived(b"?\r\n")
+        self.assertTrue(transport.disconnecting)
+
+
+class UrlTests(SynchronousTestCase):
+    def test_forms(self) -> None:
+        cases: list[tuple[str, Any]] = [
+            ("redis://localhost", RedisAddress("localhost", 6379, 0)),
+            ("redis://10.0.0.5:6380/3", RedisAddress("10.0.0.5", 6380, 3)),
+            ("redis://[::1]:7000/", RedisAddress("::1", 7000, 0)),
+            (
+                "redis://:s%40cret@h/1",
+                RedisAddress("h", 6379, 1, username=None, password="s@cret"),
+            ),
+            (
+                "redis://app:pw@h",
+                RedisAddress("h", 6379, 0, username="app", password="pw"),
+            ),
+        ]
+        for url, address in cases:
+            parsed = parse_redis_url(url)
+            self.assertEqual(parsed, address, url)
+            self.assertEqual(
+                (parsed.username, parsed.password), (address.username, address.password)
+            )
+
+    def test_password_not_shown(self) -> None:
+        address = parse_redis_url("redis://app:pw@h:1/2")
+        self.assertEqual(str(address), "redis://h:1/2")
+        self.assertNotIn("pw", repr(address))
+
+    def test_refused(self) -> None:
+        for url in (
+            "http://h",
+            "redis://",
+            "redis:///0",
+            "redis://h:99999",
+            "redis://h:x",
+            "redis://h/db",
+            "redis://h/1?x=1",
+            "rediss://h",
+        ):
+            with self.assertRaises(ValueError, msg=url):
+                parse_redis_url(url)
