@@ -121,32 +121,27 @@ def twistd_command(*args: str, listen: str = "tcp:0:interface=127.0.0.1") -> lis
     ]
 
 
-class TwistdProcess:
+class WatchedProcess:
     """
-    A real ``twistd -n oxian`` on an ephemeral 127.0.0.1 port, for
-    end-to-end tests. The port is read from twistd's own log line.
+    A process whose output (stdout and stderr) is read as it comes, so a
+    test can wait for a line instead of polling.
 
-    :param args: ``twistd oxian`` arguments after the ``--listen``.
+    :param command: the command line.
     :param cwd: its working directory.
-    :param env: variables added to this process's environment.
+    :param env: its whole environment (default: this process's).
     """
-
-    START_TIMEOUT = 30.0
 
     def __init__(
-        self, *args: str, cwd: str | None = None, env: dict[str, str] | None = None
+        self,
+        command: list[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         import queue
         import subprocess
         import threading
 
-        command = twistd_command(*args)
-        env = {**os.environ, **(env or {})}
-        # The checkout, so that the plugin and package are found uninstalled too.
-        top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (top, env.get("PYTHONPATH")) if p
-        )
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -159,7 +154,6 @@ class TwistdProcess:
         self._drained = False
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        self.port = self._wait_for_port()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -167,32 +161,41 @@ class TwistdProcess:
             self._queue.put(line)
         self._queue.put(None)
 
-    def _wait_for_port(self) -> int:
+    def wait_for(self, pattern: str, timeout: float = 30.0) -> Any:
+        """
+        The match of ``pattern`` in the next line that has it.
+
+        :raises AssertionError: when the process exits or ``timeout``
+            seconds pass first (the process is killed then).
+        """
         import queue
         import re
         import time
 
-        deadline = time.monotonic() + self.START_TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.process.kill()
                 raise AssertionError(
-                    "twistd did not start:\n" + self.output()
+                    f"no line matching {pattern!r} after {timeout} s:\n" + self.output()
                 ) from None
             if line is None:
-                raise AssertionError("twistd exited:\n" + self.output())
+                self._drained = True
+                raise AssertionError(
+                    f"exited before a line matching {pattern!r}:\n" + self.output()
+                )
             self.lines.append(line)
-            found = re.search(LISTENING, line)
+            found = re.search(pattern, line)
             if found:
-                return int(found.group(1))
+                return found
 
     def output(self, *, to_the_end: bool = False) -> str:
         """
-        Everything twistd printed so far; with ``to_the_end``, everything up
-        to the end of its output (once it exited, the reader thread may
-        still be draining the pipe).
+        Everything printed so far; with ``to_the_end``, everything up to the
+        end of its output (once it exited, the reader thread may still be
+        draining the pipe).
         """
         import queue
 
@@ -210,6 +213,31 @@ class TwistdProcess:
                 break
             self.lines.append(line)
         return "".join(self.lines)
+
+
+class TwistdProcess(WatchedProcess):
+    """
+    A real ``twistd -n oxian`` on an ephemeral 127.0.0.1 port, for
+    end-to-end tests. The port is read from twistd's own log line.
+
+    :param args: ``twistd oxian`` arguments after the ``--listen``.
+    :param cwd: its working directory.
+    :param env: variables added to this process's environment.
+    """
+
+    START_TIMEOUT = 30.0
+
+    def __init__(
+        self, *args: str, cwd: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        env = {**os.environ, **(env or {})}
+        # The checkout, so that the plugin and package are found uninstalled too.
+        top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (top, env.get("PYTHONPATH")) if p
+        )
+        super().__init__(twistd_command(*args), cwd=cwd, env=env)
+        self.port = int(self.wait_for(LISTENING, self.START_TIMEOUT).group(1))
 
     def request(
         self,
@@ -291,19 +319,13 @@ class RedisServer:
         os.makedirs(directory, exist_ok=True)
         self.directory = directory
         self.port = free_port()
-        self.process: Any = None
         self.start()
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        import socket
-        import subprocess
-        import time
-
-        log = open(os.path.join(self.directory, "redis.log"), "ab")
-        self.process = subprocess.Popen(
+        self.server = WatchedProcess(
             [
                 "redis-server",
                 "--port",
@@ -316,27 +338,12 @@ class RedisServer:
                 "no",
                 "--dir",
                 self.directory,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            ]
         )
-        log.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        with open(os.path.join(self.directory, "redis.log")) as f:
-            raise AssertionError("redis-server did not start:\n" + f.read())
+        self.server.wait_for("Ready to accept connections", 10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        process = self.server.process
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
