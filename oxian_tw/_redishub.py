@@ -466,24 +466,38 @@ class RedisHub:
                     for eid, fields in entries
                 ]
             )
-        fetch.result = _Replayed(_order(newest), channels)
+        if fetch is self._refill:
+            self._seen = max(self._seen or "0-0", newest.decode("ascii"), key=_order)
+        self._answered(fetch, _Replayed(_order(newest), channels))
+
+    def _not_replayed(self, failure: Failure, fetch: _Fetch) -> None:
+        if not failure.check(RespError):
+            # The connection was lost: the fetch stays and runs when it is back.
+            self._log.info(
+                "hub: replay of {channels} waits for Redis ({why})",
+                channels=sorted(fetch.channels),
+                why=failure.value,
+            )
+            return
+        # Redis refused the replay: it will not do better if asked again, so
+        # its streams learn they may have missed events, instead of waiting.
+        self._log.error(
+            "hub: Redis refused the replay of {channels} ({why}); resetting them",
+            channels=sorted(fetch.channels),
+            why=failure.value,
+        )
+        self._answered(fetch, _Replayed((0, 0), dict.fromkeys(fetch.channels)))
+
+    def _answered(self, fetch: _Fetch, result: _Replayed) -> None:
+        fetch.result = result
         if fetch is self._refill:
             self._refill = None
-            self._seen = max(self._seen or "0-0", newest.decode("ascii"), key=_order)
         for stream, catch_up in list(self._catching_up.items()):
             if fetch in catch_up.fetches and all(
                 f.result is not None for f in catch_up.fetches
             ):
                 del self._catching_up[stream]
                 self._caught_up(stream, catch_up)
-
-    def _not_replayed(self, failure: Failure, fetch: _Fetch) -> None:
-        # The connection was lost: the fetch stays and runs when it is back.
-        self._log.info(
-            "hub: replay of {channels} waits for Redis ({why})",
-            channels=sorted(fetch.channels),
-            why=failure.value,
-        )
 
     def _caught_up(self, stream: EventStream, catch_up: _CatchUp) -> None:
         own = set(self._subscribed.get(stream, ()))

@@ -369,6 +369,19 @@ class ReplayTests(RedisHubTestCase):
         self.assertEqual(events[1:], [(None, "10-6", "live")])
         self.assertEqual(self.hub.stats().resets, 1)
 
+    def test_refused_replay_resets(self) -> None:
+        """A replay Redis refuses (not a lost connection) resets, then live events."""
+        self.connect()
+        response = self.subscribe(last="10-1")
+        ((_, answer),) = self.take()
+        self.push("news", "10-6", "waited")
+        answer.errback(RespError("ERR script failed"))
+        self.push("news", "10-7", "live")
+        events = self.seen(response)
+        self.assertEqual([e[0] for e in events], ["reset", None, None])
+        self.assertEqual([e[2] for e in events[1:]], ["waited", "live"])
+        self.assertIn("refused the replay", self.log_text())
+
     def test_malformed_id_resets_without_asking(self) -> None:
         self.connect()
         for last in ("nope", "1-2-3", "-1", "1" * 16 + "-1", "19a6f2c3b10-42"):
