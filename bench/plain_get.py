@@ -1,16 +1,30 @@
 """
-Requests per second for a plain JSON ``GET``: ``twistd oxian`` against a
-plain ``twisted.web`` resource doing the same work, measured with ``wrk``
-(Debian's ``wrk``) in the same run. A script that prints numbers, not a test.
+Requests per second and p99 latency for a plain ``GET /hello`` returning a
+small text body: ``twistd oxian`` against plain ``twisted.web`` resources
+doing the same work, measured with ``wrk`` (Debian's ``wrk``) in the same
+run. A script that prints numbers, not a test.
 
-    python bench/plain_get.py [--seconds 10] [--connections 50]
+    python bench/plain_get.py [--seconds 8] [--connections 50] [--repeat 3]
+                              [--only NAME ...]
 
-A third server, "oxian_tw + pipeline", serves the same route below a
-``dependencies.py`` (a singleton), a ``middleware.py`` (adds ``ctx.user``)
-and an ``interceptors.py`` (``before_run`` and ``after_run``): the cost of
-the pipeline per request.
+Servers:
+
+- "twisted.web": a leaf ``Resource`` under ``Site`` with its default
+  access log (Twisted's combined-format line to its logging system), as a
+  twisted.web user writes it;
+- "twisted.web, no log": the same with ``Site.log`` replaced by a no-op,
+  the ceiling for anything built on twisted.web's ``Request``;
+- "oxian_tw": ``twistd -n oxian`` with the default access log
+  (``--access-log combined``) to its stdout;
+- "oxian_tw, log off": the same with ``--access-log off``;
+- "oxian_tw + pipeline": the default log, and the route below a
+  ``dependencies.py`` (a singleton), a ``middleware.py`` (adds
+  ``ctx.user``) and an ``interceptors.py`` (``before_run`` and
+  ``after_run``).
 
 Each server is pinned to CPU 0 and wrk to CPU 1 when ``taskset`` exists.
+Every round runs each server in turn (fresh processes, a 2 s warm-up);
+the table shows the median of the rounds and their range.
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,17 +51,20 @@ from twisted.web.server import Site
 class Hello(Resource):
     isLeaf = True
     def render_GET(self, request):
-        request.setHeader(b"content-type", b"application/json; charset=utf-8")
-        return b'{"hello":"world"}'
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"hello"
 
-port = reactor.listenTCP(0, Site(Hello()), interface="127.0.0.1")
+site = Site(Hello())
+if sys.argv[1:] == ["nolog"]:
+    site.log = lambda request: None
+port = reactor.listenTCP(0, site, interface="127.0.0.1")
 print("listening on", port.getHost().port, flush=True)
 reactor.run()
 """
 
 ROUTE = """
 def GET(data, ctx):
-    return {"hello": "world"}
+    return "hello"
 """
 
 PIPELINE = {
@@ -77,7 +95,11 @@ def tree(files: dict[str, str]) -> str:
     return root
 
 
-def wrk(port: int, path: str, seconds: int, connections: int) -> float:
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(port: int, path: str, seconds: int, connections: int) -> tuple[float, float]:
+    """Requests/s and the p99 latency in ms."""
     out = subprocess.run(
         pinned(
             1,
@@ -86,6 +108,7 @@ def wrk(port: int, path: str, seconds: int, connections: int) -> float:
                 "-t1",
                 f"-c{connections}",
                 f"-d{seconds}s",
+                "--latency",
                 f"http://127.0.0.1:{port}{path}",
             ],
         ),
@@ -93,36 +116,65 @@ def wrk(port: int, path: str, seconds: int, connections: int) -> float:
         text=True,
         check=True,
     ).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
+    return rate, float(value) * _UNITS[unit]
+
+
+def spread(values: list[float], digits: int) -> str:
+    median = statistics.median(values)
+    low, high = min(values), max(values)
+    return f"{median:,.{digits}f} ({low:,.{digits}f}-{high:,.{digits}f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", nargs="+", help="servers to run")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk (apt-get install wrk)")
+    plain = [sys.executable, "-c", PLAIN_SERVER]
+    hello = tree({"hello.py": ROUTE})
     servers = {
-        "plain twisted.web": (
-            [sys.executable, "-c", PLAIN_SERVER],
-            r"listening on (\d+)",
-        ),
-        "oxian_tw": oxian_command(tree({"hello.py": ROUTE})),
+        "twisted.web": (plain, r"listening on (\d+)"),
+        "twisted.web, no log": ([*plain, "nolog"], r"listening on (\d+)"),
+        "oxian_tw": oxian_command(hello),
+        "oxian_tw, log off": oxian_command(hello, "--access-log", "off"),
         "oxian_tw + pipeline": oxian_command(tree(PIPELINE)),
     }
-    results = {}
-    for name, (command, pattern) in servers.items():
-        process, port = start(command, pattern)
-        try:
-            wrk(port, "/hello", 2, args.connections)  # warm-up
-            results[name] = wrk(port, "/hello", args.seconds, args.connections)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-    base = results["plain twisted.web"]
-    for name, rps in results.items():
-        print(f"{name:<22} {rps:>10,.0f} req/s   {rps / base:.2f}x plain twisted.web")
+    chosen = {n: v for n, v in servers.items() if not args.only or n in args.only}
+    rates: dict[str, list[float]] = {n: [] for n in chosen}
+    p99s: dict[str, list[float]] = {n: [] for n in chosen}
+    for _ in range(args.repeat):
+        for name, (command, pattern) in chosen.items():
+            process, port = start(command, pattern)
+            try:
+                wrk(port, "/hello", 2, args.connections)  # warm-up
+                rate, p99 = wrk(port, "/hello", args.seconds, args.connections)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+            rates[name].append(rate)
+            p99s[name].append(p99)
+    print(
+        f"GET /hello, wrk -t1 -c{args.connections} -d{args.seconds}s; "
+        f"median (min-max) of {args.repeat}"
+    )
+    print(f"{'server':<22}{'requests/s':>28}{'p99 ms':>22}   vs twisted.web")
+    for name in chosen:
+        ratios = []
+        for base in ("twisted.web", "twisted.web, no log"):
+            if base in chosen and base != name:
+                ratio = statistics.median(rates[name]) / statistics.median(rates[base])
+                p99 = statistics.median(p99s[name]) / statistics.median(p99s[base])
+                ratios.append(f"{ratio:.2f}x rate, {p99:.2f}x p99 ({base})")
+        print(
+            f"{name:<22}{spread(rates[name], 0):>28}{spread(p99s[name], 2):>22}   "
+            + "; ".join(ratios)
+        )
 
 
 if __name__ == "__main__":

@@ -3,21 +3,34 @@ Server-Sent Events at scale, ``twistd oxian`` against plain ``twisted.web``
 (its idiomatic best: one encoded event written to each request) in the same
 run. A script that prints numbers, not a test.
 
-- Idle memory: server RSS per open, idle stream at 1,000 and 10,000 streams.
-- Fan-out: 1,000 subscribers, 100 events of 256 B each, published one POST
-  at a time: "oxian_tw" like the seed's chat (the route loops ``sse.send``
-  over a module-level set), "oxian_tw hub" through ``ctx.hub.publish`` (one
-  encoding per event, history kept), "oxian_tw hub redis" the same with
-  ``--hub redis://...`` (a ``redis-server`` started here, when installed);
-  deliveries/s and p50/p99 latency from
-  publication to arrival, back to back (each POST as soon as the last one
-  answered) and paced (20 ms apart).
+- Idle streams: server RSS per open, idle stream at each ``--streams``
+  count (default 5,000 and 10,000), and the rate at which the last step's
+  connections were set up (connect to response head), in connections/s.
+- Fan-out to ``--subscribers`` (1,000) of events of 256 B:
 
-    python bench/sse.py [--streams 1000 10000] [--subscribers 1000]
-                        [--events 100] [--repeat 1]
+  - burst: one POST makes the server publish ``--events`` (100) events
+    back to back inside one reactor turn (token streams, price ticks, chat
+    bursts);
+  - back to back: one event per POST, each POST as soon as the last one
+    answered;
+  - paced 20 ms: one event per POST, 20 ms apart.
+
+  Deliveries/s and p50/p99 latency from publication (the time inside the
+  event) to arrival.
+
+Servers: "oxian_tw" like the seed's chat (the route loops ``sse.send`` over
+a module-level set), "oxian_tw hub" through ``ctx.hub.publish`` (one
+encoding per event, history kept), "oxian_tw hub redis" the same with
+``--hub redis://...`` (a ``redis-server`` started here, when installed),
+and "twisted.web".
+
+    python bench/sse.py [--streams 5000 10000] [--subscribers 1000]
+                        [--events 100] [--repeat 3] [--modes burst paced]
+                        [--only NAME ...] [-- twistd oxian options]
 
 Servers run on CPU 0, the load generator (``sse_client.c``, built here
-with the system's C compiler) on CPU 1.
+with the system's C compiler) on CPU 1. Each number is the median of
+``--repeat`` runs, each on a fresh server, with the range of the runs.
 """
 
 from __future__ import annotations
@@ -63,15 +76,15 @@ class Publish(Resource):
     isLeaf = True
 
     def render_POST(self, request):
-        message = {
-            "seq": int(request.args[b"seq"][0]),
-            "t": time.time(),
-            "pad": request.args[b"pad"][0].decode(),
-        }
-        data = json.dumps(message, separators=(",", ":")).encode()
-        event = b"event: message\\ndata: " + data + b"\\n\\n"
-        for subscriber in SUBSCRIBERS:
-            subscriber.write(event)
+        first = int(request.args[b"seq"][0])
+        count = int(request.args.get(b"count", [b"1"])[0])
+        pad = request.args[b"pad"][0].decode()
+        for seq in range(first, first + count):
+            message = {"seq": seq, "t": time.time(), "pad": pad}
+            data = json.dumps(message, separators=(",", ":")).encode()
+            event = b"event: message\\ndata: " + data + b"\\n\\n"
+            for subscriber in SUBSCRIBERS:
+                subscriber.write(event)
         request.setHeader(b"content-type", b"application/json")
         return b'{"sent":%d}' % len(SUBSCRIBERS)
 
@@ -98,12 +111,18 @@ def build_client(directory: str) -> str:
     return binary
 
 
-def idle_memory(client: str, port: int, pid: int, steps: list[int]) -> dict[int, float]:
-    """Bytes of server RSS per idle stream, at each count in ``steps``."""
+def idle_memory(
+    client: str, port: int, pid: int, steps: list[int]
+) -> tuple[dict[int, float], float]:
+    """
+    Bytes of server RSS per idle stream at each count in ``steps``, and the
+    rate (connections/s) at which the last step's streams were opened.
+    """
     before = rss_bytes(pid)
     clients = []
     result = {}
     opened = 0
+    rate = 0.0
     try:
         for total in steps:
             process = subprocess.Popen(
@@ -113,8 +132,10 @@ def idle_memory(client: str, port: int, pid: int, steps: list[int]) -> dict[int,
                 text=True,
             )
             clients.append(process)
-            if process.stdout.readline().strip() != "ready":
+            word, _, seconds = process.stdout.readline().strip().partition(" ")
+            if word != "ready":
                 raise SystemExit("the idle client failed")
+            rate = (total - opened) / float(seconds)
             opened = total
             time.sleep(1.0)
             result[total] = (rss_bytes(pid) - before) / total
@@ -122,25 +143,21 @@ def idle_memory(client: str, port: int, pid: int, steps: list[int]) -> dict[int,
         for process in clients:
             process.stdin.close()
             process.wait(timeout=60)
-    return result
+    return result, rate
 
 
-def fan_out(
-    client: str, port: int, subscribers: int, events: int, gap_ms: float
-) -> dict:
+#: Fan-out modes: the load generator's arguments after the counts.
+MODES = {
+    "burst": lambda events: ["burst", str(events), PAD],
+    "back to back": lambda events: ["fanout", str(events), "0", PAD],
+    "paced 20 ms": lambda events: ["fanout", str(events), "20", PAD],
+}
+
+
+def fan_out(client: str, port: int, subscribers: int, events: int, mode: str) -> dict:
+    kind, *rest = MODES[mode](events)
     out = subprocess.run(
-        pinned(
-            1,
-            [
-                client,
-                "fanout",
-                str(port),
-                str(subscribers),
-                str(events),
-                str(gap_ms),
-                PAD,
-            ],
-        ),
+        pinned(1, [client, kind, str(port), str(subscribers), *rest]),
         capture_output=True,
         text=True,
         timeout=300,
@@ -156,16 +173,27 @@ def fan_out(
 
 
 def warm_up(client: str, port: int) -> None:
-    fan_out(client, port, 10, 3, 0)
+    fan_out(client, port, 10, 3, "back to back")
+
+
+def spread(values: list[float]) -> str:
+    """``median (min–max)``, for a row of runs."""
+    low, high, median = min(values), max(values), statistics.median(values)
+    digits = 0 if median >= 100 else 1
+    return f"{median:,.{digits}f} ({low:,.{digits}f}-{high:,.{digits}f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--streams", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--streams", type=int, nargs="+", default=[5000, 10000])
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--events", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=1, help="median of N runs")
+    parser.add_argument("--repeat", type=int, default=3, help="median of N runs")
     parser.add_argument("--only", nargs="+", help="servers to run")
+    parser.add_argument(
+        "--modes", nargs="+", choices=["idle", *MODES], default=["idle", *MODES]
+    )
+    parser.add_argument("oxian_args", nargs="*", help="more twistd oxian options")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = max(args.streams) + 1000
@@ -173,13 +201,10 @@ def main() -> None:
         if hard != resource.RLIM_INFINITY and hard < need:
             raise SystemExit(f"needs {need} open files; the hard limit is {hard}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    listen = f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}"
     servers = {
-        "oxian_tw": oxian_command(
-            ROUTES, listen=f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}"
-        ),
-        "oxian_tw hub": oxian_command(
-            HUB_ROUTES, listen=f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}"
-        ),
+        "oxian_tw": oxian_command(ROUTES, *args.oxian_args, listen=listen),
+        "oxian_tw hub": oxian_command(HUB_ROUTES, *args.oxian_args, listen=listen),
         "twisted.web": ([sys.executable, "-c", TWISTED_SERVER], r"listening on (\d+)"),
     }
     redis = None
@@ -188,10 +213,7 @@ def main() -> None:
     ):
         redis = RedisServer(tempfile.mkdtemp(prefix="oxian-bench-redis-"))
         servers["oxian_tw hub redis"] = oxian_command(
-            HUB_ROUTES,
-            "--hub",
-            redis.url(),
-            listen=f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}",
+            HUB_ROUTES, "--hub", redis.url(), *args.oxian_args, listen=listen
         )
     chosen = {n: v for n, v in servers.items() if not args.only or n in args.only}
     results: dict[str, dict[str, list[float]]] = {n: {} for n in chosen}
@@ -204,60 +226,68 @@ def main() -> None:
         for name, (command, pattern) in chosen.items():
             # A fresh server per measurement, so one does not inherit the
             # other's heap.
-            process, port = start(command, pattern)
-            try:
-                warm_up(client, port)
-                memory = idle_memory(client, port, process.pid, args.streams)
-                for count, per in memory.items():
-                    record(name, f"idle {count}", per)
-            finally:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=60)
-            for mode, gap_ms in (("back to back", 0), ("paced 20 ms", 20)):
+            if "idle" in args.modes:
                 process, port = start(command, pattern)
                 try:
                     warm_up(client, port)
-                    out = fan_out(client, port, args.subscribers, args.events, gap_ms)
+                    memory, rate = idle_memory(client, port, process.pid, args.streams)
+                    for count, per in memory.items():
+                        record(name, f"idle {count}", per / 1024)
+                    record(name, "connect rate", rate)
+                finally:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(timeout=60)
+            for mode in MODES:
+                if mode not in args.modes:
+                    continue
+                process, port = start(command, pattern)
+                try:
+                    warm_up(client, port)
+                    out = fan_out(client, port, args.subscribers, args.events, mode)
                 finally:
                     process.send_signal(signal.SIGTERM)
                     process.wait(timeout=60)
                 for key, value in out.items():
                     record(name, f"{mode} {key}", value)
 
-    median = {
-        n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()
-    }
     print(
         f"SSE: idle streams {args.streams}; fan-out {args.subscribers} subscribers "
-        f"x {args.events} events of {EVENT_BYTES} B; median of {args.repeat}"
+        f"x {args.events} events of {EVENT_BYTES} B; median (min-max) of "
+        f"{args.repeat}"
     )
-    names = list(median)
-    print(f"{'':<34}" + "".join(f"{n:>20}" for n in names))
-    for count in args.streams:
-        key = f"idle {count}"
-        print(
-            f"{'RSS per idle stream at ' + str(count):<34}"
-            + "".join(f"{median[n][key] / 1024:>16.1f} KiB" for n in names)
-        )
-    for mode in ("back to back", "paced 20 ms"):
-        print(
-            f"{'fan-out ' + mode + ', deliveries/s':<34}"
-            + "".join(f"{median[n][mode + ' rate']:>20,.0f}" for n in names)
-        )
-        print(
-            f"{'  p50 / p99 latency, ms':<34}"
-            + "".join(
-                f"{median[n][mode + ' p50']:>12.1f} /{median[n][mode + ' p99']:>6.1f}"
-                for n in names
-            )
-        )
+    names = list(results)
+    width = 30
+    print(f"{'':<36}" + "".join(f"{n:>{width}}" for n in names))
+    rows = []
+    if "idle" in args.modes:
+        rows += [(f"KiB per idle stream at {c}", f"idle {c}") for c in args.streams]
+        last = args.streams[-1]
+        first = args.streams[-2] if len(args.streams) > 1 else 0
+        rows.append((f"new connections/s ({first} -> {last})", "connect rate"))
+    for mode in MODES:
+        if mode in args.modes:
+            rows += [
+                (f"{mode}: deliveries/s", f"{mode} rate"),
+                (f"{mode}: p50 ms", f"{mode} p50"),
+                (f"{mode}: p99 ms", f"{mode} p99"),
+            ]
+    for label, key in rows:
+        cells = "".join(f"{spread(results[n][key]):>{width}}" for n in names)
+        print(f"{label:<36}{cells}")
     base = "twisted.web"
-    for name in names:
-        if name == base or base not in median:
-            continue
-        for mode in ("back to back", "paced 20 ms"):
-            ratio = median[name][mode + " rate"] / median[base][mode + " rate"]
-            print(f"{name} / {base} fan-out rate, {mode}: {ratio:.2f}x")
+    if base in results:
+        print(f"ratios of medians to {base}:")
+        for name in names:
+            if name == base:
+                continue
+            cells = []
+            for label, key in rows:
+                if key.endswith(" p50"):
+                    continue
+                ours = statistics.median(results[name][key])
+                theirs = statistics.median(results[base][key])
+                cells.append(f"{label} {ours / theirs:.2f}x")
+            print(f"  {name}: " + "; ".join(cells))
     if redis is not None:
         redis.stop()
 

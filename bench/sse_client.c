@@ -3,14 +3,21 @@
  * publisher in one epoll loop, in C so that the client is not what is
  * measured. Built by bench/sse.py with the system's cc.
  *
- *   sse_client idle PORT N            open N streams, print "ready", wait
- *                                     for stdin to close
+ *   sse_client idle PORT N            open N streams, print "ready SECONDS"
+ *                                     (from the first connect to the last
+ *                                     response head), wait for stdin to close
  *   sse_client fanout PORT N EVENTS GAP_MS PAD
  *                                     N subscribers; EVENTS POSTs to
  *                                     /publish?seq=I&pad=PAD, each when the
  *                                     last has answered (and GAP_MS after
  *                                     the last began); prints
  *                                     "deliveries seconds p50_ms p99_ms"
+ *   sse_client burst PORT N EVENTS PAD
+ *                                     N subscribers; one POST to
+ *                                     /publish?seq=0&count=EVENTS&pad=PAD,
+ *                                     which publishes EVENTS events back to
+ *                                     back in one reactor turn; prints as
+ *                                     fanout
  *
  * Each event's data carries "t":<unix time of publication>; its latency is
  * the arrival time minus that.
@@ -139,11 +146,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: see the source\n");
         return 2;
     }
-    int fanout = strcmp(argv[1], "fanout") == 0;
+    int burst = strcmp(argv[1], "burst") == 0;
+    int fanout = burst || strcmp(argv[1], "fanout") == 0;
     int port = atoi(argv[2]), count = atoi(argv[3]);
     int events = fanout ? atoi(argv[4]) : 0;
-    double gap = fanout ? atof(argv[5]) / 1000.0 : 0;
-    const char *pad = fanout ? argv[6] : "";
+    double gap = fanout && !burst ? atof(argv[5]) / 1000.0 : 0;
+    const char *pad = burst ? argv[5] : fanout ? argv[6] : "";
+    /* One POST publishes every event in a burst. */
+    int posts = burst ? 1 : events;
     capacity = (long)count * (events ? events : 1);
     latencies = malloc(sizeof(double) * capacity);
 
@@ -152,6 +162,7 @@ int main(int argc, char **argv) {
     static const char get[] =
         "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
     int heads = 0;
+    double opening = now();
     for (int i = 0; i < count; i++) {
         conns[i].fd = dial(port);
         send_all(conns[i].fd, get, sizeof get - 1);
@@ -177,7 +188,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!fanout) {
-        printf("ready\n");
+        printf("ready %.6f\n", now() - opening);
         fflush(stdout);
         char byte;
         while (read(0, &byte, 1) > 0) {
@@ -197,11 +208,11 @@ int main(int argc, char **argv) {
     long expected = (long)count * events;
     while (delivered < expected) {
         double t = now();
-        if (!waiting && seq < events && t - last_post >= gap) {
+        if (!waiting && seq < posts && t - last_post >= gap) {
             int len = snprintf(request, sizeof request,
-                               "POST /publish?seq=%d&pad=%s HTTP/1.1\r\n"
+                               "POST /publish?seq=%d&count=%d&pad=%s HTTP/1.1\r\n"
                                "Host: 127.0.0.1\r\nContent-Length: 0\r\n\r\n",
-                               seq, pad);
+                               seq, burst ? events : 1, pad);
             send_all(pub, request, len);
             last_post = t;
             waiting = 1;
@@ -209,7 +220,7 @@ int main(int argc, char **argv) {
             reply_len = 0;
         }
         int timeout = 1000;
-        if (!waiting && seq < events) {
+        if (!waiting && seq < posts) {
             double wait = gap - (now() - last_post);
             timeout = wait > 0 ? (int)(wait * 1000) + 1 : 0;
         }

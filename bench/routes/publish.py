@@ -1,4 +1,7 @@
-"""The SSE benchmark's publish route: the seed's ``broadcastToRoom`` loop."""
+"""
+The SSE benchmark's publish route: the seed's ``broadcastToRoom`` loop,
+``count`` messages back to back (one reactor turn).
+"""
 
 import time
 
@@ -6,7 +9,9 @@ from .events import CLIENTS
 
 
 def POST(data, ctx):
-    message = {"seq": int(data["seq"]), "t": time.time(), "pad": data["pad"]}
-    for client in CLIENTS:
-        client.sse.send(message, event="message")
+    first = int(data["seq"])
+    for seq in range(first, first + int(data.get("count", 1))):
+        message = {"seq": seq, "t": time.time(), "pad": data["pad"]}
+        for client in CLIENTS:
+            client.sse.send(message, event="message")
     return {"sent": len(CLIENTS)}
