@@ -1,12 +1,12 @@
 """
 oxian_tw: the Oxian programming model (file-based routes, ``(data, ctx)``
-handlers, streaming and Server-Sent Events) on Twisted and Klein.
+handlers, streaming and Server-Sent Events) on Twisted.
 """
 
 from ._app import OxianApp
 from ._errors import HttpError, HubUnavailable, StreamClosed
 from ._producer import Stream
-from ._response import Response
+from ._results import Response
 
 __version__ = "0.1.0"
 

@@ -132,6 +132,14 @@ def _hub(value: Any) -> str:
     return value
 
 
+def _access_log(value: Any) -> str:
+    from ._accesslog import FORMATS
+
+    if value not in FORMATS:
+        raise ValueError(f"expected one of {', '.join(FORMATS)}")
+    return str(value)
+
+
 def default_listen() -> tuple[str, ...]:
     """``tcp:$PORT`` when ``PORT`` is set, else ``tcp:8080``."""
     port = os.environ.get("PORT")
@@ -295,6 +303,14 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds open SSE streams get to end on shutdown before they are cut.",
     ),
     Option(
+        "access-log",
+        "combined",
+        _access_log,
+        "One line per request when its response ends: 'combined' (the "
+        "Combined Log Format, then request_id=, duration_ms=, ended=), 'json' "
+        "(one JSON object per line) or 'off'.",
+    ),
+    Option(
         "debug",
         False,
         _flag,
@@ -330,6 +346,7 @@ class Settings:
     hub_history_bytes: int = 1024 * 1024
     hub_history_age: float = 3600.0
     shutdown_grace: float = 5.0
+    access_log: str = "combined"
     debug: bool = False
 
 

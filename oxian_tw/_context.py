@@ -1,13 +1,18 @@
-# -*- test-case-name: tests.test_context -*-
+# -*- test-case-name: tests.test_app -*-
 """
 What a handler receives besides ``data``: ``ctx`` and ``ctx.request``
-(SPEC §3).
+(SPEC §3), and request ids.
+
+Both cost next to nothing until used: ``ctx`` is one small object, and
+``ctx.request``'s URL, headers, method and client are read from the
+``twisted.web`` request when first asked for.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -26,20 +31,38 @@ if TYPE_CHECKING:
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 
 
-def request_id_of(request: IRequest) -> str:
+class _RequestIds:
     """
-    The request's id: a sane ``X-Request-Id`` from the client (up to 128 of
-    ``A-Z a-z 0-9 . _ : + = / -``), else a fresh one; computed once.
+    Fresh request ids: a random per-process prefix and a counter, unique
+    across processes (a new prefix after ``fork``) and cheap to make.
     """
-    rid = getattr(request, "oxian_request_id", None)
-    if rid is None:
-        sent = request.getHeader("x-request-id")
-        if sent is not None and _SANE_REQUEST_ID.fullmatch(sent):
-            rid = sent
-        else:
-            rid = uuid.uuid4().hex
-        request.oxian_request_id = rid
-    return rid
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix = os.urandom(6).hex() + "-"
+        self._counter = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+_ids = _RequestIds()
+
+
+def request_id_for(request: IRequest) -> str:
+    """
+    The id of ``request``: a sane ``X-Request-Id`` from the client (up to 128
+    of ``A-Z a-z 0-9 . _ : + = / -``), else a fresh one.
+    """
+    sent = request.requestHeaders.getRawHeaders(b"x-request-id")
+    if sent:
+        text = sent[-1].decode("latin-1")
+        if _SANE_REQUEST_ID.fullmatch(text):
+            return text
+    return _ids.new()
 
 
 def header_value(request: IRequest, name: bytes) -> str | None:
@@ -52,24 +75,28 @@ class Headers(Mapping[str, str]):
     """
     Request headers, read-only and case-insensitive. ``get(name)`` gives the
     values of a repeated header joined with ``", "``; ``get_all`` gives the
-    list.
+    list. Values are decoded as Latin-1 (RFC 9110 §5.5: bytes beyond ASCII
+    are opaque), so no header can fail to decode.
     """
+
+    __slots__ = ("_headers",)
 
     def __init__(self, headers: TwistedHeaders) -> None:
         self._headers = headers
 
     def get_all(self, name: str) -> list[str]:
         """Every value of the header ``name`` (empty when absent)."""
-        return self._headers.getRawHeaders(name, [])
+        values = self._headers.getRawHeaders(name.encode("latin-1"), [])
+        return [v.decode("latin-1") for v in values]
 
     def __getitem__(self, name: str) -> str:
-        values = self._headers.getRawHeaders(name)
+        values = self._headers.getRawHeaders(name.encode("latin-1"))
         if values is None:
             raise KeyError(name)
-        return ", ".join(values)
+        return ", ".join(v.decode("latin-1") for v in values)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._headers.hasHeader(name)
+        return isinstance(name, str) and self._headers.hasHeader(name.encode("latin-1"))
 
     def __iter__(self) -> Iterator[str]:
         for name, _ in self._headers.getAllRawHeaders():
@@ -86,47 +113,65 @@ class RequestInfo:
     """
     ``ctx.request``.
 
-    :ivar method: the HTTP method, e.g. ``"GET"``.
-    :ivar url: the absolute URL as the client asked for it.
-    :ivar path: the path as sent (still percent-encoded, no query).
-    :ivar headers: `Headers`.
     :ivar query: the parsed query (a repeated key gives a list).
     :ivar path_params: the matched route's params.
     :ivar body: the parsed body (SPEC §3 table).
     :ivar raw_body: the body's bytes.
-    :ivar client: the peer's host, or ``None``.
     :ivar raw: the ``twisted.web`` request.
     """
+
+    __slots__ = ("raw", "query", "path_params", "body", "raw_body", "_headers")
 
     def __init__(
         self,
         raw: IRequest,
-        *,
         query: dict[str, Any],
         path_params: dict[str, Any],
         body: Any,
         raw_body: bytes,
     ) -> None:
         self.raw = raw
-        self.method = raw.method.decode("ascii", "replace")
-        self.path = raw.path.decode("latin-1")
-        self.url = _absolute_url(raw)
-        self.headers = Headers(raw.requestHeaders)
         self.query = query
         self.path_params = path_params
         self.body = body
         self.raw_body = raw_body
-        address = raw.getClientAddress()
-        self.client: str | None = getattr(address, "host", None)
+        self._headers: Headers | None = None
 
+    @property
+    def method(self) -> str:
+        """The HTTP method, e.g. ``"GET"``."""
+        return self.raw.method.decode("ascii", "replace")
 
-def _absolute_url(request: IRequest) -> str:
-    scheme = "https" if request.isSecure() else "http"
-    host = request.getHeader("host")
-    if host is None:
-        address = request.getHost()
-        host = f"{getattr(address, 'host', 'localhost')}:{getattr(address, 'port', 0)}"
-    return f"{scheme}://{host}{request.uri.decode('latin-1')}"
+    @property
+    def path(self) -> str:
+        """The path as sent (still percent-encoded, no query)."""
+        return self.raw.path.decode("latin-1")
+
+    @property
+    def url(self) -> str:
+        """The absolute URL as the client asked for it."""
+        raw = self.raw
+        scheme = "https" if raw.isSecure() else "http"
+        host = raw.getHeader(b"host")
+        if host is None:
+            address = raw.getHost()
+            where = f"{getattr(address, 'host', 'localhost')}:"
+            where += str(getattr(address, "port", 0))
+        else:
+            where = host.decode("latin-1")
+        return f"{scheme}://{where}{raw.uri.decode('latin-1')}"
+
+    @property
+    def headers(self) -> Headers:
+        """The request headers (`Headers`)."""
+        if self._headers is None:
+            self._headers = Headers(self.raw.requestHeaders)
+        return self._headers
+
+    @property
+    def client(self) -> str | None:
+        """The peer's host, or ``None``."""
+        return getattr(self.raw.getClientAddress(), "host", None)
 
 
 class Dependencies(Mapping[str, Any]):
@@ -174,30 +219,45 @@ class Context:
     """
     ``ctx``: everything about the request besides ``data``. Middleware may
     add attributes (``ctx.user``).
+
+    :ivar request: ``ctx.request`` (`RequestInfo`).
+    :ivar response: the response controller (``ctx.response``).
+    :ivar dependencies: the route's dependencies, read-only.
+    :ivar route: the matched pattern, e.g. ``/stocks/:symbol/stream``.
+    :ivar app: the `OxianApp`.
     """
+
+    __slots__ = ("request", "response", "dependencies", "route", "app", "__dict__")
 
     def __init__(
         self,
-        *,
         request: RequestInfo,
         response: ResponseController,
         dependencies: Dependencies,
-        request_id: str,
         route: str,
-        clock: IReactorTime,
         app: OxianApp,
-        hub: Hub,
     ) -> None:
         self.request = request
         self.response = response
         self.dependencies = dependencies
-        self.request_id = request_id
         self.route = route
-        self.clock = clock
         self.app = app
-        #: The app's hub (``ctx.hub.publish(channel, data)``).
-        self.hub = hub
+
+    @property
+    def request_id(self) -> str:
+        """The request's id, also sent as ``X-Request-Id``."""
+        return self.response._request_id
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The ``IReactorTime`` the app runs on."""
+        return self.app.clock
+
+    @property
+    def hub(self) -> Hub:
+        """The app's hub (``ctx.hub.publish(channel, data)``)."""
+        return self.app.hub
 
     def sleep(self, seconds: float) -> Deferred[None]:
         """A Deferred that fires with ``None`` after ``seconds`` on ``ctx.clock``."""
-        return deferLater(self.clock, seconds, lambda: None)
+        return deferLater(self.app.clock, seconds, lambda: None)

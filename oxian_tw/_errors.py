@@ -124,6 +124,10 @@ def error_response(
     return status, headers, {"error": error}
 
 
+#: The message of a ``413`` for a body over ``--body-limit``.
+TOO_LARGE_MESSAGE = "Request body too large"
+
+
 def error_body(status: int, message: str | None = None) -> dict[str, Any]:
     """The error body for a framework-generated status (404, 405, 413...)."""
     return {"error": {"message": message or _reason(status)}}

@@ -8,6 +8,9 @@ clients that fall behind, heartbeats and a write deadline (both driven by
 the registry's one timer, see `oxian_tw._registry`), and a ``done`` whose
 callbacks never run inside ``send``, ``comment`` or ``close``, so a loop
 over a set of clients never sees the set change under it.
+
+Events are coalesced like every stream's writes: those sent to one client
+in one reactor turn leave together (`oxian_tw._producer`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ._producer import Stream
+from ._producer import _OPEN, Stream
 from .sse import Comment, encode, encode_fields, encode_retry
 
 if TYPE_CHECKING:
@@ -55,7 +58,6 @@ class EventStream:
         "ping",
         "slow_consumer",
         "dropped",
-        "last_write",
         "_stream",
         "_clock",
         "_registry",
@@ -91,13 +93,10 @@ class EventStream:
         self._registry = registry
         self._hub = hub
         self._budget = budget
-        #: When the last bytes were written (heartbeats count).
-        self.last_write = clock.seconds()
         # (the stream's resume count, when it was first seen undrained)
         self._stalled: tuple[int, float] | None = None
         # None: nobody asked yet; a list: waiting; _FIRED: all fired.
         self._done: list[Deferred[None]] | tuple[()] | None = None
-        stream.on_end = self._ended
 
     @property
     def closed(self) -> bool:
@@ -155,18 +154,6 @@ class EventStream:
         """
         self._hub.subscribe(self, channels, self.last_event_id)
 
-    def deliver(self, payload: bytes) -> bool:
-        """
-        Hand already encoded event bytes to the stream without waiting (the
-        hub's fan-out), under the budget and slow-consumer policy.
-
-        :return: ``False`` when refused (closed, or over budget).
-        """
-        if not self._accept(len(payload)):
-            return False
-        self._stream.write(payload)
-        return True
-
     def close(self) -> None:
         """End the response once what was sent has been handed on; idempotent."""
         self._stream.close()
@@ -175,30 +162,56 @@ class EventStream:
         state = "closed" if self.closed else "open"
         return f"<EventStream {self.route} {state} request {self.request_id}>"
 
-    # Called by the response controller and the registry.
+    # Called by the hub, the response controller and the registry.
 
-    def fail(self, body: Any) -> None:
+    def _deliver(self, payload: bytes) -> bool:
+        """
+        Hand already encoded event bytes to the stream without waiting (the
+        hub's fan-out), under the budget and slow-consumer policy.
+
+        :return: ``False`` when refused (closed, or over budget).
+        """
+        stream = self._stream
+        if stream._state is not _OPEN:
+            return False
+        held = stream._held_bytes
+        if held and held + len(payload) > self._budget:
+            self._over_budget(held)
+            return False
+        stream._push(payload)
+        return True
+
+    def _fail(self, body: Any) -> None:
         """The handler failed after the stream opened: an error event, then close."""
-        self._stream.write(encode_fields(body, "error"))
+        self._stream._push(encode_fields(body, "error"))
         self._stream.close()
 
-    def shut_down(self, retry: int) -> None:
+    def _shut_down(self, retry: int) -> None:
         """Ask the client to come back in ``retry`` ms, then close."""
-        self._stream.write(encode_retry(retry))
-        self._stream.close()
+        stream = self._stream
+        if stream.closed:
+            return
+        stream.end_reason = "shutdown"
+        stream._push(encode_retry(retry))
+        stream.close()
 
-    def cut(self) -> None:
-        """Drop the connection now (shutdown grace is over)."""
-        self._stream.abort()
+    def _cut(self, reason: str = "shutdown") -> None:
+        """Drop the connection now (the shutdown grace is over, by default)."""
+        self._stream.abort(reason)
 
-    def tick(self, now: float, write_timeout: float) -> None:
+    def _tick(self, now: float, write_timeout: float) -> None:
         """
         The registry's timer: close the stream if its buffer has not drained
         for ``write_timeout`` seconds, else send a heartbeat if it has been
         silent for ``ping`` seconds.
         """
         stream = self._stream
-        if stream.paused or stream.queued:
+        if getattr(stream._request, "channel", None) is None:
+            # The connection is gone and nobody said so (a transport that
+            # does not stop its producer): end the stream now.
+            stream.lost()
+            return
+        if stream._paused or stream._held_bytes:
             mark = stream.resumed
             if self._stalled is None or self._stalled[0] != mark:
                 self._stalled = (mark, now)
@@ -209,30 +222,22 @@ class EventStream:
                     seconds=now - self._stalled[1],
                     request_id=self.request_id,
                 )
-                stream.abort()
+                stream.abort("stuck")
             return
         self._stalled = None
-        if self.ping is not None and now - self.last_write >= self.ping:
-            if not stream.closed:
-                self.last_write = now
-                stream.write(HEARTBEAT)
+        if self.ping is not None and now - stream.last_write >= self.ping:
+            if stream._state is _OPEN:
+                stream._push(HEARTBEAT)
 
     def _write(self, payload: bytes) -> Deferred[bool]:
-        if not self._accept(len(payload)):
-            return succeed(False)
-        return self._stream.write(payload)
-
-    def _accept(self, size: int) -> bool:
-        """Whether ``size`` more bytes may be written now (policy applied)."""
         stream = self._stream
-        if stream.closed:
-            return False
-        queued = stream.queued
-        if queued and queued + size > self._budget:
-            self._over_budget(queued)
-            return False
-        self.last_write = self._clock.seconds()
-        return True
+        if stream._state is not _OPEN:
+            return succeed(False)
+        held = stream._held_bytes
+        if held and held + len(payload) > self._budget:
+            self._over_budget(held)
+            return succeed(False)
+        return stream._accept(payload)
 
     def _over_budget(self, queued: int) -> None:
         dropping = self.slow_consumer == "drop"
@@ -248,9 +253,10 @@ class EventStream:
         if dropping:
             self.dropped += 1
         else:
-            self._stream.abort()
+            self._stream.abort("too_slow")
 
     def _ended(self) -> None:
+        """The stream ended (the response controller says so)."""
         self._registry.discard(self)
         self._hub.unsubscribe(self)
         if self._done:

@@ -215,12 +215,12 @@ class Hub:
         for target in targets:
             if position is None or target.evicted > position:
                 self._stats.resets += 1
-                stream.deliver(reset_wire(target.name, last_event_id))
+                stream._deliver(reset_wire(target.name, last_event_id))
                 continue
             events.extend(p for p in target.history if p.seq > position)
         events.sort(key=lambda p: p.seq)
         for past in events:
-            if not stream.deliver(past.wire):
+            if not stream._deliver(past.wire):
                 return
             self._stats.replayed += 1
 
@@ -268,7 +268,12 @@ def check_channel(name: Any) -> None:
     """
     if not isinstance(name, str):
         raise TypeError(f"a channel name is a str, not {type(name).__name__}")
-    if not 0 < len(name) <= _MAX_CHANNEL or any(c in name for c in "\r\n\x00"):
+    if (
+        not 0 < len(name) <= _MAX_CHANNEL
+        or "\r" in name
+        or "\n" in name
+        or ("\x00" in name)
+    ):
         raise ValueError(
             f"a channel name has 1 to {_MAX_CHANNEL} characters and no CR, LF "
             f"or NUL: {name!r}"
@@ -292,8 +297,11 @@ def reset_wire(channel: str, last_event_id: str) -> bytes:
 
 def fan_out(subscribers: Iterable[EventStream], wire: bytes, stats: HubStats) -> None:
     """Hand ``wire`` to each subscriber, under its own slow-consumer policy."""
-    for subscriber in list(subscribers):
-        if subscriber.deliver(wire):
-            stats.delivered += 1
-        else:
-            stats.dropped += 1
+    # A snapshot: a delivery may end a stream, which unsubscribes it.
+    targets = list(subscribers)
+    delivered = 0
+    for subscriber in targets:
+        if subscriber._deliver(wire):
+            delivered += 1
+    stats.delivered += delivered
+    stats.dropped += len(targets) - delivered

@@ -1,30 +1,42 @@
 # -*- test-case-name: tests.test_invoke -*-
 """
-Handler lookup and invocation: the one place where a user's callable (plain,
-``async def`` or Deferred-returning) becomes a Deferred.
+Handler lookup and invocation: the one place where what a user's callable
+(plain, ``async def`` or Deferred-returning) gives is adapted.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from types import ModuleType
+from types import CoroutineType, ModuleType
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 
 _METHOD = re.compile("[A-Z]+")
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def invoke(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+def call(fn: Callable[..., Any], *args: Any) -> Any:
     """
-    Call ``fn`` and adapt what it gives: a value, a raised exception, a
-    Deferred or a coroutine (driven with ``Deferred.fromCoroutine``) all
-    become one cancellable Deferred.
+    Call ``fn`` and adapt what it gives: a coroutine becomes a cancellable
+    Deferred (``Deferred.fromCoroutine``, run at once up to its first
+    ``await``); a Deferred or a plain value is returned as is. Exceptions
+    propagate. A Deferred is made only when something is asynchronous.
     """
-    return maybeDeferred(fn, *args, **kwargs)
+    result = fn(*args)
+    if isinstance(result, CoroutineType):
+        return Deferred.fromCoroutine(result)
+    return result
+
+
+async def call_async(fn: Callable[..., Any], *args: Any) -> Any:
+    """`call`, awaited: the value, however ``fn`` gives it."""
+    result = call(fn, *args)
+    if isinstance(result, Deferred):
+        return await result
+    return result
 
 
 @attrs.frozen

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from ._context import RESERVED_CONTEXT_NAMES, Context, Dependencies
 from ._errors import HttpError, RouteTreeError
-from ._invoke import invoke
+from ._invoke import call, call_async
 from ._modules import RouteModules
 from ._routing import PIPELINE_FILES, Route, walk
 
@@ -114,7 +114,7 @@ class Singleton:
         parent = self._root if self._parent is None else self._parent.get()
         if isinstance(parent, Deferred):
             parent = await parent
-        made = await invoke(self._factory, dict(parent))
+        made = await call_async(self._factory, dict(parent))
         if not isinstance(made, Mapping):
             raise TypeError(
                 f"dependencies() returned {type(made).__name__}, not a mapping"
@@ -222,8 +222,11 @@ class Pipeline:
         handler: Callable[..., Any],
         data: dict[str, Any],
         ctx: Context,
-    ) -> Deferred[Any]:
-        """Run ``handler`` for one request through ``chain``."""
+    ) -> Any:
+        """
+        Run ``handler`` for one request through ``chain``: its result, or a
+        Deferred of it when something was asynchronous.
+        """
         dependencies: Dependencies | Deferred[Dependencies] = (
             self._dependencies
             if chain.dependencies is None
@@ -232,7 +235,7 @@ class Pipeline:
         if isinstance(dependencies, Deferred) or chain.steps or chain.after_run:
             return Deferred.fromCoroutine(_run(chain, handler, data, ctx, dependencies))
         ctx.dependencies = dependencies
-        return invoke(handler, data, ctx)
+        return call(handler, data, ctx)
 
     def shutdown(self, timeout: float, clock: IReactorTime) -> Deferred[None]:
         """
@@ -250,7 +253,9 @@ class Pipeline:
             if singleton.shutdown is None:
                 continue
             try:
-                await invoke(singleton.shutdown, value).addTimeout(timeout, clock)
+                await Deferred.fromCoroutine(
+                    call_async(singleton.shutdown, value)
+                ).addTimeout(timeout, clock)
             except TimeoutError:
                 _log.warn(
                     "shutdown() in {file} took over {timeout} s; cancelled",
@@ -278,7 +283,7 @@ async def _run(
         result, failed = exc, True
     for step in chain.after_run:
         try:
-            replaced = await invoke(step.fn, result, ctx)
+            replaced = await call_async(step.fn, result, ctx)
         except Exception as exc:
             result, failed = exc, True
         else:
@@ -294,11 +299,11 @@ async def _steps(
 ) -> Any:
     response = ctx.response
     for step in chain.steps:
-        _merge(step, await invoke(step.fn, data, ctx), data, ctx)
-        if response.committed or response.abandoned:
+        _merge(step, await call_async(step.fn, data, ctx), data, ctx)
+        if response._settled:
             # Answered (``ctx.response.send()``) or gone: no handler.
             return None
-    return await invoke(handler, data, ctx)
+    return await call_async(handler, data, ctx)
 
 
 def _merge(step: Step, returned: Any, data: dict[str, Any], ctx: Context) -> None:

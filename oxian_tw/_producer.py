@@ -1,29 +1,59 @@
 # -*- test-case-name: tests.test_stream -*-
 """
 `Stream`: a streamed response body that runs at the client's pace
-(SPEC §4.1–§4.3).
+(SPEC §4.1–§4.3), and how its bytes reach the network.
 
-The stream is the ``IPushProducer`` registered on the request. The transport
-pauses it when its buffer passes its high-water mark (64 KiB) and resumes it
-when the buffer has drained; write Deferreds follow that state, so a handler
-that awaits each write never has more than about one high-water mark of its
-body in this process. Writes that were not awaited queue here, up to the
-buffer limit; past it the client is too slow and the connection is aborted.
+Writes are coalesced per reactor turn: a stream holds what it is given and
+hands it on, framed as one chunk, when the turn ends (`Flusher`: one
+``callLater(0)`` for every stream written during the turn, run before the
+reactor next waits for I/O) or at once when it holds more than its
+high-water mark (64 KiB). So a burst of events to one connection leaves in
+one system call, a lone event still leaves in the turn it was written, and
+a bulk body moves in large sends. Bytes are handed to the socket directly
+when the transport holds nothing (`oxian_tw._internals.DirectWriter`), else
+to the transport.
+
+The stream is the ``IPushProducer`` registered on the request: the
+transport pauses it when its buffer passes its own high-water mark and
+resumes it when the buffer has drained. Write Deferreds follow: they fire
+``True`` at once while the stream holds no more than the high-water mark
+and is not paused, and later otherwise, so a handler that awaits each write
+has about one high-water mark of its body in this process. Writes that were
+not awaited are held up to the buffer limit; past it the client is too
+slow and the connection is aborted.
+
+Strategies, as twisted.web's static producers: `Stream` (a body),
+`HeadStream` (``HEAD``: the head, then nothing), and `_FileReader` (a file
+pulled block by block into a stream). Each starts with an explicit
+``start()``; stopping is idempotent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet import tcp
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IPullProducer, IPushProducer
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IPullProducer,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 from ._errors import StreamClosed
+from ._internals import DirectWriter
+
+if TYPE_CHECKING:
+    from ._response import ResponseController
+
+#: Bytes a stream holds before it sends at once instead of at the end of
+#: the turn; also when a write's Deferred waits.
+HIGH_WATER = 64 * 1024
 
 #: Bytes a pull source (a piped file) reads at a time.
 BLOCK_SIZE = 64 * 1024
@@ -53,7 +83,7 @@ def _closed_means_false(failure: Any) -> bool:
     return False
 
 
-def _fail_all(waiting: Any) -> None:
+def _fail_all(waiting: list[Deferred[bool]]) -> None:
     """
     Fail each waiting write with `StreamClosed`. A write nobody awaits ends
     as ``False`` instead of an unhandled error.
@@ -61,6 +91,36 @@ def _fail_all(waiting: Any) -> None:
     for d in waiting:
         d.errback(StreamClosed("the client went away"))
         d.addErrback(_closed_means_false)
+
+
+class Flusher:
+    """
+    The end of the reactor turn for an app's streams: each stream written
+    during the turn sends what it holds, in one piece, from one
+    ``callLater(0)`` (which runs before the reactor next waits for I/O).
+
+    :param clock: returns the clock to schedule on (resolved late).
+    """
+
+    __slots__ = ("_clock", "_dirty", "_call")
+
+    def __init__(self, clock: Callable[[], IReactorTime]) -> None:
+        self._clock = clock
+        self._dirty: list[Stream] = []
+        self._call: IDelayedCall | None = None
+
+    def add(self, stream: Stream) -> None:
+        """Have ``stream`` send what it holds when this turn ends."""
+        self._dirty.append(stream)
+        if self._call is None:
+            self._call = self._clock().callLater(0, self._run)
+
+    def _run(self) -> None:
+        self._call = None
+        dirty, self._dirty = self._dirty, []
+        now = self._clock().seconds()
+        for stream in dirty:
+            stream._turn_ended(now)
 
 
 @implementer(IPushProducer)
@@ -73,13 +133,22 @@ class Stream:
     closed, and fails with `StreamClosed` if the client leaves while it
     waits.
 
+    :param request: the ``twisted.web`` request whose body this is.
+    :param flusher: the app's `Flusher`.
     :param buffer_limit: bytes of unawaited writes to hold for a slow
         client before aborting; ``None`` when the owner bounds them itself.
+    :param owner: the request's owner, told when the stream has ended.
+    :param request_id: for log lines.
+    :param keep_open: stay open after the handler finishes, until `close`.
     :ivar keep_open: stay open after the handler finishes, until `close`.
     :ivar resumed: how many times the transport resumed the stream; a
         paused stream whose count has not moved has not drained since.
     :ivar broken: the stream ended without `close`: the client left, the
         connection was aborted, or it answered ``HEAD``.
+    :ivar last_write: when bytes were last written (the end of that reactor
+        turn, by the app's clock).
+    :ivar end_reason: how a `close` ends the stream, for the access log
+        (``"complete"``; the shutdown says ``"shutdown"``).
     """
 
     _log = Logger()
@@ -88,72 +157,83 @@ class Stream:
         "keep_open",
         "broken",
         "resumed",
-        "on_end",
+        "last_write",
+        "end_reason",
         "_request",
+        "_owner",
+        "_flusher",
         "_buffer_limit",
         "_request_id",
-        "_on_lost",
         "_state",
         "_paused",
-        "_head_only",
-        "_blocked",
-        "_queue",
-        "_queued",
+        "_held",
+        "_held_bytes",
+        "_dirty",
+        "_waiting",
         "_done",
         "_puller",
         "_remaining",
         "_direct",
+        "_joined",
+        "_chunked",
     )
 
     def __init__(
         self,
         request: IRequest,
+        owner: ResponseController,
         *,
+        flusher: Flusher,
         buffer_limit: int | None,
         request_id: str,
         keep_open: bool = False,
-        on_lost: Callable[[bool], None] = lambda immediate: None,
     ) -> None:
         self.keep_open = keep_open
         self.broken = False
-        #: Called with nothing once the stream has ended, before ``done``.
-        self.on_end: Callable[[], None] | None = None
-        self._request = request
+        self.resumed = 0
+        self.last_write = 0.0
+        #: How the stream will say it ended when it is closed.
+        self.end_reason = "complete"
+        self._request: Any = request
+        self._owner: ResponseController | None = owner
+        self._flusher = flusher
         self._buffer_limit = buffer_limit
         self._request_id = request_id
-        self._on_lost = on_lost
         self._state = _OPEN
         self._paused = False
-        self.resumed = 0
-        self._head_only = request.method == b"HEAD"
-        # Deferreds of chunks already handed to the transport, waiting for
-        # it to drain below its high-water mark. (Lists, not deques: an
-        # empty deque costs 600 bytes, and every idle stream has two.)
-        self._blocked: list[Deferred[bool]] = []
-        # Chunks written while paused, not yet handed to the transport.
-        self._queue: list[tuple[bytes, Deferred[bool]]] = []
-        self._queued = 0
+        # Bytes written, not yet handed on, and the Deferreds of writes that
+        # wait for the transport to drain: lists made when needed, since an
+        # idle stream needs neither.
+        self._held: list[bytes] | None = None
+        self._held_bytes = 0
+        self._dirty = False
+        self._waiting: list[Deferred[bool]] | None = None
         self._done: list[Deferred[None]] | None = None
         self._puller: _FileReader | None = None
+        self._remaining: int | None = None
+        self._direct: DirectWriter | None = None
+        self._joined = False
+        self._chunked = False
+
+    def start(self) -> None:
+        """Send the response head and start producing."""
+        request = self._request
         length = request.responseHeaders.getRawHeaders(b"content-length")
         self._remaining = int(length[0]) if length else None
-
         request.registerProducer(self, True)
-        # The connection may be paused by an earlier response on it.
-        if getattr(request.channel, "_waitingForTransport", False):
-            self._paused = True
         request.write(b"")
-        self._direct = _DirectWriter.for_request(request)
-        if self._head_only:
-            # HEAD: the head is all there is. Writes wait until the app
-            # stops the handler (`lost`), exactly as after a disconnect.
-            request.unregisterProducer()
-            request.finish()
+        self._chunked = bool(request.chunked)
+        channel = request.channel
+        if isinstance(channel, HTTPChannel):
+            self._direct = DirectWriter.for_transport(channel.transport)
+        else:
+            # An HTTP/2 stream frames each write: one write per flush.
+            self._joined = True
 
     @property
     def closed(self) -> bool:
         """Whether writes are no longer accepted."""
-        return self._state != _OPEN
+        return self._state is not _OPEN
 
     @property
     def paused(self) -> bool:
@@ -162,8 +242,8 @@ class Stream:
 
     @property
     def queued(self) -> int:
-        """Bytes written while paused, held here until the client has room."""
-        return self._queued
+        """Bytes written and held here, not yet handed to the network."""
+        return self._held_bytes
 
     @property
     def done(self) -> Deferred[None]:
@@ -171,7 +251,7 @@ class Stream:
         A new Deferred that fires (never fails) when the stream has ended:
         closed and flushed, or the client left.
         """
-        if self._state == _ENDED:
+        if self._state is _ENDED:
             return succeed(None)
         d: Deferred[None] = Deferred()
         if self._done is None:
@@ -187,16 +267,16 @@ class Stream:
             the high-water mark, ``False`` if the stream is closed.
         """
         data = as_bytes(chunk)
-        if self._state != _OPEN:
+        if self._state is not _OPEN:
             return succeed(False)
         return self._accept(data)
 
     def close(self) -> None:
         """End the body once what was written has been handed on."""
-        if self._state != _OPEN or self._head_only:
+        if self._state is not _OPEN:
             return
         self._state = _CLOSING
-        if not self._queue:
+        if not self._held:
             self._finish()
 
     def pipe(self, source: Any) -> Deferred[None]:
@@ -222,44 +302,34 @@ class Stream:
         if self._puller is not None:
             raise RuntimeError("this stream is already piping a file")
         reader = _FileReader(self, file, length)
-        if self._state != _OPEN or self._head_only:
+        if self._state is not _OPEN:
             reader.stopProducing()
             return reader.deferred
         self._puller = reader
         self._pull()
         return reader.deferred
 
-    def abort(self) -> None:
-        """Drop the connection: the client sees an incomplete body."""
-        if self._state == _ENDED:
+    def abort(self, reason: str = "aborted") -> None:
+        """
+        Drop the connection: the client sees an incomplete body. ``reason``
+        is how the access log says it ended.
+        """
+        if self._state is _ENDED:
             return
-        transport = self._request.channel.transport
-        getattr(transport, "abortConnection", transport.loseConnection)()
+        channel = getattr(self._request, "channel", None)
+        transport = getattr(channel, "transport", None)
+        if transport is not None:
+            getattr(transport, "abortConnection", transport.loseConnection)()
         # Called from a write or the handler's end: the handler may be
         # running, too early to cancel it.
-        self._end(immediate=False)
+        self._end(False, reason)
 
     def lost(self) -> None:
         """
-        The client is gone (or a HEAD response is complete): fail what
-        waits with `StreamClosed` and fire ``done``. Idempotent.
+        The client is gone: fail what waits with `StreamClosed`, fire
+        ``done``, stop the handler. Idempotent.
         """
-        self._end(immediate=True)
-
-    def _end(self, immediate: bool) -> None:
-        if self._state == _ENDED:
-            return
-        self._head_only = False
-        self._state = _ENDED
-        self.broken = True
-        waiting = list(self._blocked) + [d for _, d in self._queue]
-        self._blocked.clear()
-        self._queue.clear()
-        self._queued = 0
-        self._stop_puller(StreamClosed("the client went away"))
-        _fail_all(waiting)
-        self._fire_done()
-        self._on_lost(immediate)
+        self._end(True, "client_gone")
 
     # IPushProducer, called by the channel on behalf of the transport.
 
@@ -267,30 +337,11 @@ class Stream:
         self._paused = True
 
     def resumeProducing(self) -> None:
-        if self._state == _ENDED:
+        if self._state is _ENDED:
             return
         self._paused = False
         self.resumed += 1
-        ready, self._blocked = self._blocked, []
-        queue, self._queue = self._queue, []
-        sent = 0
-        while sent < len(queue) and not self._paused:
-            data, d = queue[sent]
-            sent += 1
-            self._queued -= len(data)
-            ready.append(d)
-            self._send(data)
-            if self._state == _ENDED:
-                _fail_all(ready + [d for _, d in queue[sent:]])
-                return
-            if self._paused:
-                self._blocked.append(ready.pop())
-        if sent < len(queue):
-            self._queue = queue[sent:]
-        if self._state == _CLOSING and not self._queue:
-            self._finish()
-        for d in ready:
-            d.callback(True)
+        self._send()
         self._pull()
 
     def stopProducing(self) -> None:
@@ -299,44 +350,89 @@ class Stream:
     # Internals.
 
     def _accept(self, data: bytes) -> Deferred[bool]:
-        d: Deferred[bool]
-        if self._head_only or self._paused or self._queue:
-            d = Deferred()
-            if not self._head_only:
-                self._queue.append((data, d))
-                self._queued += len(data)
-                limit = self._buffer_limit
-                if limit is not None and self._queued > limit:
-                    self._too_slow()
-                    return d
-            else:
-                self._blocked.append(d)
-            return d
-        self._send(data)
-        if self._state == _ENDED:
-            return succeed(False)
-        if self._paused:
-            d = Deferred()
-            self._blocked.append(d)
-            return d
-        return succeed(True)
-
-    def _send(self, data: bytes) -> None:
-        if self._remaining is not None:
-            self._remaining -= len(data)
-            if self._remaining < 0:
+        """`write` of ``data``, already bytes, to an open stream."""
+        remaining = self._remaining
+        if remaining is not None:
+            if len(data) > remaining:
                 self._log.error(
                     "A stream wrote more than its Content-Length; connection "
                     "aborted (request {request_id})",
                     request_id=self._request_id,
                 )
                 self.abort()
+                return succeed(False)
+            self._remaining = remaining - len(data)
+        self._push(data)
+        if self._state is _ENDED:
+            return succeed(False)
+        if self._paused or self._waiting:
+            return self._wait()
+        return succeed(True)
+
+    def _wait(self) -> Deferred[bool]:
+        """A Deferred for a write that waits for the transport."""
+        d: Deferred[bool] = Deferred()
+        if self._waiting is None:
+            self._waiting = [d]
+        else:
+            self._waiting.append(d)
+        return d
+
+    def _push(self, data: bytes) -> None:
+        """Hold ``data`` for the network; no Deferred (the hub's fan-out)."""
+        held = self._held
+        if held is None:
+            self._held = [data]
+        else:
+            held.append(data)
+        self._held_bytes += len(data)
+        if not self._dirty:
+            self._dirty = True
+            self._flusher.add(self)
+        if self._paused:
+            limit = self._buffer_limit
+            if limit is not None and self._held_bytes > limit:
+                self._too_slow()
+        elif self._held_bytes > HIGH_WATER:
+            self._send()
+
+    def _turn_ended(self, now: float) -> None:
+        """The reactor turn in which this stream was written is ending."""
+        self._dirty = False
+        self.last_write = now
+        self._send()
+
+    def _send(self) -> None:
+        """Hand what is held to the network, unless paused; then release writes."""
+        if self._paused or self._state is _ENDED:
+            return
+        parts = self._held
+        if parts:
+            size = self._held_bytes
+            self._held, self._held_bytes = None, 0
+            request = self._request
+            if self._chunked:
+                parts.insert(0, b"%x\r\n" % size)
+                parts.append(b"\r\n")
+            request.sentLength += size
+            direct = self._direct
+            if direct is None or not direct.send(parts):
+                if self._joined:
+                    request.channel.write(b"".join(parts))
+                else:
+                    request.channel.writeSequence(parts)
+            if self._paused or self._state is _ENDED:
                 return
-        if self._direct is None or not self._direct.write(data):
-            self._request.write(data)
+        if self._state is _CLOSING:
+            self._finish()
+        waiting = self._waiting
+        if waiting:
+            self._waiting = None
+            for d in waiting:
+                d.callback(True)
 
     def _pull(self) -> None:
-        while self._puller is not None and not self._paused and self._state == _OPEN:
+        while self._puller is not None and not self._paused and self._state is _OPEN:
             self._puller.resumeProducing()
 
     def _stop_puller(self, reason: Exception | None = None) -> None:
@@ -355,7 +451,7 @@ class Stream:
             limit=self._buffer_limit,
             request_id=self._request_id,
         )
-        self.abort()
+        self.abort("too_slow")
 
     def _finish(self) -> None:
         if self._remaining:
@@ -372,20 +468,30 @@ class Stream:
         request = self._request
         request.unregisterProducer()
         request.finish()
-        # The bytes of blocked writes are with the transport; nobody should
-        # keep waiting for a resume that will not come.
-        blocked = list(self._blocked)
-        self._blocked.clear()
-        for d in blocked:
+        # Everything written is with the transport now.
+        waiting, self._waiting = self._waiting, None
+        for d in waiting or ():
             d.callback(True)
-        self._fire_done()
+        self._fire_done(self.end_reason, False, True)
 
-    def _fire_done(self) -> None:
+    def _end(self, immediate: bool, reason: str) -> None:
+        if self._state is _ENDED:
+            return
+        self._state = _ENDED
+        self.broken = True
+        waiting, self._waiting = self._waiting, None
+        self._held, self._held_bytes = None, 0
+        self._stop_puller(StreamClosed("the client went away"))
+        _fail_all(waiting or [])
+        self._fire_done(reason, True, immediate)
+
+    def _fire_done(self, reason: str, stop_handler: bool, immediate: bool) -> None:
         done, self._done = self._done, None
-        if self.on_end is not None:
-            self.on_end()
         for d in done or ():
             d.callback(None)
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner._stream_ended(reason, stop_handler, immediate)
 
     async def _pipe_iter(self, iterator: Any) -> None:
         try:
@@ -409,78 +515,37 @@ class Stream:
                 await aclose()
 
 
-class _DirectWriter:
+class HeadStream(Stream):
     """
-    Sends a chunk straight to the socket when the transport has nothing
-    buffered, as asyncio does, instead of queueing it for the next reactor
-    turn. Against a client that keeps up this saves a reactor iteration, two
-    ``epoll_ctl`` calls and a user-space copy per chunk; chunked framing
-    goes out in the same ``sendmsg``, so a chunk is never copied. What the
-    kernel does not take goes to the transport, whose buffer then pauses
-    us as usual: backpressure is unchanged.
-
-    Only for plain TCP (`for_request`); TLS, HTTP/2 and in-memory
-    transports always take the transport's path.
+    The body of a ``HEAD`` response: the head is sent and the request
+    finished at `start`; writes wait until the handler is stopped (`lost`,
+    on the next turn), exactly as after a disconnect.
     """
 
-    #: Bytes sent directly before one chunk takes the transport's path,
-    #: so a client that always keeps up cannot keep the reactor from
-    #: serving other connections.
-    TURN_BYTES = 4 * 1024 * 1024
-    __slots__ = ("_request", "_transport", "_socket", "_chunked", "_turn")
+    __slots__ = ()
 
-    def __init__(self, request: Any, transport: Any) -> None:
-        self._request = request
-        self._transport = transport
-        self._socket = transport.socket
-        self._chunked = bool(request.chunked)
-        self._turn = self.TURN_BYTES
+    def start(self) -> None:
+        request = self._request
+        request.write(b"")
+        request.finish()
 
-    @classmethod
-    def for_request(cls, request: Any) -> _DirectWriter | None:
-        """A writer for ``request``, or ``None`` when it is not on plain TCP."""
-        transport = getattr(request.channel, "transport", None)
-        if (
-            isinstance(transport, tcp.Connection)
-            and not transport.TLS
-            and hasattr(transport, "_tempDataLen")
-            and hasattr(transport.socket, "sendmsg")
-        ):
-            return cls(request, transport)
-        return None
+    def close(self) -> None:
+        """Nothing to end: the response is complete; the app stops the handler."""
 
-    def write(self, data: bytes) -> bool:
-        """Send ``data`` directly; ``False`` when the transport must."""
-        transport = self._transport
-        if (
-            self._turn <= 0
-            or transport._tempDataLen
-            or len(transport.dataBuffer) > transport.offset
-            or not transport.connected
-            or transport.disconnecting
-        ):
-            self._turn = self.TURN_BYTES
-            return False
-        parts = [b"%x\r\n" % len(data), data, b"\r\n"] if self._chunked else [data]
-        try:
-            sent = self._socket.sendmsg(parts)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            # Let the transport meet the error and close as it always does.
-            return False
-        self._turn -= sent
-        self._request.sentLength += len(data)
-        rest = []
-        for part in parts:
-            if sent >= len(part):
-                sent -= len(part)
-                continue
-            rest.append(part[sent:] if sent else part)
-            sent = 0
-        if rest:
-            transport.writeSequence(rest)
-        return True
+    def _accept(self, data: bytes) -> Deferred[bool]:
+        return self._wait()
+
+    def _push(self, data: bytes) -> None:
+        pass
+
+    def pull(self, file: Any, length: int | None = None) -> Deferred[None]:
+        reader = _FileReader(self, file, length)
+        reader.stopProducing()
+        return reader.deferred
+
+    def lost(self) -> None:
+        """The response was complete at `start`: stop the handler."""
+        self._end(True, "complete")
 
 
 @implementer(IPullProducer)

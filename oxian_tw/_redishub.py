@@ -430,7 +430,7 @@ class RedisHub:
                     count=len(catch_up.buffer),
                 )
                 self._catching_up.pop(stream)
-                stream.cut()
+                stream._cut("too_slow")
         fan_out(live, wire, self._stats)
 
     # Replay.
@@ -513,7 +513,7 @@ class RedisHub:
                     events.update(replay)
         stats = self._stats
         for order in sorted(events):
-            if not stream.deliver(events[order]):
+            if not stream._deliver(events[order]):
                 return
             stats.replayed += 1
         for order, channel, wire in catch_up.buffer:
@@ -522,14 +522,14 @@ class RedisHub:
                 for f in catch_up.fetches
             )
             if not held:
-                if stream.deliver(wire):
+                if stream._deliver(wire):
                     stats.delivered += 1
                 else:
                     stats.dropped += 1
 
     def _reset(self, stream: EventStream, channel: str, last_event_id: str) -> None:
         self._stats.resets += 1
-        stream.deliver(reset_wire(channel, last_event_id))
+        stream._deliver(reset_wire(channel, last_event_id))
 
 
 def _keys(channel: str) -> tuple[str, str]:

@@ -137,7 +137,7 @@ class StreamRegistry:
         now = self._clock_of().seconds()
         shortest = None
         for stream in list(self._streams):
-            stream.tick(now, self._write_timeout)
+            stream._tick(now, self._write_timeout)
             if stream.ping is not None and (shortest is None or stream.ping < shortest):
                 shortest = stream.ping
         if self._streams:
@@ -157,7 +157,7 @@ class StreamRegistry:
             return succeed(None)
         ended = [stream.done for stream in streams]
         for stream in streams:
-            stream.shut_down(self._rng.randint(*SHUTDOWN_RETRY_MS))
+            stream._shut_down(self._rng.randint(*SHUTDOWN_RETRY_MS))
         cutoff = self._clock_of().callLater(grace, self._cut, streams)
 
         def finished(_: Any) -> None:
@@ -174,4 +174,4 @@ class StreamRegistry:
                 count=len(left),
             )
         for stream in left:
-            stream.cut()
+            stream._cut()

@@ -1,31 +1,36 @@
-# -*- test-case-name: tests.test_response -*-
+# -*- test-case-name: tests.test_app -*-
 """
-``ctx.response``: the per-request response controller, the `Response` value
-type, and the one ladder that turns a handler's result into bytes (SPEC §3,
-§4).
+``ctx.response``: the response controller, and the one owner of its
+request's life.
 
-The controller is the single owner of "has this response been committed":
-once ``send`` (or the handler's result, or an error) has written the head,
-nothing else writes.
+One `ResponseController` per request holds everything that decides how the
+response goes: whether anything was committed, the handler's Deferred (if
+the handler is asynchronous), the client leaving, the stream (if one was
+opened), the failure policy, and the end of the request (the access log
+line, the app's count of requests in flight). Nothing else finishes a
+request, and nothing else reacts to its disconnect.
+
+A request passes through these states: *pending* (nothing sent), *open*
+(a streamed body is being sent), *done* (the response is complete, or its
+stream ended) and *gone* (the client left before the response was
+complete). A synchronous handler's request goes from pending to done inside
+``render``, without a Deferred; the client's departure is watched (one
+``notifyFinish``) only while something asynchronous is under way.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attrs
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import NO_BODY_CODES
+from twisted.web.http import NO_BODY_CODES, HTTPChannel
 from twisted.web.iweb import IRequest
 
-from ._config import Settings
-from ._context import header_value
+from ._context import header_value, request_id_for
 from ._errors import StreamClosed, error_body, error_response, http_status_of
 from ._eventstream import (
     SLOW_CONSUMER_POLICIES,
@@ -33,144 +38,78 @@ from ._eventstream import (
     limit_unacknowledged,
 )
 from ._files import UNSATISFIABLE, byte_range, not_modified, resolve
-from ._hub import Hub, check_channel
-from ._producer import Stream, as_bytes
-from ._registry import StreamRegistry
+from ._hub import check_channel
+from ._producer import HeadStream, Stream, as_bytes
+from ._results import Response, check_status, encode_body
 from .sse import encode_retry
 
-JSON_TYPE = "application/json; charset=utf-8"
-TEXT_TYPE = "text/plain; charset=utf-8"
-BYTES_TYPE = "application/octet-stream"
-
-
-def dump_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON, rejecting NaN and infinities (not JSON)."""
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def encode_body(value: Any) -> tuple[str | None, bytes]:
-    """
-    A handler's return value as ``(default content type, bytes)``.
-
-    :raises TypeError: for values with no HTTP form (they become a 500).
-    """
-    if value is None:
-        return None, b""
-    if isinstance(value, str):
-        return TEXT_TYPE, value.encode("utf-8")
-    if isinstance(value, bytes | bytearray | memoryview):
-        return BYTES_TYPE, bytes(value)
-    if isinstance(value, dict | list | tuple | int | float | bool):
-        try:
-            return JSON_TYPE, dump_json(value)
-        except ValueError as exc:
-            raise TypeError(f"cannot encode the result as JSON: {exc}") from exc
-    raise TypeError(
-        f"a handler returned {type(value).__name__!r}, which has no HTTP form"
-    )
-
-
-def _check_status(status: Any) -> int:
-    if isinstance(status, bool) or not isinstance(status, int):
-        raise TypeError(f"status must be an int, not {type(status).__name__}")
-    if not 100 <= status <= 599:
-        raise ValueError(f"status {status} is not between 100 and 599")
-    return status
-
-
-def _header_items(headers: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    return [(str(k), str(v)) for k, v in (headers or {}).items()]
-
+if TYPE_CHECKING:
+    from ._app import OxianApp
 
 # ``sse(ping=...)`` left out: the app's ``--ping`` applies.
 _APP_PING: Any = object()
 
+_PENDING, _OPEN, _DONE, _GONE = "pending", "open", "done", "gone"
 
-@attrs.frozen
-class Response:
-    """
-    A complete response a handler can return (or pass to ``send``): exactly
-    this status, these headers (over those already set) and this body,
-    encoded like a return value.
-    """
-
-    body: Any = None
-    status: int = attrs.field(default=200, validator=lambda _i, _a, v: _check_status(v))
-    headers: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+# Tell caches and proxies (nginx) not to hold a streamed body back.
+_NO_BUFFERING = (
+    (b"Cache-Control", b"no-cache, no-transform"),
+    (b"X-Accel-Buffering", b"no"),
+)
+_STREAM_DEFAULTS = ((b"Content-Type", b"text/plain; charset=utf-8"), *_NO_BUFFERING)
+_SSE_DEFAULTS = (
+    (b"Content-Type", b"text/event-stream; charset=utf-8"),
+    *_NO_BUFFERING,
+)
 
 
 class ResponseController:
     """
     ``ctx.response``: sets the status and headers of the pending response,
     commits it at once (`send`), or streams it (`stream`, `pipe`,
-    `send_file`).
-
-    :param request: the ``twisted.web`` request.
-    :param settings: the app's settings (limits, ``debug``, heartbeats).
-    :param streams: the app's registry of SSE streams.
-    :param hub: the app's hub, for ``sse(channels=...)``.
-    :param request_id: the request's id, for log lines.
-    :param clock: the app's clock.
-    :ivar route: the matched route pattern, set by the app once known.
+    `send_file`, `sse`). ``app.response(request)`` gives one for any
+    ``twisted.web`` request.
     """
 
     _log = Logger()
     __slots__ = (
-        "route",
-        "committed",
-        "abandoned",
+        "_app",
         "_request",
-        "_settings",
-        "_debug",
-        "_streams",
-        "_hub",
         "_request_id",
-        "_clock",
-        "_status",
-        "_headers",
+        "_route",
+        "_state",
         "_stream",
         "_sse",
         "_handler",
+        "_started",
+        "_watching",
     )
 
-    def __init__(
-        self,
-        request: IRequest,
-        *,
-        settings: Settings,
-        streams: StreamRegistry,
-        hub: Hub,
-        request_id: str,
-        clock: IReactorTime,
-    ) -> None:
-        self._request = request
-        self._settings = settings
-        self._debug = settings.debug
-        self._streams = streams
-        self._hub = hub
-        self._request_id = request_id
-        self._clock = clock
-        self.route: str | None = None
-        self._status = 200
-        self._headers: dict[str, tuple[str, str]] = {}
+    def __init__(self, app: OxianApp, request: IRequest) -> None:
+        self._app = app
+        self._request: Any = request
+        self._request_id = request_id = request_id_for(request)
+        request.responseHeaders.setRawHeaders(
+            b"X-Request-Id", [request_id.encode("ascii")]
+        )
+        self._route: str | None = None
+        self._state = _PENDING
         self._stream: Stream | None = None
         self._sse: EventStream | None = None
         self._handler: Deferred[Any] | None = None
-        self.committed = False
-        #: The response can no longer reach the client: it left, the
-        #: connection was aborted, or a HEAD response is complete.
-        self.abandoned = False
+        #: When the app began serving it (``None``: not yet).
+        self._started: float | None = None
+        self._watching = False
 
     def status(self, code: int) -> None:
         """Set the status of the pending response."""
-        self._status = _check_status(code)
+        self._request.setResponseCode(check_status(code))
 
     def headers(self, headers: Mapping[str, Any]) -> None:
         """Set (replace) headers of the pending response; names are case-insensitive."""
-        for name, value in _header_items(headers):
-            self._headers[name.lower()] = (name, value)
+        set_header = self._request.responseHeaders.setRawHeaders
+        for name, value in headers.items():
+            set_header(str(name), [str(value)])
 
     def redirect(self, url: str, status: int = 302) -> None:
         """Set the status and ``Location``; the handler's result is still the body."""
@@ -188,12 +127,13 @@ class ResponseController:
         The handler's later return value is then ignored; a second ``send``
         is ignored with a warning.
         """
-        if self.committed:
-            self._log.warn(
-                "response.send() called after the response was committed; "
-                "ignored (request {request_id})",
-                request_id=self._request_id,
-            )
+        if self._state is not _PENDING:
+            if self._state is not _GONE:
+                self._log.warn(
+                    "response.send() called after the response was committed; "
+                    "ignored (request {request_id})",
+                    request_id=self._request_id,
+                )
             return
         if status is not None:
             self.status(status)
@@ -272,8 +212,10 @@ class ResponseController:
                 f"slow_consumer must be one of {SLOW_CONSUMER_POLICIES}, "
                 f"not {slow_consumer!r}"
             )
+        app = self._app
+        settings = app.settings
         if ping is _APP_PING:
-            ping = self._settings.ping or None
+            ping = settings.ping or None
         elif ping is not None and (
             isinstance(ping, bool) or not isinstance(ping, int | float) or ping <= 0
         ):
@@ -282,38 +224,37 @@ class ResponseController:
         channels = list(channels)
         for channel in channels:
             check_channel(channel)
-        if self._sse is not None:
-            raise RuntimeError("sse() was already called for this response")
-        if self.committed:
-            raise RuntimeError("the response was already sent")
-        if self.abandoned:
-            raise StreamClosed("the client went away")
-        self._streams.admit()
+        self._check_open()
+        app.streams.admit()
         self.status(status)
-        self._headers.pop("content-length", None)
-        self.headers(dict(_SSE_DEFAULTS))
-        self.headers(headers or {})
         request = self._request
-        limit_unacknowledged(request, self._settings.write_timeout)
-        stream = self._start_stream(keep_open, events=True)
+        response_headers = request.responseHeaders
+        response_headers.removeHeader(b"content-length")
+        for name, value in _SSE_DEFAULTS:
+            response_headers.setRawHeaders(name, [value])
+        if headers:
+            self.headers(headers)
+        limit_unacknowledged(request, settings.write_timeout)
+        # An event stream bounds what it holds itself (its budget).
+        stream = self._start_stream(keep_open, buffer_limit=None)
         last_event_id = header_value(request, b"last-event-id")
         if last_event_id is None:
             last_event_id = _query_value(request, b"lastEventId")
         sse = self._sse = EventStream(
             stream,
-            clock=self._clock,
-            registry=self._streams,
-            hub=self._hub,
-            route=self.route or request.path.decode("latin-1"),
+            clock=app.clock,
+            registry=app.streams,
+            hub=app.hub,
+            route=self._route or request.path.decode("latin-1"),
             request_id=self._request_id,
-            budget=self._settings.sse_budget,
+            budget=settings.sse_budget,
             slow_consumer=slow_consumer,
             ping=ping,
             last_event_id=last_event_id,
         )
-        self._streams.add(sse)
+        app.streams.add(sse)
         if opening:
-            stream.write(opening)
+            stream._push(opening)
         if channels:
             sse.subscribe(*channels)
         return sse
@@ -344,7 +285,7 @@ class ResponseController:
             a missing file.
         :raises RuntimeError: when the response was already sent or streamed.
         """
-        if self.committed:
+        if self._state is not _PENDING:
             raise RuntimeError("the response was already sent")
         info = resolve(root, path)
         request = self._request
@@ -361,15 +302,14 @@ class ResponseController:
             header_value(request, b"if-none-match"),
             header_value(request, b"if-modified-since"),
         ):
-            self._headers.pop("content-type", None)
-            self._status = 304
+            request.setResponseCode(304)
             self._commit(b"")
             return succeed(None)
         span = byte_range(
             info, header_value(request, b"range"), header_value(request, b"if-range")
         )
         if span == UNSATISFIABLE:
-            self.error(
+            self._error(
                 416,
                 error_body(416, "Range Not Satisfiable"),
                 {"Content-Range": f"bytes */{info.size}"},
@@ -377,11 +317,13 @@ class ResponseController:
             return succeed(None)
         first, last = (0, info.size - 1) if span is None else span
         if span is not None:
-            self._status = 206
+            request.setResponseCode(206)
             self.headers({"Content-Range": f"bytes {first}-{last}/{info.size}"})
         self.headers({"Content-Length": str(last - first + 1)})
-        stream = self._start_stream(keep_open=True)
-        if stream.closed or request.method == b"HEAD":
+        stream = self._start_stream(
+            keep_open=True, buffer_limit=self._app.settings.buffer_limit
+        )
+        if stream.closed:
             return succeed(None)
         file = open(info.path, "rb")  # the reader closes it
         file.seek(first)
@@ -389,93 +331,80 @@ class ResponseController:
         d.addCallback(lambda _: stream.close())
         return d
 
-    # The hand-offs below are called by the app, never by handlers.
+    def __repr__(self) -> str:
+        return f"<ResponseController {self._state} request {self._request_id}>"
 
-    def attach(self, handler: Deferred[Any]) -> None:
-        """
-        Follow the handler's Deferred: commit its result or error, close the
-        stream when it finishes (unless ``keep_open``), and cancel it when
-        the client leaves.
-        """
-        self._handler = handler
-        handler.addCallback(self._handler_returned)
-        handler.addErrback(self._handler_failed)
-        if self.abandoned:
-            self._cancel_handler()
+    # The app's side: serving a request, its handler, its end.
 
-    def connection_lost(self, failure: Failure | None = None) -> None:
-        """The client left: end the stream and cancel the handler."""
+    @property
+    def _settled(self) -> bool:
+        """Whether the response was committed, or its client left."""
+        return self._state is not _PENDING
+
+    def _begin(self) -> None:
+        """Count the request as in flight until its response ends."""
+        if self._started is None:
+            self._started = self._app._request_began()
+
+    def _serve(self, run: Any) -> None:
+        """
+        Serve the request: ``run(self)`` gives the handler's result, or a
+        Deferred of it, or raises.
+        """
+        self._begin()
+        try:
+            result = run(self)
+        except Exception:
+            self._handler_failed(Failure())
+            return
+        if isinstance(result, Deferred):
+            if not result.called:
+                self._handler = result
+                self._watch()
+            result.addCallbacks(self._handler_returned, self._handler_failed)
+        else:
+            self._handler_returned(result)
+
+    def _watch(self) -> None:
+        """Learn when the client leaves (while something is under way)."""
+        if not self._watching:
+            self._watching = True
+            self._request.notifyFinish().addErrback(self._client_left)
+
+    def _client_left(self, failure: Failure) -> None:
         if self._stream is not None:
             self._stream.lost()
-        else:
-            self._abandon(immediate=True)
+        elif self._state is _PENDING:
+            self._state = _GONE
+            self._cancel_handler()
+            self._ended("client_gone")
 
-    def finish_with(self, result: Any) -> None:
-        """Commit the handler's result unless the response is already out."""
-        if self.committed or self.abandoned:
+    def _handler_returned(self, result: Any) -> None:
+        self._handler = None
+        if self._stream is not None:
+            if not self._stream.keep_open:
+                self._stream.close()
+            return
+        if self._state is not _PENDING:
             return
         if isinstance(result, Response):
             self.status(result.status)
             self.headers(result.headers)
             result = result.body
-        self._commit_value(result)
-
-    def fail(self, failure: Failure) -> None:
-        """
-        Answer with the error body for ``failure``; once the response is
-        committed (or the client left), only log it.
-        """
-        exc = failure.value
-        status, headers, body = error_response(exc, debug=self._debug)
-        if http_status_of(exc) is None:
-            self._log.failure(
-                "Unhandled error in handler (request {request_id})",
-                failure,
-                request_id=self._request_id,
-            )
-        elif status >= 500:
-            # Raised on purpose (a 503 when full, say): no traceback.
-            self._log.warn(
-                "{status}: {error} (request {request_id})",
-                status=status,
-                error=body["error"]["message"],
-                request_id=self._request_id,
-            )
-        if self.committed or self.abandoned:
-            if status < 500:
-                self._log.info(
-                    "{status} raised after the response was committed "
-                    "(request {request_id})",
-                    status=status,
-                    request_id=self._request_id,
-                )
-            return
-        self.error(status, body, headers)
-
-    def error(
-        self, status: int, body: Any, headers: Mapping[str, str] | None = None
-    ) -> None:
-        """Commit an error: JSON whatever content type the handler had set."""
-        self._headers.pop("content-type", None)
-        self._status = status
-        self.headers(headers or {})
-        self._commit_value(body)
-
-    def _handler_returned(self, result: Any) -> None:
-        self._handler = None
-        if self._stream is None:
-            self.finish_with(result)
-        elif not self._stream.keep_open:
-            self._stream.close()
+        try:
+            self._commit_value(result)
+        except Exception:
+            self._fail(Failure())
 
     def _handler_failed(self, failure: Failure) -> None:
         self._handler = None
-        broken = self.abandoned or (self._stream is not None and self._stream.broken)
+        stream = self._stream
+        broken = self._state is _GONE or (stream is not None and stream.broken)
         if broken and failure.check(CancelledError, StreamClosed):
             # We stopped the handler because its client left: expected.
             return
         if self._sse is not None and not broken:
-            _, _, body = error_response(failure.value, debug=self._debug)
+            _, _, body = error_response(failure.value, debug=self._app.settings.debug)
             if http_status_of(failure.value) is None:
                 self._log.failure(
                     "Handler failed after its SSE stream opened; sent an error "
@@ -490,33 +419,95 @@ class ResponseController:
                     error=body["error"]["message"],
                     request_id=self._request_id,
                 )
-            self._sse.fail(body)
+            self._sse._fail(body)
             return
-        if self._stream is not None and not broken:
+        if stream is not None and not broken:
             self._log.failure(
                 "Handler failed after its stream started; connection aborted "
                 "(request {request_id})",
                 failure,
                 request_id=self._request_id,
             )
-            self._stream.abort()
+            stream.abort()
             return
-        self.fail(failure)
+        self._fail(failure)
 
-    def _abandon(self, immediate: bool) -> None:
-        if self.abandoned:
+    def _fail(self, failure: Failure) -> None:
+        """
+        Answer with the error body for ``failure``; once the response is
+        committed (or the client left), only log it.
+        """
+        exc = failure.value
+        status, headers, body = error_response(exc, debug=self._app.settings.debug)
+        if http_status_of(exc) is None:
+            self._log.failure(
+                "Unhandled error in handler (request {request_id})",
+                failure,
+                request_id=self._request_id,
+            )
+        elif status >= 500:
+            # Raised on purpose (a 503 when full, say): no traceback.
+            self._log.warn(
+                "{status}: {error} (request {request_id})",
+                status=status,
+                error=body["error"]["message"],
+                request_id=self._request_id,
+            )
+        if self._state is not _PENDING:
+            if status < 500 and self._state is not _GONE:
+                self._log.info(
+                    "{status} raised after the response was committed "
+                    "(request {request_id})",
+                    status=status,
+                    request_id=self._request_id,
+                )
             return
-        self.abandoned = True
-        if immediate:
-            self._cancel_handler()
-        else:
-            # Cancelling a coroutine while it runs has no effect.
-            self._clock.callLater(0, self._cancel_handler)
+        self._error(status, body, headers)
+
+    def _error(
+        self, status: int, body: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Commit an error: JSON whatever content type the handler had set."""
+        request = self._request
+        request.responseHeaders.removeHeader(b"content-type")
+        request.setResponseCode(status)
+        if headers:
+            self.headers(headers)
+        self._commit_value(body)
+
+    def _stream_ended(self, reason: str, stop_handler: bool, immediate: bool) -> None:
+        """
+        The stream ended (`oxian_tw._accesslog.ENDINGS` says how); with
+        ``stop_handler`` the handler, if still running, is cancelled: at
+        once, or (``immediate`` false: it may be running now) next turn.
+        """
+        self._state = _GONE if reason == "client_gone" else _DONE
+        if self._sse is not None:
+            self._sse._ended()
+        if stop_handler and self._handler is not None:
+            if immediate:
+                self._cancel_handler()
+            else:
+                # Cancelling a coroutine while it runs has no effect.
+                self._app.clock.callLater(0, self._cancel_handler)
+        self._ended(reason)
+
+    def _ended(self, how: str) -> None:
+        """The request is over: log it and tell the app."""
+        started, self._started = self._started, None
+        if started is not None:
+            self._app._request_ended(self, started, how)
 
     def _cancel_handler(self) -> None:
         handler, self._handler = self._handler, None
         if handler is not None:
             handler.cancel()
+
+    def _check_open(self) -> None:
+        if self._state is _GONE:
+            raise StreamClosed("the client went away")
+        if self._state is not _PENDING:
+            raise RuntimeError("the response was already sent")
 
     def _open_stream(
         self,
@@ -532,69 +523,66 @@ class ResponseController:
                     request_id=self._request_id,
                 )
             return self._stream
+        self._check_open()
         if status is not None:
             self.status(status)
-        self.headers(headers or {})
+        if headers:
+            self.headers(headers)
+        response_headers = self._request.responseHeaders
         for name, value in _STREAM_DEFAULTS:
-            if name.lower() not in self._headers:
-                self.headers({name: value})
-        return self._start_stream(keep_open)
+            if not response_headers.hasHeader(name):
+                response_headers.setRawHeaders(name, [value])
+        return self._start_stream(keep_open, self._app.settings.buffer_limit)
 
-    def _start_stream(self, keep_open: bool, *, events: bool = False) -> Stream:
-        if self.abandoned:
-            raise StreamClosed("the client went away")
-        if self.committed:
-            raise RuntimeError("the response was already sent")
-        self.committed = True
-        self._apply_head()
-        stream = self._stream = Stream(
-            self._request,
-            # An event stream bounds its queue itself (its budget).
-            buffer_limit=None if events else self._settings.buffer_limit,
+    def _start_stream(self, keep_open: bool, buffer_limit: int | None) -> Stream:
+        self._check_open()
+        request = self._request
+        length = request.responseHeaders.getRawHeaders(b"content-length")
+        if length is not None and (len(length) != 1 or not length[0].isdigit()):
+            raise ValueError(f"Content-Length must be a number of bytes: {length!r}")
+        self._begin()
+        head_only = request.method == b"HEAD" or request.code in NO_BODY_CODES
+        stream = (HeadStream if head_only else Stream)(
+            request,
+            self,
+            flusher=self._app._flusher,
+            buffer_limit=buffer_limit,
             request_id=self._request_id,
             keep_open=keep_open,
-            on_lost=self._abandon,
         )
-        if self._request.method == b"HEAD":
-            # Headers are out; stop the handler once it has yielded.
-            self._clock.callLater(0, stream.lost)
+        self._stream = stream
+        self._state = _OPEN
+        stream.start()
+        if head_only:
+            # The head is all there is; stop the handler once it has yielded.
+            self._app.clock.callLater(0, stream.lost)
+        elif not isinstance(request.channel, HTTPChannel):
+            # An HTTP/1.1 connection that drops stops its producer (the
+            # stream); an HTTP/2 stream tells only its request.
+            self._watch()
         return stream
 
     def _commit_value(self, value: Any) -> None:
         content_type, payload = encode_body(value)
-        if content_type is not None and "content-type" not in self._headers:
-            self.headers({"Content-Type": content_type})
+        if content_type is not None:
+            response_headers = self._request.responseHeaders
+            if not response_headers.hasHeader(b"content-type"):
+                response_headers.setRawHeaders(b"Content-Type", [content_type])
         self._commit(payload)
 
-    def _apply_head(self) -> None:
-        request = self._request
-        request.setResponseCode(self._status)
-        for name, value in self._headers.values():
-            request.setHeader(name, value)
-        # The request has them now; a long-lived stream need not keep two.
-        self._headers = {}
-
     def _commit(self, payload: bytes) -> None:
-        self.committed = True
-        if self.abandoned:
-            return
+        self._begin()
         request = self._request
-        self._apply_head()
-        if self._status in NO_BODY_CODES:
+        self._state = _DONE
+        if request.code in NO_BODY_CODES:
             request.responseHeaders.removeHeader(b"content-type")
         else:
-            request.setHeader(b"content-length", b"%d" % len(payload))
+            request.responseHeaders.setRawHeaders(
+                b"Content-Length", [b"%d" % len(payload)]
+            )
             request.write(payload)
         request.finish()
-
-
-# Tell caches and proxies (nginx) not to hold a streamed body back.
-_NO_BUFFERING = (
-    ("Cache-Control", "no-cache, no-transform"),
-    ("X-Accel-Buffering", "no"),
-)
-_STREAM_DEFAULTS = (("Content-Type", TEXT_TYPE), *_NO_BUFFERING)
-_SSE_DEFAULTS = (("Content-Type", "text/event-stream; charset=utf-8"), *_NO_BUFFERING)
+        self._ended("complete")
 
 
 def _query_value(request: IRequest, name: bytes) -> str | None:

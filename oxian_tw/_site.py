@@ -1,30 +1,39 @@
 # -*- test-case-name: tests.test_site -*-
 """
-The ``Site`` and ``Request`` that ``app.service()`` and ``twistd oxian``
-serve with: request bodies over the limit are refused as soon as the limit
-is crossed (from ``Content-Length`` before a byte of body, or while a
-chunked body arrives), and the access log carries the request id.
+The ``Site`` that ``app.service()`` and ``twistd oxian`` serve with.
 
-An app mounted with ``app.resource()`` in another ``Site`` still answers 413
-for large bodies, but only once that ``Site`` has read them.
+- Request bodies over the limit are refused as soon as the limit is crossed
+  (from ``Content-Length`` before a byte of body, or while a chunked body
+  arrives). An app mounted with ``app.resource()`` in another ``Site``
+  still answers 413 for large bodies, but only once that ``Site`` has read
+  them.
+- Its connections are tracked, so that a shutdown can wait until what was
+  written to each has left the socket (SPEC §6.7): `OxianSite.close_all`.
+- It writes no access log line of its own: the app's request owner logs
+  each request when its response ends, with how it ended.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.logger import Logger
-from twisted.web.http import HTTPChannel, combinedLogFormatter
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
-from ._context import header_value, request_id_of
+from ._context import header_value, request_id_for
 from ._cors import CorsPolicy
-from ._errors import error_body
-from ._response import dump_json
+from ._errors import TOO_LARGE_MESSAGE, error_body
+from ._results import dump_json
 
-TOO_LARGE_MESSAGE = "Request body too large"
+if TYPE_CHECKING:
+    from ._accesslog import AccessLog
 
 
 class OxianRequest(Request):
@@ -72,7 +81,7 @@ class OxianRequest(Request):
             # HTTP/2 streams finish the request; the app answers 413 then.
             return
         self._answered_early = True
-        request_id = request_id_of(self)
+        request_id = request_id_for(self)
         body = dump_json(error_body(413, TOO_LARGE_MESSAGE))
         headers = Headers(
             {
@@ -82,7 +91,8 @@ class OxianRequest(Request):
                 "X-Request-Id": [request_id],
             }
         )
-        cors = getattr(getattr(self.channel, "site", None), "cors", None)
+        site = getattr(self.channel, "site", None)
+        cors = getattr(site, "cors", None)
         if cors is not None:
             for name, value in cors.response_headers(header_value(self, b"origin")):
                 headers.addRawHeader(name, value)
@@ -94,12 +104,81 @@ class OxianRequest(Request):
         self.channel.writeHeaders(b"HTTP/1.1", b"413", b"Content Too Large", headers)
         self.channel.write(body)
         self.channel.loseConnection()
+        access_log = getattr(site, "access_log", None)
+        if access_log is not None:
+            # The request line is not the request's yet (Twisted sets it once
+            # the body has arrived): the line says "-" for it.
+            self.sentLength = len(body)
+            now = site.reactor.seconds()
+            access_log.record(
+                self,
+                request_id=request_id,
+                status=413,
+                started=now,
+                now=now,
+                ended="complete",
+                request_line=False,
+            )
 
 
-def access_log_formatter(timestamp: str, request: Any) -> str:
-    """Twisted's combined log line, plus the request id."""
-    line = combinedLogFormatter(timestamp, request)
-    return f"{line} request_id={getattr(request, 'oxian_request_id', '-')}"
+@implementer(IProtocol)
+class OxianConnection:
+    """
+    One client connection of an `OxianSite`: the HTTP protocol Twisted
+    builds for it, tracked from ``makeConnection`` to ``connectionLost`` so
+    that a shutdown can close it once what was written has left.
+    """
+
+    __slots__ = ("_inner", "_site", "transport", "_closed")
+
+    def __init__(self, inner: Any, site: OxianSite) -> None:
+        self._inner = inner
+        self._site = site
+        self.transport: Any = None
+        self._closed: list[Deferred[None]] | None = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        self._site._connections[self] = None
+        self._inner.makeConnection(transport)
+
+    def connectionMade(self) -> None:
+        """Called by ``makeConnection`` of the wrapped protocol instead."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self._inner.dataReceived(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._site._connections.pop(self, None)
+        try:
+            self._inner.connectionLost(reason)
+        finally:
+            closed, self._closed = self._closed, None
+            for d in closed or ():
+                d.callback(None)
+
+    def logPrefix(self) -> str:
+        inner = self._inner
+        prefix = getattr(inner, "logPrefix", None)
+        return prefix() if prefix is not None else type(inner).__name__
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def _close(self) -> Deferred[None]:
+        """Close once what was written has been sent; fires when closed."""
+        d: Deferred[None] = Deferred()
+        if self._closed is None:
+            self._closed = []
+        self._closed.append(d)
+        if self.transport is not None:
+            self.transport.loseConnection()
+        return d
+
+    def _abort(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            getattr(transport, "abortConnection", transport.loseConnection)()
 
 
 class OxianSite(Site):
@@ -110,6 +189,7 @@ class OxianSite(Site):
     :param body_limit: the largest request body accepted, in bytes.
     :param cors: the app's CORS policy, for the responses the site writes
         itself (an early ``413``).
+    :param access_log: where the site logs the requests it answers itself.
     """
 
     requestFactory = OxianRequest
@@ -121,20 +201,51 @@ class OxianSite(Site):
         *,
         body_limit: int,
         cors: CorsPolicy | None = None,
+        access_log: AccessLog | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("logFormatter", access_log_formatter)
         super().__init__(resource, **kwargs)
         self.body_limit = body_limit
         self.cors = cors
+        self.access_log = access_log
+        self._connections: dict[OxianConnection, None] = {}
+
+    def buildProtocol(self, addr: Any) -> Any:
+        inner = super().buildProtocol(addr)
+        return OxianConnection(inner, self) if inner is not None else None
 
     def log(self, request: Request) -> None:
+        """No line here: the app logs each request when its response ends."""
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now."""
+        return len(self._connections)
+
+    def close_all(self, timeout: float, clock: IReactorTime) -> Deferred[None]:
         """
-        One access log line per request, with its request id: to the log
-        file when the site has a ``logPath``, else through the logging
-        system (where ``twistd`` shows it).
+        Close every connection once what was written to it has been sent
+        (idle keep-alive connections at once); abort those still open after
+        ``timeout`` seconds. Fires when all are closed.
         """
-        if self.logPath is not None:
-            super().log(request)
-            return
-        self._log.info("{line}", line=self._logFormatter(self._logDateTime, request))
+        connections = list(self._connections)
+        if not connections:
+            return succeed(None)
+        closing = DeferredList([c._close() for c in connections])
+        cutoff = clock.callLater(timeout, self._cut, connections)
+
+        def closed(_: Any) -> None:
+            if cutoff.active():
+                cutoff.cancel()
+
+        return closing.addCallback(closed)
+
+    def _cut(self, connections: list[OxianConnection]) -> None:
+        left = [c for c in connections if c in self._connections]
+        if left:
+            self._log.warn(
+                "{count} connections still sending after the shutdown grace; cut",
+                count=len(left),
+            )
+        for connection in left:
+            connection._abort()

@@ -11,6 +11,7 @@ present), then the defaults.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import attrs
@@ -133,4 +134,21 @@ def makeService(options: Options) -> IService:
         app = OxianApp(settings.routes, config=config)
     except (RouteTreeError, ConfigError) as exc:
         raise SystemExit(f"twistd oxian: {exc}") from None
+    if _twistd_logs_to_stdout(getattr(options, "parent", None)):
+        # Where twistd logs anyway; one write per reactor turn instead of
+        # an event through the logging system per request.
+        app._log_requests_to(sys.stdout)
     return app.service()
+
+
+def _twistd_logs_to_stdout(twistd: Any) -> bool:
+    """
+    Whether twistd's own options (``-n``, ``--logfile``, ``--syslog``,
+    ``--logger``) send its log to standard output.
+    """
+    if twistd is None or not hasattr(twistd, "get"):
+        return False
+    if twistd.get("syslog") or twistd.get("logger"):
+        return False
+    logfile = twistd.get("logfile")
+    return logfile == "-" or (bool(twistd.get("nodaemon")) and not logfile)

@@ -102,6 +102,14 @@ class _ServerTransport(iosim.FakeTransport):
         self._buffered = 0
         self.loseConnection()
 
+    def reportDisconnect(self) -> None:
+        # As a TCP transport does: its producer (the HTTP channel, and
+        # through it a streaming response) learns first.
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            producer.stopProducing()
+        super().reportDisconnect()
+
     def getOutBuffer(self) -> bytes | None:
         if not self.reading:
             return None

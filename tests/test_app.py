@@ -401,8 +401,12 @@ class HandlerTests(AppTestCase):
         )
         rid = response.json()["request_id"]
         self.assertNotEqual(rid, "bad id\x7f")
-        self.assertRegex(rid, "^[0-9a-f]{32}$")
+        # A process prefix and a counter: unique, and cheap to make.
+        self.assertRegex(rid, "^[0-9a-f]{12}-[0-9a-f]+$")
         self.assertEqual(response.headers.get("x-request-id"), rid)
+        again = result(self, self.client.get("/echo")).json()["request_id"]
+        self.assertNotEqual(again, rid)
+        self.assertEqual(again.partition("-")[0], rid.partition("-")[0])
 
     def test_dependencies_by_key_and_attribute(self) -> None:
         """App dependencies are read-only, by key and by attribute."""

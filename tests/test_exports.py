@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 import oxian_tw
-from oxian_tw import _app, _errors, _producer, _response
+from oxian_tw import _app, _errors, _producer, _results
 
 
 class ExportTests(SynchronousTestCase):
@@ -19,7 +19,7 @@ class ExportTests(SynchronousTestCase):
         self.assertIs(oxian_tw.HttpError, _errors.HttpError)
         self.assertIs(oxian_tw.HubUnavailable, _errors.HubUnavailable)
         self.assertIs(oxian_tw.StreamClosed, _errors.StreamClosed)
-        self.assertIs(oxian_tw.Response, _response.Response)
+        self.assertIs(oxian_tw.Response, _results.Response)
         self.assertIs(oxian_tw.Stream, _producer.Stream)
 
     def test_all(self) -> None:

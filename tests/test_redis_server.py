@@ -33,11 +33,11 @@ class Collector:
         self._decoder = Decoder()
         self.events: list[Event] = []
 
-    def deliver(self, wire: bytes) -> bool:
+    def _deliver(self, wire: bytes) -> bool:
         self.events.extend(e for e in self._decoder.feed(wire) if isinstance(e, Event))
         return True
 
-    def cut(self) -> None:
+    def _cut(self, reason: str = "shutdown") -> None:
         self.closed = True
 
     def ids(self) -> list[str | None]:

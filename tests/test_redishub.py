@@ -196,10 +196,10 @@ class PublishTests(RedisHubTestCase):
         self.assertEqual(len(calls), 1)
         subscribers = [self.subscribe() for _ in range(3)]
         payloads: list[bytes] = []
-        real_deliver = EventStream.deliver
+        real_deliver = EventStream._deliver
         self.patch(
             EventStream,
-            "deliver",
+            "_deliver",
             lambda stream, wire: payloads.append(wire) or real_deliver(stream, wire),
         )
         self.push("news", "10-6", "x")

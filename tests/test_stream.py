@@ -11,7 +11,6 @@ from typing import Any
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
 
 from oxian_tw import OxianApp
 
@@ -198,12 +197,19 @@ def parse(raw: bytes) -> tuple[bytes, dict[bytes, bytes], bytes, bool]:
 class StreamTestCase(RoutesTestCase):
     routes = ROUTES
 
-    def connect(self, request: bytes) -> tuple[Any, StringTransport]:
-        """The app's channel on a ``StringTransport``, fed ``request``."""
+    def connect(
+        self, request: bytes, end_turn: bool = True
+    ) -> tuple[Any, StringTransport]:
+        """
+        The app's channel on a ``StringTransport``, fed ``request``; with
+        ``end_turn``, once the reactor turn in which it was handled ended.
+        """
         transport = StringTransport()
         channel = self.app.site().buildProtocol(None)
         channel.makeConnection(transport)
         channel.dataReceived(request)
+        if end_turn:
+            self.clock.advance(0)
         return channel, transport
 
 
@@ -465,6 +471,8 @@ class DisconnectTests(StreamTestCase):
         stream = steps.STREAMS[0]
         done = stream.done
         sent = transport.value()
+        # What a TCP transport does when the client leaves.
+        transport.producer.stopProducing()
         channel.connectionLost(ConnectionDone())
         self.assertEqual(steps.ORDER, [(b"b", "StreamClosed"), (b"c", "StreamClosed")])
         self.assertIsNone(self.successResultOf(done))
@@ -504,7 +512,9 @@ class HeadTests(StreamTestCase):
 
     def test_head_stops_handler(self) -> None:
         """Headers only; the handler is stopped as after a disconnect."""
-        channel, transport = self.connect(b"HEAD /awaited HTTP/1.1\r\nHost: x\r\n\r\n")
+        channel, transport = self.connect(
+            b"HEAD /awaited HTTP/1.1\r\nHost: x\r\n\r\n", end_turn=False
+        )
         self.assertEqual(self.module("awaited.py").EVENTS, [])
         self.clock.advance(0)
         status, headers, body, _ = parse(transport.value())
@@ -569,98 +579,3 @@ class PipeTests(StreamTestCase):
         response.disconnect()
         self.assertTrue(self.module("pipe_file.py").FILES[0].closed)
         self.assertEqual(self.flushLoggedErrors(), [])
-
-
-class _Socket:
-    def __init__(self, accept: Any) -> None:
-        self.accept = accept
-        self.sent: list[list[bytes]] = []
-
-    def sendmsg(self, parts: list[bytes]) -> int:
-        if isinstance(self.accept, BaseException):
-            raise self.accept
-        self.sent.append(list(parts))
-        return min(self.accept, sum(len(p) for p in parts))
-
-
-class _Transport:
-    def __init__(self, accept: Any) -> None:
-        self.socket = _Socket(accept)
-        self._tempDataLen = 0
-        self.dataBuffer = b""
-        self.offset = 0
-        self.connected = True
-        self.disconnecting = False
-        self.queued: list[bytes] = []
-
-    def writeSequence(self, parts: list[bytes]) -> None:
-        self.queued.extend(parts)
-
-
-class _Request:
-    chunked = True
-    sentLength = 0
-
-
-class DirectWriterTests(SynchronousTestCase):
-    """The plain-TCP fast path hands the socket what it can and queues the rest."""
-
-    def writer(self, accept: Any, chunked: bool = True) -> tuple[Any, _Transport]:
-        from oxian_tw._producer import _DirectWriter
-
-        transport = _Transport(accept)
-        request = _Request()
-        request.chunked = chunked
-        return _DirectWriter(request, transport), transport
-
-    def test_whole_chunk(self) -> None:
-        """A chunk and its framing go out in one ``sendmsg``."""
-        writer, transport = self.writer(10**9)
-        self.assertTrue(writer.write(b"hello"))
-        self.assertEqual(transport.socket.sent, [[b"5\r\n", b"hello", b"\r\n"]])
-        self.assertEqual(transport.queued, [])
-        self.assertEqual(writer._request.sentLength, 5)
-
-    def test_unchunked(self) -> None:
-        """A body with a known length goes out as is."""
-        writer, transport = self.writer(10**9, chunked=False)
-        writer.write(b"hello")
-        self.assertEqual(transport.socket.sent, [[b"hello"]])
-
-    def test_partial(self) -> None:
-        """What the kernel did not take goes to the transport, in order."""
-        writer, transport = self.writer(5)
-        self.assertTrue(writer.write(b"hello"))
-        self.assertEqual(transport.queued, [b"llo", b"\r\n"])
-
-    def test_would_block(self) -> None:
-        """A full socket: everything goes to the transport."""
-        writer, transport = self.writer(BlockingIOError())
-        self.assertTrue(writer.write(b"hello"))
-        self.assertEqual(transport.queued, [b"5\r\n", b"hello", b"\r\n"])
-
-    def test_error_left_to_transport(self) -> None:
-        """A socket error is the transport's to meet: nothing is queued here."""
-        writer, transport = self.writer(ConnectionResetError())
-        self.assertFalse(writer.write(b"hello"))
-        self.assertEqual(transport.queued, [])
-
-    def test_buffered_transport(self) -> None:
-        """With bytes already buffered, order demands the transport's path."""
-        writer, transport = self.writer(10**9)
-        transport._tempDataLen = 3
-        self.assertFalse(writer.write(b"hello"))
-        transport._tempDataLen = 0
-        transport.dataBuffer, transport.offset = b"abc", 1
-        self.assertFalse(writer.write(b"hello"))
-        self.assertEqual(transport.socket.sent, [])
-
-    def test_turns(self) -> None:
-        """After ``TURN_BYTES`` one chunk takes the transport's path."""
-        from oxian_tw._producer import _DirectWriter
-
-        self.patch(_DirectWriter, "TURN_BYTES", 10)
-        writer, transport = self.writer(10**9)
-        self.assertTrue(writer.write(b"x" * 12))
-        self.assertFalse(writer.write(b"y"))
-        self.assertTrue(writer.write(b"z"))

@@ -192,6 +192,7 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         "ping": (["--ping", "2.5"], "ping = 2.5", 2.5),
         "write-timeout": (["--write-timeout", "7"], "write-timeout = 7", 7.0),
         "max-streams": (["--max-streams", "100"], "max-streams = 100", 100),
+        "access-log": (["--access-log", "json"], 'access-log = "json"', "json"),
         "hub": (
             ["--hub", "redis://10.0.0.5:6380/2"],
             'hub = "redis://10.0.0.5:6380/2"',

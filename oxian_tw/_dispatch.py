@@ -1,0 +1,180 @@
+# -*- test-case-name: tests.test_app -*-
+"""
+Serving the file routes: the leaf ``IResource`` an app mounts
+(`RouteResource`) and what it runs for each request (`Dispatcher`).
+
+For one request: CORS headers, the path below the base path (decoded per
+segment), the route (404), the method (405, or the automatic ``OPTIONS``),
+the body (413, 400), ``data`` and ``ctx``, then the route's pipeline and
+handler. What the handler gives goes to the request's
+`oxian_tw._response.ResponseController`, which owns the rest of the
+request's life.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from ._body import build_data, parse_body, parse_query
+from ._context import Context, RequestInfo, header_value
+from ._cors import CorsPolicy
+from ._errors import TOO_LARGE_MESSAGE, HttpError
+from ._invoke import Handlers
+from ._modules import RouteModules
+from ._pipeline import Chain, Pipeline
+from ._response import ResponseController
+from ._routing import RouteTable, discover
+
+if TYPE_CHECKING:
+    from ._app import OxianApp
+
+
+@attrs.frozen
+class _Plan:
+    """What serving one route takes, resolved at startup."""
+
+    pattern: str
+    handlers: Handlers
+    chain: Chain
+
+
+class Dispatcher:
+    """
+    The route tree of an app, and serving one request of it.
+
+    :param app: the app.
+    :param root: the route directory.
+    :raises RouteTreeError: when the tree cannot be served.
+    """
+
+    def __init__(self, app: OxianApp, root: str) -> None:
+        self._app = app
+        modules = self.modules = RouteModules(root)
+        self.routes = RouteTable(discover(root))
+        self.pipeline = Pipeline(root, modules, app.dependencies)
+        self._plans = {
+            route: _Plan(
+                route.pattern,
+                Handlers.from_module(modules.load(route.file)),
+                self.pipeline.chain(route),
+            )
+            for route in self.routes.routes
+        }
+        settings = app.settings
+        self.cors = CorsPolicy.from_settings(settings)
+        self._base = [p for p in settings.base_path.split("/") if p]
+        self._body_limit = settings.body_limit
+        # Static routes by the request's raw path segments (as twisted.web
+        # splits and unquotes them), base path included: one lookup.
+        base = tuple(p.encode("utf-8") for p in self._base)
+        self._static = {
+            base + tuple(s.value.encode("utf-8") for s in route.segments): plan
+            for route, plan in self._plans.items()
+            if route.is_static
+        }
+
+    def cors_headers(self, request: Any) -> list[tuple[str, str]]:
+        """The CORS headers every response to ``request`` gets."""
+        if self.cors is None:
+            return []
+        return self.cors.response_headers(header_value(request, b"origin"))
+
+    def run(self, owner: ResponseController) -> Any:
+        """
+        Serve ``owner``'s request: the handler's result, or a Deferred of it.
+
+        :raises HttpError: for the framework's own answers (400, 404, 405,
+            413), and whatever the handler raises.
+        """
+        request = owner._request
+        cors = self.cors
+        if cors is not None:
+            owner.headers(dict(self.cors_headers(request)))
+        plan, params = self._match(request)
+        owner._route = plan.pattern
+        handlers = plan.handlers
+        method = request.method.decode("ascii")
+        if cors is not None and method == "OPTIONS":
+            if request.getHeader(b"access-control-request-method") is not None:
+                owner.headers(
+                    dict(
+                        cors.preflight_headers(
+                            header_value(request, b"origin"),
+                            header_value(request, b"access-control-request-headers"),
+                            handlers.allow(),
+                        )
+                    )
+                )
+        handler = handlers.for_method(method)
+        if handler is None:
+            allow = handlers.allow()
+            if method == "OPTIONS":
+                owner.headers({"Allow": allow})
+                owner.send(None, status=204)
+                return None
+            raise HttpError(405, "Method Not Allowed", headers={"Allow": allow})
+        if getattr(request, "body_too_large", False):
+            raise HttpError(413, TOO_LARGE_MESSAGE)
+        content = request.content
+        raw_body = content.read() if content is not None else b""
+        if len(raw_body) > self._body_limit:
+            raise HttpError(413, TOO_LARGE_MESSAGE)
+        uri = request.uri
+        mark = uri.find(b"?")
+        query = parse_query(uri[mark + 1 :]) if mark >= 0 else {}
+        body = (
+            parse_body(request.getHeader("content-type"), raw_body)
+            if raw_body
+            else None
+        )
+        app = self._app
+        ctx = Context(
+            RequestInfo(request, query, params, body, raw_body),
+            owner,
+            app.dependencies,
+            plan.pattern,
+            app,
+        )
+        data = build_data(body, query, params)
+        return self.pipeline.run(plan.chain, handler, data, ctx)
+
+    def _match(self, request: Any) -> tuple[_Plan, dict[str, Any]]:
+        postpath = request.postpath
+        plan = self._static.get(tuple(postpath))
+        if plan is not None:
+            return plan, {}
+        try:
+            segments = [p.decode("utf-8") for p in postpath if p]
+        except UnicodeDecodeError:
+            raise HttpError(400, "The URL path is not valid UTF-8") from None
+        base = self._base
+        if base:
+            if segments[: len(base)] != base:
+                raise HttpError(404, "Not Found")
+            segments = segments[len(base) :]
+        match = self.routes.match(segments)
+        if match is None:
+            raise HttpError(404, "Not Found")
+        return self._plans[match.route], match.params
+
+
+class RouteResource(Resource):
+    """
+    The app as a leaf ``IResource``: every request below it is served by
+    the route tree (the mount prefix is stripped).
+    """
+
+    isLeaf = True
+
+    def __init__(self, app: OxianApp, dispatcher: Dispatcher) -> None:
+        super().__init__()
+        self._app = app
+        self._run = dispatcher.run
+
+    def render(self, request: Any) -> Any:
+        ResponseController(self._app, request)._serve(self._run)
+        return NOT_DONE_YET
