@@ -19,11 +19,13 @@ setup(
     package_data={"twisted.plugins": ["oxian_plugin.py"]},
     install_requires=[
         "twisted[tls]>=24.7",
-        "klein>=24.8",
         "attrs>=23.1",
     ],
     extras_require={
         "dev": ["ruff", "hypothesis"],
+        # Only for examples/klein_app.py and its tests: oxian_tw itself
+        # does not import Klein.
+        "klein": ["klein>=24.8"],
     },
     classifiers=[
         "Framework :: Twisted",

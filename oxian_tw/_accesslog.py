@@ -56,13 +56,15 @@ def _quoted(raw: bytes | None) -> str:
     return escaped.replace('"', '\\"')
 
 
+# Module level: as a class attribute a Logger takes the class's name.
+_access = Logger(namespace="oxian_tw.access")
+
+
 class LoggerSink:
     """Each line as one ``twisted.logger`` event (namespace ``oxian_tw.access``)."""
 
-    _log = Logger(namespace="oxian_tw.access")
-
     def write(self, line: str) -> None:
-        self._log.info("{line}", line=line)
+        _access.info("{line}", line=line)
 
     def flush(self) -> None:
         """Nothing is held."""

@@ -121,15 +121,21 @@ class OxianApp:
         shutdown.
         """
         owner = ResponseController(self, request)
+        owner._foreign = True
         cors = self._dispatcher.cors_headers(request)
         if cors:
             owner.headers(dict(cors))
         return owner
 
-    def site(self) -> OxianSite:
-        """A ``Site`` serving the app at its root, refusing large bodies early."""
+    def site(self, root: IResource | None = None) -> OxianSite:
+        """
+        A ``Site`` serving the app at its root, or ``root`` (a Klein app's
+        resource that mounts `resource`, say): request bodies over
+        ``--body-limit`` refused early, and its connections closed by the
+        app's shutdown once what was written to them has left.
+        """
         site = OxianSite(
-            self._resource,
+            self._resource if root is None else root,
             body_limit=self.settings.body_limit,
             cors=self._dispatcher.cors,
             access_log=self._access_log,
@@ -138,14 +144,20 @@ class OxianApp:
         self._sites.append(site)
         return site
 
-    def service(self, listen: list[str] | tuple[str, ...] | None = None) -> IService:
+    def service(
+        self,
+        listen: list[str] | tuple[str, ...] | None = None,
+        *,
+        root: IResource | None = None,
+    ) -> IService:
         """
         An ``IService`` listening on each strports description of ``listen``
-        (default: the ``listen`` setting), to add to a ``MultiService``.
-        Stopping it stops listening and shuts the app down (`shutdown`).
+        (default: the ``listen`` setting) with `site`, of the app or of
+        ``root``, to add to a ``MultiService``. Stopping it stops listening
+        and shuts the app down (`shutdown`).
         """
         parent = _AppService(self)
-        site = self.site()
+        site = self.site(root)
         for description in listen or self.settings.listen:
             strports_service(description, site, reactor=self._reactor).setServiceParent(
                 parent

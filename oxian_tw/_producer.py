@@ -236,6 +236,10 @@ class Stream:
         return self._state is not _OPEN
 
     @property
+    def _ended(self) -> bool:
+        return self._state is _ENDED
+
+    @property
     def paused(self) -> bool:
         """Whether the client's window is full (writes wait)."""
         return self._paused

@@ -83,6 +83,7 @@ class ResponseController:
         "_handler",
         "_started",
         "_watching",
+        "_foreign",
     )
 
     def __init__(self, app: OxianApp, request: IRequest) -> None:
@@ -100,6 +101,8 @@ class ResponseController:
         #: When the app began serving it (``None``: not yet).
         self._started: float | None = None
         self._watching = False
+        #: Another framework serves the request (``app.response(request)``).
+        self._foreign = False
 
     def status(self, code: int) -> None:
         """Set the status of the pending response."""
@@ -552,6 +555,8 @@ class ResponseController:
         )
         self._stream = stream
         self._state = _OPEN
+        if self._foreign:
+            request.finish = self._guarded_finish
         stream.start()
         if head_only:
             # The head is all there is; stop the handler once it has yielded.
@@ -561,6 +566,21 @@ class ResponseController:
             # stream); an HTTP/2 stream tells only its request.
             self._watch()
         return stream
+
+    def _guarded_finish(self) -> None:
+        """
+        ``request.finish`` while a stream answers a request another framework
+        serves: Klein, say, finishes the request when its route returns
+        ``NOT_DONE_YET``, which would end the body under the stream's
+        writes. Only the stream's own finish counts.
+        """
+        stream = self._stream
+        if stream is not None and not stream._ended:
+            return
+        request = self._request
+        del request.finish
+        if not request.finished:
+            request.finish()
 
     def _commit_value(self, value: Any) -> None:
         content_type, payload = encode_body(value)

@@ -171,8 +171,12 @@ class OxianConnection:
         if self._closed is None:
             self._closed = []
         self._closed.append(d)
-        if self.transport is not None:
-            self.transport.loseConnection()
+        transport = self.transport
+        if transport is not None:
+            # As HTTPChannel.loseConnection does: a producer the transport
+            # paused would otherwise be resumed instead of the close.
+            transport.unregisterProducer()
+            transport.loseConnection()
         return d
 
     def _abort(self) -> None:

@@ -30,6 +30,7 @@ from twisted.test import iosim
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers as TwistedHeaders
 from twisted.web.iweb import IBodyProducer, IResponse
+from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from ._app import OxianApp
@@ -79,6 +80,8 @@ class _ServerTransport(iosim.FakeTransport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reading = True
+        #: Bytes the client will still read before it stalls (``None``: all).
+        self.read_limit: int | None = None
         self._buffered = 0
         self._paused = False
 
@@ -114,6 +117,16 @@ class _ServerTransport(iosim.FakeTransport):
         if not self.reading:
             return None
         data = super().getOutBuffer()
+        limit = self.read_limit
+        if limit is not None and data:
+            data, rest = data[:limit], data[limit:]
+            self.read_limit = limit - len(data)
+            if rest:
+                # The client's window is full: the rest stays unread here.
+                self.stream = [rest]
+                self._buffered = len(rest)
+                self.reading = False
+                return data or None
         self._buffered = 0
         if self._paused and self.producer is not None:
             self._paused = False
@@ -246,6 +259,7 @@ class TestResponse:
 
     def resume_reading(self) -> None:
         """Read again, delivering everything that is ready."""
+        self._pump.serverIO.read_limit = None
         self._pump.serverIO.reading = True
         self._client.flush()
 
@@ -271,6 +285,9 @@ class TestClient:
         one from (on ``clock``).
     :param clock: the app's clock; a new ``Clock`` when a directory is
         given, the app's own when an app is.
+    :param resource: what to serve instead of the app's routes alone: a
+        resource that mounts ``app.resource()`` (a Klein app's), served by
+        ``app.site(resource)``.
     """
 
     __test__ = False
@@ -279,6 +296,8 @@ class TestClient:
         self,
         app_or_routes_dir: OxianApp | str | os.PathLike[str],
         clock: IReactorTime | None = None,
+        *,
+        resource: IResource | None = None,
     ) -> None:
         if isinstance(app_or_routes_dir, OxianApp):
             self.app = app_or_routes_dir
@@ -286,7 +305,7 @@ class TestClient:
         else:
             self.clock = clock if clock is not None else Clock()
             self.app = OxianApp(app_or_routes_dir, reactor=self.clock)
-        self._site = self.app.site()
+        self._site = self.app.site(resource)
         self._network = MemoryReactorClock()
         self._agent = Agent(self._network)
         self._pumps: list[iosim.IOPump] = []
@@ -301,6 +320,7 @@ class TestClient:
         json: Any = None,
         form: Mapping[str, Any] | None = None,
         body: bytes | None = None,
+        read_limit: int | None = None,
     ) -> Deferred[TestResponse]:
         """
         Send a request. The Deferred fires with a `TestResponse` once the
@@ -310,6 +330,9 @@ class TestClient:
         :param json: a body sent as ``application/json``.
         :param form: a body sent as ``application/x-www-form-urlencoded``.
         :param body: raw body bytes (set the content type in ``headers``).
+        :param read_limit: the client reads this many bytes of the
+            response (head included), then stalls like a client whose
+            window is full, until `TestResponse.resume_reading`.
         """
         raw_headers = TwistedHeaders()
         for name, value in (headers or {}).items():
@@ -329,7 +352,7 @@ class TestClient:
         d = self._agent.request(
             method.encode("ascii"), url.encode("ascii"), raw_headers, producer
         )
-        pump = self._connect()
+        pump = self._connect(read_limit)
         d.addCallback(TestResponse, self, pump)
         self.flush()
         return d
@@ -400,18 +423,22 @@ class TestClient:
         clock.advance(target - clock.seconds())  # type: ignore[attr-defined]
         self.flush()
 
-    def _connect(self) -> iosim.IOPump:
+    def _connect(self, read_limit: int | None = None) -> iosim.IOPump:
         # Agent asked the memory reactor for a TCP connection (one per
         # request: its pool is not persistent); answer it with the app's
         # Site over in-memory transports.
         factory = self._network.tcpClients.pop(0)[2]
         server = self._site.buildProtocol(_CLIENT)
         client = factory.buildProtocol(_SERVER)
+        server_io = _ServerTransport(
+            server, isServer=True, hostAddress=_SERVER, peerAddress=_CLIENT
+        )
+        # Set before connecting: iosim delivers the request, and whatever
+        # the server answers at once, while it connects.
+        server_io.read_limit = read_limit
         pump = iosim.connect(
             server,
-            _ServerTransport(
-                server, isServer=True, hostAddress=_SERVER, peerAddress=_CLIENT
-            ),
+            server_io,
             client,
             _ClientTransport(
                 client, isServer=False, hostAddress=_CLIENT, peerAddress=_SERVER

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -40,7 +41,44 @@ ROUTES = {
         def GET(data, ctx):
             raise RuntimeError("handler exploded")
     """,
+    "slow.py": """
+        from twisted.logger import Logger
+
+        log = Logger()
+
+        async def GET(data, ctx):
+            log.info("slow request started")
+            await ctx.sleep(1.5)
+            return "x" * 200000
+    """,
+    "events.py": """
+        def GET(data, ctx):
+            ctx.response.sse().send("hello")
+    """,
 }
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """Read one HTTP/1.1 response with a ``Content-Length`` from ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(b": ")
+        headers[name.lower()] = value
+    length = int(headers.get(b"content-length", b"0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body
 
 
 class TwistdTests(SynchronousTestCase):
@@ -107,6 +145,76 @@ class TwistdTests(SynchronousTestCase):
             )
         self.assertEqual(server.request("GET", "/")[0], 200)
         assert_clean_exit(self, server)
+
+    def test_in_flight_response_survives_sigterm(self) -> None:
+        """
+        SPEC §6.7: a response still being made at SIGTERM is finished and
+        reaches the client whole before the process exits; an idle
+        keep-alive connection is closed; the log says 200 and the bytes.
+        """
+        root = make_tree(self.mktemp(), ROUTES)
+        server = self.start("--routes", root, "--shutdown-grace", "3")
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        self.addCleanup(idle.close)
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(read_response(idle)[0], b"HTTP/1.1 200 OK")
+        slow = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        self.addCleanup(slow.close)
+        slow.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        server.wait_for("slow request started")
+        server.process.send_signal(signal.SIGTERM)
+        status, headers, body = read_response(slow)
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+        self.assertEqual(body, b"x" * 200000)
+        self.assertEqual(slow.recv(1), b"")
+        self.assertEqual(idle.recv(1), b"")
+        assert_clean_exit(self, server)
+        self.assertIn('"GET /slow HTTP/1.1" 200 200000', server.output())
+
+    def test_access_log_formats(self) -> None:
+        """
+        ``combined`` logs a stream the client left with ``ended=client_gone``;
+        ``json`` writes one object per line with the contract's keys;
+        ``off`` writes none.
+        """
+        root = make_tree(self.mktemp(), ROUTES)
+        server = self.start("--routes", root)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertIn(b"data: hello", s.recv(65536))
+        line = server.wait_for(r'"GET /events HTTP/1.1" 200 .*ended=client_gone')
+        self.assertIn("duration_ms=", line.string)
+        assert_clean_exit(self, server)
+
+        server = self.start("--routes", root, "--access-log", "json")
+        server.request("GET", "/items/9", headers={"X-Request-Id": "json-1"})
+        found = server.wait_for(r'^\{"ts":.*"request_id":"json-1".*\}$')
+        record = json.loads(found.group(0))
+        self.assertEqual(
+            set(record),
+            {
+                "ts",
+                "request_id",
+                "method",
+                "path",
+                "status",
+                "bytes",
+                "duration_ms",
+                "client",
+                "ended",
+            },
+        )
+        self.assertEqual(
+            (record["method"], record["path"], record["status"], record["ended"]),
+            ("GET", "/items/9", 200, "complete"),
+        )
+        self.assertEqual(record["client"], "127.0.0.1")
+        assert_clean_exit(self, server)
+
+        server = self.start("--routes", root, "--access-log", "off")
+        server.request("GET", "/items/10")
+        assert_clean_exit(self, server)
+        self.assertNotIn("/items/10", server.output())
 
     def test_config_file_and_pipeline(self) -> None:
         """

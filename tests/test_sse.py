@@ -12,7 +12,9 @@ import gc
 import json
 from typing import Any
 
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 
 from oxian_tw import OxianApp
 from oxian_tw.sse import Event
@@ -178,6 +180,14 @@ ROUTES = {
         async def GET(data, ctx):
             await ctx.sleep(float(data.get("wait", 0)))
             return {"ok": True}
+    """,
+    "burst.py": """
+        STREAMS = []
+
+        def GET(data, ctx):
+            sse = ctx.response.sse(ping=None)
+            STREAMS.append(sse)
+            ctx.clock.callLater(1, lambda: [sse.send(str(i)) for i in range(3)])
     """,
     "weak.py": """
         import weakref
@@ -456,6 +466,20 @@ class HeartbeatTests(SSETestCase):
         self.assertTrue(response.complete)
         self.assertIn("stuck", self.log_text())
 
+    def test_gone_unannounced(self) -> None:
+        """
+        A connection lost without the transport stopping its producer (not
+        what TCP does, but possible): the next tick ends the stream.
+        """
+        channel = self.app.site().buildProtocol(None)
+        channel.makeConnection(StringTransport())
+        channel.dataReceived(b"GET /quiet HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.clock.advance(0)
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(self.app.streams), 1)
+        self.clock.advance(15 / 4)
+        self.assertEqual(len(self.app.streams), 0)
+
     def test_slow_but_moving(self) -> None:
         """A client that drains now and then is not stuck."""
         response = self.get("/chat")
@@ -648,6 +672,66 @@ class ShutdownTests(SSETestCase):
         self.successResultOf(stopped)
         self.assertTrue(response.complete)
         self.assertIsNotNone(response.retry)
+
+
+class _CountingTransport(StringTransport):
+    """Counts the writes that reach the transport."""
+
+    writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.writes += 1
+        super().writeSequence(data)
+
+
+class CoalescingTests(SSETestCase):
+    """Writes to one connection in one reactor turn leave together."""
+
+    def connect(self) -> _CountingTransport:
+        transport = _CountingTransport()
+        channel = self.app.site().buildProtocol(None)
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /burst HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.clock.advance(0)
+        return transport
+
+    def test_burst_is_one_write(self) -> None:
+        """Three events sent in one turn: one transport write, one chunk."""
+        transport = self.connect()
+        before, head = transport.writes, transport.value()
+        self.clock.advance(1)
+        self.assertEqual(transport.writes, before + 1)
+        self.assertEqual(
+            transport.value()[len(head) :],
+            b"1b\r\ndata: 0\n\ndata: 1\n\ndata: 2\n\n\r\n",
+        )
+
+    def test_lone_write_leaves_this_turn(self) -> None:
+        """
+        One event leaves when the turn ends: from a call due now, which a
+        reactor runs before it next waits for I/O.
+        """
+        transport = self.connect()
+        sse = self.module("burst.py").STREAMS[0]
+        before = transport.value()
+        sse.send("alone")
+        self.assertEqual(transport.value(), before)
+        now = self.clock.seconds()
+        self.assertIn(now, [c.getTime() for c in self.clock.getDelayedCalls()])
+        self.clock.advance(0)
+        self.assertTrue(transport.value().endswith(b"data: alone\n\n\r\n"))
+
+    def test_past_high_water_sent_at_once(self) -> None:
+        """More than 64 KiB held in one turn goes out without waiting for its end."""
+        transport = self.connect()
+        sse = self.module("burst.py").STREAMS[0]
+        before = transport.writes
+        sse.send("x" * 70000)
+        self.assertEqual(transport.writes, before + 1)
 
 
 class RegistryTests(SSETestCase):
