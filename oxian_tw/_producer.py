@@ -115,6 +115,10 @@ class Flusher:
         if self._call is None:
             self._call = self._clock().callLater(0, self._run)
 
+    def now(self) -> float:
+        """The clock's time."""
+        return self._clock().seconds()
+
     def _run(self) -> None:
         self._call = None
         dirty, self._dirty = self._dirty, []
@@ -222,6 +226,8 @@ class Stream:
         self._remaining = int(length[0]) if length else None
         request.registerProducer(self, True)
         request.write(b"")
+        # The head is a write: a stream's silence (heartbeats) starts here.
+        self.last_write = self._flusher.now()
         self._chunked = bool(request.chunked)
         channel = request.channel
         if isinstance(channel, HTTPChannel):

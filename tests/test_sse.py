@@ -420,6 +420,18 @@ class HeartbeatTests(SSETestCase):
         self.client.advance(15 * 1.25)
         self.assertEqual(response.body, b":\n:\n")
 
+    def test_silence_counts_from_the_stream_start(self) -> None:
+        """
+        A stream opened long after the app started is silent from its head,
+        not from the clock's epoch: no heartbeat before 15 s.
+        """
+        self.client.advance(1000)
+        response = self.get("/quiet")
+        self.client.advance(14.9)
+        self.assertEqual(response.body, b"")
+        self.client.advance(18.75 - 14.9)
+        self.assertEqual(response.body, b":\n")
+
     def test_writes_postpone(self) -> None:
         """An event resets the silence: no heartbeat while events flow."""
         response = self.get("/quiet")
