@@ -18,7 +18,7 @@ setup(
     packages=find_packages(include=["oxian_tw", "oxian_tw.*"]) + ["twisted.plugins"],
     package_data={"twisted.plugins": ["oxian_plugin.py"]},
     install_requires=[
-        "twisted[tls]>=24.7",
+        "twisted[tls,http2]>=24.7",
         "attrs>=23.1",
     ],
     extras_require={

@@ -24,11 +24,12 @@ Direct socket writes (`DirectWriter`)
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from twisted.internet import abstract, tcp
 
-__all__ = ("DIRECT", "DirectWriter")
+__all__ = ("DIRECT", "H2", "DirectWriter", "BoundedH2Connection", "switch_to_h2")
 
 
 class _NoReactor:
@@ -127,3 +128,176 @@ class DirectWriter:
         if rest:
             transport.writeSequence(rest)
         return True
+
+
+# --- HTTP/2 ---------------------------------------------------------------
+#
+# Twisted's ``H2Connection`` (``twisted.web._http2``, a private module)
+# queues each stream's outbound data in a deque and sends one frame per
+# reactor turn. Two costs follow (both upstream behaviour, Twisted 26.10):
+#
+# - ``remainingOutboundWindow`` sums the whole queue, and every
+#   ``writeDataToStream`` calls it: n small writes cost O(n²).
+# - A stream's producer is paused only when the client's flow-control
+#   window is used up; a client that advertises a huge window and reads
+#   nothing makes the queue (and the server's memory) grow without bound,
+#   since the transport pausing the connection stops the sending loop but
+#   not the streams.
+#
+# `BoundedH2Connection` keeps a running byte count per queue (O(1)) and
+# reports the room left as the smaller of the window and a per-stream
+# high-water mark, so Twisted's own logic pauses a stream's producer once
+# 64 KiB wait in its queue, and resumes it once the queue has drained.
+# Connections are switched to it by `switch_to_h2`, which replaces what
+# ``_GenericHTTPChannelProtocol.dataReceived`` does on ALPN ``h2`` (it
+# builds Twisted's class with the global reactor) and also serves h2c
+# (the client's preface on a cleartext connection).
+
+#: The HTTP/2 client connection preface (RFC 9113 §3.4).
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: Bytes a stream may have queued in its HTTP/2 connection before its
+#: producer is paused; it is resumed below `H2_LOW_WATER`.
+H2_HIGH_WATER = 64 * 1024
+H2_LOW_WATER = 16 * 1024
+
+try:
+    from twisted.web import _http2
+except ImportError:  # h2 not installed
+    _http2 = None  # type: ignore[assignment]
+
+
+def _h2_usable() -> bool:
+    if _http2 is None:
+        return False
+    from twisted.web import http
+
+    connection = getattr(_http2, "H2Connection", None)
+    generic = getattr(http, "_GenericHTTPChannelProtocol", None)
+    return (
+        connection is not None
+        and generic is not None
+        and all(
+            callable(getattr(connection, name, None))
+            for name in (
+                "_requestReceived",
+                "_sendPrioritisedData",
+                "writeDataToStream",
+                "remainingOutboundWindow",
+            )
+        )
+        and getattr(_http2, "_END_STREAM_SENTINEL", None) is not None
+        and all(
+            hasattr(generic, name)
+            for name in ("_negotiatedProtocol", "_requestFactory", "_site", "_factory")
+        )
+    )
+
+
+#: Whether `BoundedH2Connection` and `switch_to_h2` can be used; without
+#: them Twisted's own ALPN switch serves h2 (unbounded, quadratic) and
+#: h2c is not served.
+H2: bool = _h2_usable()
+
+
+class _CountedQueue(deque):  # type: ignore[type-arg]
+    """A stream's outbound queue that knows how many data bytes it holds."""
+
+    __slots__ = ("size", "_drained")
+
+    def __init__(self, drained: Any) -> None:
+        super().__init__()
+        self.size = 0
+        self._drained = drained
+
+    def append(self, item: Any) -> None:
+        if type(item) is bytes:
+            self.size += len(item)
+        super().append(item)
+
+    def appendleft(self, item: Any) -> None:
+        if type(item) is bytes:
+            self.size += len(item)
+        super().appendleft(item)
+
+    def popleft(self) -> Any:
+        item = super().popleft()
+        if type(item) is bytes:
+            before = self.size
+            self.size -= len(item)
+            if before >= H2_LOW_WATER > self.size:
+                self._drained()
+        return item
+
+
+if H2:
+
+    class BoundedH2Connection(_http2.H2Connection):  # type: ignore[misc,name-defined]
+        """Twisted's ``H2Connection`` with O(1) writes and bounded queues."""
+
+        def __init__(self, reactor: Any = None) -> None:
+            super().__init__(reactor)
+            self._drained: set[int] = set()
+            self._closing: Any = None
+
+        def _requestReceived(self, event: Any) -> None:
+            super()._requestReceived(event)
+            stream_id = event.stream_id
+            self._outboundStreamQueues[stream_id] = _CountedQueue(
+                lambda: self._drained.add(stream_id)
+            )
+
+        def remainingOutboundWindow(self, streamID: int) -> int:  # noqa: N803
+            queue = self._outboundStreamQueues[streamID]
+            window = self.conn.local_flow_control_window(streamID)
+            return min(window, H2_HIGH_WATER) - queue.size
+
+        def _sendPrioritisedData(self, *args: Any) -> None:
+            super()._sendPrioritisedData(*args)
+            drained, self._drained = self._drained, set()
+            for stream_id in drained:
+                stream = self.streams.get(stream_id)
+                if stream is not None:
+                    stream.windowUpdated()
+            closing = self._closing
+            if closing is not None and not self.streams:
+                self._closing = None
+                closing()
+
+        def _close_when_idle(self, close: Any) -> None:
+            """Send ``GOAWAY``; call ``close`` once no stream is left."""
+            self.conn.close_connection()
+            self.transport.write(self.conn.data_to_send())
+            if not self.streams:
+                close()
+            else:
+                self._closing = close
+
+    def switch_to_h2(protocol: Any, reactor: Any) -> Any:
+        """
+        Serve ``protocol`` (a ``_GenericHTTPChannelProtocol`` that has not
+        read anything yet) as HTTP/2 with `BoundedH2Connection` on
+        ``reactor``, as Twisted does after ALPN ``h2``; returns the
+        HTTP/2 connection.
+        """
+        channel = protocol._channel
+        transport = channel.transport
+        transport.unregisterProducer()
+        channel.setTimeout(None)
+        connection = BoundedH2Connection(reactor)
+        connection.requestFactory = protocol._requestFactory
+        connection.site = protocol._site
+        connection.factory = protocol._factory
+        connection.timeOut = protocol._timeOut
+        connection.callLater = protocol._callLater
+        protocol._channel = connection
+        protocol._negotiatedProtocol = b"h2"
+        connection.makeConnection(transport)
+        transport.registerProducer(connection, True)
+        return connection
+
+else:  # pragma: no cover - exercised by the fallback test
+    BoundedH2Connection = None  # type: ignore[assignment,misc]
+
+    def switch_to_h2(protocol: Any, reactor: Any) -> Any:
+        raise RuntimeError("HTTP/2 switching is unavailable with this Twisted")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IProtocol, IReactorTime
+from twisted.internet.interfaces import IProtocol, IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
@@ -30,6 +30,7 @@ from zope.interface import implementer
 from ._context import header_value, request_id_for
 from ._cors import CorsPolicy
 from ._errors import TOO_LARGE_MESSAGE, error_body
+from ._internals import H2, H2_PREFACE, switch_to_h2
 from ._results import dump_json
 
 if TYPE_CHECKING:
@@ -129,13 +130,17 @@ class OxianConnection:
     that a shutdown can close it once what was written has left.
     """
 
-    __slots__ = ("_inner", "_site", "transport", "_closed")
+    __slots__ = ("_inner", "_site", "transport", "_closed", "_h2", "_sniffed")
 
     def __init__(self, inner: Any, site: OxianSite) -> None:
         self._inner = inner
         self._site = site
         self.transport: Any = None
         self._closed: list[Deferred[None]] | None = None
+        #: The HTTP/2 connection, once the client spoke HTTP/2.
+        self._h2: Any = None
+        #: Bytes read before the protocol was known (``None``: known).
+        self._sniffed: bytes | None = b"" if H2 else None
 
     def makeConnection(self, transport: Any) -> None:
         self.transport = transport
@@ -146,7 +151,31 @@ class OxianConnection:
         """Called by ``makeConnection`` of the wrapped protocol instead."""
 
     def dataReceived(self, data: bytes) -> None:
+        if self._sniffed is not None:
+            data = self._sniffed + data
+            speaks_h2 = self._speaks_h2(data)
+            if speaks_h2 is None:
+                self._sniffed = data  # too short to tell yet
+                return
+            self._sniffed = None
+            if speaks_h2:
+                self._h2 = switch_to_h2(self._inner, self._site.reactor)
         self._inner.dataReceived(data)
+
+    def _speaks_h2(self, data: bytes) -> bool | None:
+        """
+        HTTP/2 when ALPN chose ``h2``, or on cleartext when the client
+        opens with the HTTP/2 preface (h2c with prior knowledge); ``None``
+        until enough bytes say which.
+        """
+        negotiated = getattr(self.transport, "negotiatedProtocol", None)
+        if negotiated is not None:
+            return negotiated == b"h2"
+        if ISSLTransport.providedBy(self.transport):
+            return False
+        if len(data) < len(H2_PREFACE):
+            return None if H2_PREFACE.startswith(data) else False
+        return data.startswith(H2_PREFACE)
 
     def connectionLost(self, reason: Failure) -> None:
         self._site._connections.pop(self, None)
@@ -172,11 +201,16 @@ class OxianConnection:
             self._closed = []
         self._closed.append(d)
         transport = self.transport
-        if transport is not None:
-            # As HTTPChannel.loseConnection does: a producer the transport
-            # paused would otherwise be resumed instead of the close.
-            transport.unregisterProducer()
-            transport.loseConnection()
+        if transport is None:
+            return d
+        if self._h2 is not None:
+            # GOAWAY, then close once the streams in flight have ended.
+            self._h2._close_when_idle(transport.loseConnection)
+            return d
+        # As HTTPChannel.loseConnection does: a producer the transport
+        # paused would otherwise be resumed instead of the close.
+        transport.unregisterProducer()
+        transport.loseConnection()
         return d
 
     def _abort(self) -> None:

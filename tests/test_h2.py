@@ -1,0 +1,237 @@
+"""
+HTTP/2 (SPEC §12), deterministically: the app's own site on a ``Clock``
+over a ``StringTransport``, talking to a sans-I/O client built on the
+``h2`` library that controls its own flow-control windows and decides when
+the "socket" is read. h2c with prior knowledge, headers, bounded queues
+(a client with a huge window that reads nothing), GOAWAY at shutdown,
+and the fallback when the installed Twisted lacks what
+`oxian_tw._internals` relies on.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from oxian_tw import _internals, _site
+
+from .helpers import RoutesTestCase
+
+ROUTES = {
+    "hello.py": """
+        def GET(data, ctx):
+            return "hello"
+    """,
+    "rows.py": """
+        STATE = {"written": 0}
+
+        async def GET(data, ctx):
+            stream = ctx.response.stream(headers={"Content-Type": "text/csv"})
+            for n in range(int(data.get("rows", 1000))):
+                await stream.write(f"{n},{n * n}\\n")
+                STATE["written"] = n + 1
+    """,
+}
+
+ADDRESS = IPv4Address("TCP", "127.0.0.1", 50000)
+
+
+class Client:
+    """A sans-I/O HTTP/2 client over the server's ``StringTransport``."""
+
+    def __init__(self, test: H2TestCase, window: int | None = None) -> None:
+        self.test = test
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self.h2.initiate_connection()
+        if window is not None:
+            self.h2.update_settings(
+                {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
+            )
+            self.h2.increment_flow_control_window(2**31 - 1 - 65535)
+        self.events: list[Any] = []
+        self.bodies: dict[int, bytearray] = {}
+        self.reading = True
+        self.protocol = test.app.site().buildProtocol(ADDRESS)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def request(self, path: str) -> int:
+        stream_id = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(
+            stream_id,
+            [
+                (":method", "GET"),
+                (":path", path),
+                (":scheme", "http"),
+                (":authority", "localhost"),
+            ],
+            end_stream=True,
+        )
+        self.bodies[stream_id] = bytearray()
+        self.pump()
+        return stream_id
+
+    def pump(self, turns: int = 10_000) -> None:
+        """Run the clock's due calls and move bytes both ways until quiet."""
+        for _ in range(turns):
+            self.test.clock.advance(0)
+            moved = False
+            if self.reading:
+                out = self.transport.value()
+                if out:
+                    self.transport.clear()
+                    moved = True
+                    for event in self.h2.receive_data(out):
+                        self.events.append(event)
+                        if isinstance(event, h2.events.DataReceived):
+                            self.bodies[event.stream_id] += event.data
+            data = self.h2.data_to_send()
+            if data:
+                moved = True
+                self.protocol.dataReceived(data)
+            busy = any(
+                c.getTime() <= self.test.clock.seconds()
+                for c in self.test.clock.getDelayedCalls()
+            )
+            if not moved and not busy:
+                return
+
+    def of(self, kind: type, stream_id: int | None = None) -> list[Any]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, kind)
+            and (stream_id is None or getattr(e, "stream_id", None) == stream_id)
+        ]
+
+
+class H2TestCase(RoutesTestCase):
+    routes = ROUTES
+
+    def setUp(self) -> None:
+        if not _internals.H2:
+            self.skipTest("h2 is not installed")
+        super().setUp()
+
+
+class PriorKnowledgeTests(H2TestCase):
+    def test_h2c(self) -> None:
+        """A cleartext connection opening with the preface is HTTP/2."""
+        client = Client(self)
+        stream_id = client.request("/hello")
+        (response,) = client.of(h2.events.ResponseReceived, stream_id)
+        headers = dict(response.headers)
+        self.assertEqual(headers[":status"], "200")
+        self.assertIn("x-request-id", headers)
+        for hop in ("connection", "transfer-encoding", "keep-alive"):
+            self.assertNotIn(hop, headers)
+        self.assertEqual(bytes(client.bodies[stream_id]), b"hello")
+        self.assertEqual(len(client.of(h2.events.StreamEnded, stream_id)), 1)
+
+    def test_http11_unchanged(self) -> None:
+        """Anything else on the connection is HTTP/1.1."""
+        protocol = self.app.site().buildProtocol(ADDRESS)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.clock.advance(0)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertTrue(transport.value().endswith(b"hello"))
+
+    def test_preface_in_pieces(self) -> None:
+        """A preface that arrives a few bytes at a time is still recognised."""
+        client = Client(self)
+        data = client.h2.data_to_send()
+        for i in range(0, len(data), 5):
+            client.protocol.dataReceived(data[i : i + 5])
+        stream_id = client.request("/hello")
+        self.assertEqual(bytes(client.bodies[stream_id]), b"hello")
+
+
+class BoundsTests(H2TestCase):
+    def test_many_writes_complete(self) -> None:
+        """20,000 awaited small writes arrive whole and in order."""
+        client = Client(self, window=2**31 - 1)
+        stream_id = client.request("/rows?rows=20000")
+        lines = bytes(client.bodies[stream_id]).decode().splitlines()
+        self.assertEqual(len(lines), 20000)
+        self.assertEqual(lines[-1], f"19999,{19999 * 19999}")
+
+    def test_huge_window_reading_nothing_is_bounded(self) -> None:
+        """
+        A client with a 2³¹−1 window whose socket is full: the connection
+        is paused, the stream's queue stops at the high-water mark and the
+        handler's awaited writes wait; once the client reads, all arrives.
+        """
+        client = Client(self, window=2**31 - 1)
+        client.pump()
+        client.reading = False
+        client.transport.producer.pauseProducing()  # the socket is full
+        stream_id = client.request("/rows?rows=200000")
+        for _ in range(50):
+            self.clock.advance(1)
+            client.pump()
+        connection = client.protocol._h2
+        queued = connection._outboundStreamQueues[stream_id].size
+        self.assertLessEqual(queued, _internals.H2_HIGH_WATER + 4096)
+        state = self.module("rows.py").STATE
+        written = state["written"]
+        self.assertLess(written, 200000)
+        self.clock.advance(5)
+        client.pump()
+        self.assertEqual(state["written"], written)
+        client.reading = True
+        client.transport.producer.resumeProducing()
+        client.pump(1_000_000)
+        self.assertEqual(state["written"], 200000)
+        self.assertEqual(len(client.of(h2.events.StreamEnded, stream_id)), 1)
+
+
+class ShutdownTests(H2TestCase):
+    def test_goaway(self) -> None:
+        """The drain sends GOAWAY and closes the connection once idle."""
+        client = Client(self)
+        client.request("/hello")
+        drained = self.app.drain()
+        client.pump()
+        self.assertEqual(len(client.of(h2.events.ConnectionTerminated)), 1)
+        self.assertTrue(client.transport.disconnecting)
+        self.assertNoResult(drained)
+        client.protocol.connectionLost(Failure(ConnectionDone()))
+        self.clock.advance(0)
+        self.successResultOf(drained)
+
+
+class FallbackTests(H2TestCase):
+    def test_check_fails_without_the_private_parts(self) -> None:
+        """`_h2_usable` is false when Twisted's HTTP/2 module lacks them."""
+        self.assertTrue(_internals._h2_usable())
+        self.patch(_internals, "_http2", SimpleNamespace(H2Connection=object))
+        self.assertFalse(_internals._h2_usable())
+        self.patch(_internals, "_http2", None)
+        self.assertFalse(_internals._h2_usable())
+
+    def test_no_sniffing_without_them(self) -> None:
+        """
+        Without them the preface is not sniffed: the connection is plain
+        HTTP/1.1 (Twisted's own ALPN switch still serves h2 over TLS).
+        """
+        self.patch(_site, "H2", False)
+        protocol = self.app.site().buildProtocol(ADDRESS)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(_internals.H2_PREFACE)
+        self.clock.advance(0)
+        self.assertIsNone(protocol._h2)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 4"))
