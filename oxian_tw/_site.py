@@ -152,7 +152,8 @@ class OxianConnection:
 
     def dataReceived(self, data: bytes) -> None:
         if self._sniffed is not None:
-            data = self._sniffed + data
+            if self._sniffed:
+                data = self._sniffed + data
             speaks_h2 = self._speaks_h2(data)
             if speaks_h2 is None:
                 self._sniffed = data  # too short to tell yet
