@@ -187,6 +187,7 @@ def _h2_usable() -> bool:
             )
         )
         and getattr(_http2, "_END_STREAM_SENTINEL", None) is not None
+        and callable(getattr(getattr(_http2, "priority", None), "PriorityTree", None))
         and all(
             hasattr(generic, name)
             for name in ("_negotiatedProtocol", "_requestFactory", "_site", "_factory")
@@ -231,12 +232,26 @@ class _CountedQueue(deque):  # type: ignore[type-arg]
 
 
 if H2:
+    import priority as _priority
+
+    class _RecordingTree(_priority.PriorityTree):  # type: ignore[misc]
+        """A priority tree that remembers the stream it scheduled last."""
+
+        last: int | None = None
+
+        def __next__(self) -> int:
+            self.last = stream_id = super().__next__()
+            return stream_id  # type: ignore[no-any-return]
 
     class BoundedH2Connection(_http2.H2Connection):  # type: ignore[misc,name-defined]
-        """Twisted's ``H2Connection`` with O(1) writes and bounded queues."""
+        """
+        Twisted's ``H2Connection`` with O(1) writes, bounded queues, and no
+        busy loop while a stream's window is closed.
+        """
 
         def __init__(self, reactor: Any = None) -> None:
             super().__init__(reactor)
+            self.priority = _RecordingTree()
             self._drained: set[int] = set()
             self._closing: Any = None
 
@@ -253,7 +268,21 @@ if H2:
             return min(window, H2_HIGH_WATER) - queue.size
 
         def _sendPrioritisedData(self, *args: Any) -> None:
+            tree = self.priority
+            tree.last = None
             super()._sendPrioritisedData(*args)
+            # Twisted leaves a stream with queued data and a closed window
+            # scheduled: the loop would pick it, send nothing and call
+            # itself again at once, forever (100% CPU) until the client
+            # opens the window. Block it; WINDOW_UPDATE unblocks it.
+            stream_id = tree.last
+            queue = self._outboundStreamQueues.get(stream_id)
+            if (
+                queue
+                and queue[0] is not _http2._END_STREAM_SENTINEL
+                and self.conn.local_flow_control_window(stream_id) <= 0
+            ):
+                tree.block(stream_id)
             drained, self._drained = self._drained, set()
             for stream_id in drained:
                 stream = self.streams.get(stream_id)

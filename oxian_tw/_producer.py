@@ -328,6 +328,10 @@ class Stream:
             return
         channel = getattr(self._request, "channel", None)
         transport = getattr(channel, "transport", None)
+        if transport is None and hasattr(channel, "abortConnection"):
+            # An HTTP/2 stream has no transport: it is its own, and
+            # aborting it resets only that stream.
+            transport = channel
         if transport is not None:
             getattr(transport, "abortConnection", transport.loseConnection)()
         # Called from a write or the handler's end: the handler may be

@@ -40,6 +40,17 @@ ROUTES = {
                 await stream.write(f"{n},{n * n}\\n")
                 STATE["written"] = n + 1
     """,
+    "flood.py": """
+        async def GET(data, ctx):
+            stream = ctx.response.stream()
+            for _ in range(40):
+                stream.write(b"x" * 16384)  # not awaited
+            await ctx.sleep(10)
+    """,
+    "feed.py": """
+        def GET(data, ctx):
+            ctx.response.sse(channels=["news"])
+    """,
 }
 
 ADDRESS = IPv4Address("TCP", "127.0.0.1", 50000)
@@ -48,7 +59,9 @@ ADDRESS = IPv4Address("TCP", "127.0.0.1", 50000)
 class Client:
     """A sans-I/O HTTP/2 client over the server's ``StringTransport``."""
 
-    def __init__(self, test: H2TestCase, window: int | None = None) -> None:
+    def __init__(
+        self, test: H2TestCase, window: int | None = None, connection_window: int = 0
+    ) -> None:
         self.test = test
         self.h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
@@ -59,9 +72,26 @@ class Client:
                 {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
             )
             self.h2.increment_flow_control_window(2**31 - 1 - 65535)
+        elif connection_window:
+            # Streams keep the default 64 KiB window; the connection's is wide.
+            self.h2.increment_flow_control_window(connection_window)
         self.events: list[Any] = []
         self.bodies: dict[int, bytearray] = {}
+        self.received: dict[int, int] = {}
         self.reading = True
+        self.scheduled = 0
+        call_later = test.clock.callLater
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            # A bound on calls scheduled within one pump, so that a
+            # server loop that keeps rescheduling itself fails the test
+            # instead of spinning inside Clock.advance forever.
+            self.scheduled += 1
+            if self.scheduled > 1_000_000:
+                raise AssertionError("the server keeps rescheduling itself")
+            return call_later(*args, **kwargs)
+
+        test.clock.callLater = counting  # type: ignore[method-assign]
         self.protocol = test.app.site().buildProtocol(ADDRESS)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
@@ -84,6 +114,7 @@ class Client:
 
     def pump(self, turns: int = 10_000) -> None:
         """Run the clock's due calls and move bytes both ways until quiet."""
+        self.scheduled = 0
         for _ in range(turns):
             self.test.clock.advance(0)
             moved = False
@@ -168,6 +199,30 @@ class BoundsTests(H2TestCase):
         self.assertEqual(len(lines), 20000)
         self.assertEqual(lines[-1], f"19999,{19999 * 19999}")
 
+    def test_closed_window_is_not_a_busy_loop(self) -> None:
+        """
+        A stream whose window the client keeps closed leaves nothing
+        scheduled (Twisted's loop would call itself at once, forever);
+        a ``WINDOW_UPDATE`` sets it going again.
+        """
+        client = Client(self, connection_window=2**30)
+        stream_id = client.request("/rows?rows=100000")
+        self.assertEqual(len(client.bodies[stream_id]), 65535)
+        due = [
+            c
+            for c in self.clock.getDelayedCalls()
+            if c.getTime() <= self.clock.seconds()
+        ]
+        self.assertEqual(due, [])
+        state = self.module("rows.py").STATE
+        self.assertLess(state["written"], 100000)
+        while not client.of(h2.events.StreamEnded, stream_id):
+            got = len(client.bodies[stream_id])
+            client.h2.acknowledge_received_data(got, stream_id)
+            client.bodies[stream_id].clear()
+            client.pump()
+        self.assertEqual(state["written"], 100000)
+
     def test_huge_window_reading_nothing_is_bounded(self) -> None:
         """
         A client with a 2³¹−1 window whose socket is full: the connection
@@ -196,6 +251,50 @@ class BoundsTests(H2TestCase):
         client.pump(1_000_000)
         self.assertEqual(state["written"], 200000)
         self.assertEqual(len(client.of(h2.events.StreamEnded, stream_id)), 1)
+
+
+class PerStreamLimitTests(H2TestCase):
+    config = {"buffer-limit": 256 * 1024, "sse-budget": 8192}
+
+    def test_buffer_limit_resets_only_that_stream(self) -> None:
+        """
+        Unawaited writes past ``--buffer-limit`` on a stream whose window
+        is closed reset that stream (``RST_STREAM``); the connection and
+        its other streams go on.
+        """
+        client = Client(self, connection_window=2**30)
+        flood = client.request("/flood")
+        (reset,) = client.of(h2.events.StreamReset, flood)
+        self.assertLess(len(client.bodies[flood]), 256 * 1024)
+        self.assertIn("buffer limit", self.log_text())
+        hello = client.request("/hello")
+        self.assertEqual(bytes(client.bodies[hello]), b"hello")
+        self.assertFalse(client.transport.disconnecting)
+        self.assertEqual(len(self.app.streams), 0)
+
+    def test_sse_budget_cuts_only_that_stream(self) -> None:
+        """
+        A subscriber whose stream window stays closed is cut at
+        ``--sse-budget``; a reading subscriber on the same connection gets
+        every event.
+        """
+        client = Client(self, connection_window=2**30)
+        frozen = client.request("/feed")
+        reader = client.request("/feed")
+        for n in range(100):
+            self.app.hub.publish("news", {"n": n, "pad": "x" * 1000})
+            client.pump()
+            # Only the reader's window is reopened.
+            got = len(client.bodies[reader])
+            if got:
+                client.h2.acknowledge_received_data(got, reader)
+                client.bodies[reader].clear()
+                client.received[reader] = client.received.get(reader, 0) + got
+        self.assertEqual(len(client.of(h2.events.StreamReset, frozen)), 1)
+        self.assertEqual(client.of(h2.events.StreamReset, reader), [])
+        self.assertIn("SSE client too slow", self.log_text())
+        self.assertEqual(len(self.app.streams), 1)
+        self.assertGreater(client.received[reader], 100 * 1000)
 
 
 class ShutdownTests(H2TestCase):
