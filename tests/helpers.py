@@ -223,12 +223,20 @@ class TwistdProcess(WatchedProcess):
     :param args: ``twistd oxian`` arguments after the ``--listen``.
     :param cwd: its working directory.
     :param env: variables added to this process's environment.
+    :param listen: the first ``--listen`` endpoint.
+    :param listening: the log line (a regular expression) whose group is
+        ``port``.
     """
 
     START_TIMEOUT = 30.0
 
     def __init__(
-        self, *args: str, cwd: str | None = None, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        listen: str = "tcp:0:interface=127.0.0.1",
+        listening: str = LISTENING,
     ) -> None:
         env = {**os.environ, **(env or {})}
         # The checkout, so that the plugin and package are found uninstalled too.
@@ -236,8 +244,18 @@ class TwistdProcess(WatchedProcess):
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (top, env.get("PYTHONPATH")) if p
         )
-        super().__init__(twistd_command(*args), cwd=cwd, env=env)
-        self.port = int(self.wait_for(LISTENING, self.START_TIMEOUT).group(1))
+        super().__init__(twistd_command(*args, listen=listen), cwd=cwd, env=env)
+        self.port = int(self.wait_for(listening, self.START_TIMEOUT).group(1))
+
+    def port_of(self, listening: str) -> int:
+        """The port in the log line matching ``listening`` (waiting for it)."""
+        import re
+
+        for line in self.lines:
+            found = re.search(listening, line)
+            if found:
+                return int(found.group(1))
+        return int(self.wait_for(listening, self.START_TIMEOUT).group(1))
 
     def request(
         self,
@@ -347,3 +365,52 @@ class RedisServer:
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=10)
+
+
+def make_certificate(directory: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1; returns (key, cert) paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    os.makedirs(directory, exist_ok=True)
+    key_path = os.path.join(directory, "key.pem")
+    cert_path = os.path.join(directory, "cert.pem")
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+#: What ``twistd oxian`` logs once its TLS listener listens, with the port.
+LISTENING_TLS = r"OxianSite \(TLS\) starting on (\d+)"

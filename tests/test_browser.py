@@ -11,7 +11,13 @@ import shutil
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import TwistdProcess, assert_clean_exit, skip_unless
+from .helpers import (
+    LISTENING_TLS,
+    TwistdProcess,
+    assert_clean_exit,
+    make_certificate,
+    skip_unless,
+)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
 TIMEOUT_MS = 20_000
@@ -86,5 +92,106 @@ class DemoPageTests(SynchronousTestCase):
                 sender.wait_for_function(
                     "document.getElementById('price').textContent.startsWith('MSFT ')"
                 )
+            finally:
+                browser.close()
+
+
+class DemoPageOverH2Tests(SynchronousTestCase):
+    """
+    The demo page over HTTP/2 (TLS, ALPN): twelve more SSE streams than
+    HTTP/1.1's six connections per host allow, all on one connection, and
+    the chat's POST still gets through.
+    """
+
+    STREAMS = 12
+
+    def setUp(self) -> None:
+        self.chromium = shutil.which("chromium")
+        skip_unless(
+            self.chromium is not None,
+            "Debian's chromium is not installed (apt-get install chromium)",
+        )
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            skip_unless(False, "playwright is not installed (pip install playwright)")
+        self.sync_playwright = sync_playwright
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        key, cert = make_certificate(os.path.join(work, "tls"))
+        self.server = TwistdProcess(
+            "--routes",
+            os.path.join(EXAMPLES, "routes"),
+            env={"OXIAN_EXAMPLES_DB": os.path.join(work, "examples.sqlite3")},
+            listen=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+            listening=LISTENING_TLS,
+        )
+        self.addCleanup(assert_clean_exit, self, self.server)
+
+    def test_twelve_streams_and_the_chat_on_one_connection(self) -> None:
+        """
+        The page is served over h2; twelve extra room streams open and stay
+        open beside the page's own; a message sent from the form reaches
+        every one of them.
+        """
+        url = f"https://127.0.0.1:{self.server.port}/"
+        with self.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=self.chromium,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-dev-shm-usage",
+                    "--ignore-certificate-errors",
+                ],
+            )
+            try:
+                context = browser.new_context(
+                    ignore_https_errors=True,
+                    viewport={"width": 1024, "height": 700},
+                )
+                page = context.new_page()
+                page.set_default_timeout(TIMEOUT_MS)
+                page.goto(url)
+                self.assertEqual(
+                    page.evaluate(
+                        "performance.getEntriesByType('navigation')[0].nextHopProtocol"
+                    ),
+                    "h2",
+                )
+                page.wait_for_function(
+                    "document.getElementById('chat-state').textContent === 'live'"
+                )
+                page.evaluate(
+                    """(count) => {
+                        window.extra = [];
+                        for (let i = 0; i < count; i++) {
+                            const source = new EventSource("/rooms/general/events");
+                            const entry = {source, open: false, texts: []};
+                            source.onopen = () => { entry.open = true; };
+                            source.addEventListener("message", (event) => {
+                                entry.texts.push(event.data);
+                            });
+                            window.extra.push(entry);
+                        }
+                    }""",
+                    self.STREAMS,
+                )
+                page.wait_for_function("window.extra.every((entry) => entry.open)")
+                page.fill("input[name=username]", "alice")
+                page.fill("input[name=message]", "over one connection")
+                page.click("#chat-form button")
+                page.locator(
+                    "#messages li.chat-message",
+                    has_text="alice: over one connection",
+                ).wait_for()
+                page.wait_for_function(
+                    """window.extra.every((entry) => entry.texts.some(
+                        (text) => text.includes("over one connection")))"""
+                )
+                open_now = page.evaluate(
+                    "window.extra.filter((e) => e.source.readyState === 1).length"
+                )
+                self.assertEqual(open_now, self.STREAMS)
             finally:
                 browser.close()

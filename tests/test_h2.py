@@ -199,6 +199,37 @@ class BoundsTests(H2TestCase):
         self.assertEqual(len(lines), 20000)
         self.assertEqual(lines[-1], f"19999,{19999 * 19999}")
 
+    def test_a_write_costs_the_same_at_any_queue_length(self) -> None:
+        """
+        The room left in a stream is read from a running count, never by
+        walking its queue (Twisted sums the whole queue on every write: n
+        writes cost O(n²)); the count matches what is queued.
+        """
+        walked: list[int] = []
+
+        def walk(queue: Any) -> Any:
+            walked.append(len(queue))
+            return iter(list(super(_internals._CountedQueue, queue).__iter__()))
+
+        self.patch(_internals._CountedQueue, "__iter__", walk)
+        client = Client(self, window=2**31 - 1)
+        client.pump()
+        client.reading = False
+        client.transport.producer.pauseProducing()
+        stream_id = client.request("/feed")
+        connection = client.protocol._h2
+        for _ in range(5000):
+            connection.writeDataToStream(stream_id, b"data: x\n\n")
+        queue = connection._outboundStreamQueues[stream_id]
+        self.assertEqual(len(queue), 5000)
+        self.assertEqual(walked, [])
+        self.assertEqual(queue.size, sum(len(p) for p in queue if type(p) is bytes))
+        client.reading = True
+        client.transport.producer.resumeProducing()
+        client.pump(1_000_000)
+        self.assertEqual(queue.size, 0)
+        self.assertGreaterEqual(len(client.bodies[stream_id]), 5000 * 9)
+
     def test_closed_window_is_not_a_busy_loop(self) -> None:
         """
         A stream whose window the client keeps closed leaves nothing
