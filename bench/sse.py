@@ -112,12 +112,14 @@ def build_client(directory: str) -> str:
 
 
 def idle_memory(
-    client: str, port: int, pid: int, steps: list[int]
+    client: str | list[str], port: int, pid: int, steps: list[int]
 ) -> tuple[dict[int, float], float]:
     """
     Bytes of server RSS per idle stream at each count in ``steps``, and the
-    rate (connections/s) at which the last step's streams were opened.
+    rate (streams/s) at which the last step's streams were opened, with
+    the load generator ``client`` (a path, or a command line).
     """
+    client = [client] if isinstance(client, str) else client
     before = rss_bytes(pid)
     clients = []
     result = {}
@@ -126,7 +128,7 @@ def idle_memory(
     try:
         for total in steps:
             process = subprocess.Popen(
-                pinned(1, [client, "idle", str(port), str(total - opened)]),
+                pinned(1, [*client, "idle", str(port), str(total - opened)]),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -154,22 +156,32 @@ MODES = {
 }
 
 
-def fan_out(client: str, port: int, subscribers: int, events: int, mode: str) -> dict:
+def fan_out(
+    client: str | list[str], port: int, subscribers: int, events: int, mode: str
+) -> dict:
+    """
+    Deliveries/s and p50/p99 ms of one fan-out run (and ``cpu``, the load
+    generator's own CPU seconds, when it reports them).
+    """
+    client = [client] if isinstance(client, str) else client
     kind, *rest = MODES[mode](events)
     out = subprocess.run(
-        pinned(1, [client, kind, str(port), str(subscribers), *rest]),
+        pinned(1, [*client, kind, str(port), str(subscribers), *rest]),
         capture_output=True,
         text=True,
         timeout=300,
     )
     if out.returncode:
         raise SystemExit(f"the fan-out client failed: {out.stderr}")
-    delivered, seconds, p50, p99 = out.stdout.split()
-    return {
+    delivered, seconds, p50, p99, *cpu = out.stdout.split()
+    result = {
         "rate": int(delivered) / float(seconds),
         "p50": float(p50),
         "p99": float(p99),
     }
+    if cpu:
+        result["client cpu"] = float(cpu[0]) / float(seconds)
+    return result
 
 
 def warm_up(client: str, port: int) -> None:

@@ -28,6 +28,7 @@ from collections import deque
 from typing import Any
 
 from twisted.internet import abstract, tcp
+from twisted.internet.defer import Deferred
 
 __all__ = ("DIRECT", "H2", "DirectWriter", "BoundedH2Connection", "switch_to_h2")
 
@@ -144,10 +145,16 @@ class DirectWriter:
 #   since the transport pausing the connection stops the sending loop but
 #   not the streams.
 #
+# - The sending loop sends one frame per reactor turn, each in its own
+#   transport write; a stream whose window is closed stays scheduled, so
+#   the loop calls itself at once, forever (100% CPU until WINDOW_UPDATE).
+#
 # `BoundedH2Connection` keeps a running byte count per queue (O(1)) and
 # reports the room left as the smaller of the window and a per-stream
 # high-water mark, so Twisted's own logic pauses a stream's producer once
-# 64 KiB wait in its queue, and resumes it once the queue has drained.
+# 64 KiB wait in its queue, and resumes it once the queue has drained. Its
+# own sending loop sends up to 256 KiB of frames per turn in one write,
+# blocks a stream on a closed window, and is restarted by WINDOW_UPDATE.
 # Connections are switched to it by `switch_to_h2`, which replaces what
 # ``_GenericHTTPChannelProtocol.dataReceived`` does on ALPN ``h2`` (it
 # builds Twisted's class with the global reactor) and also serves h2c
@@ -161,10 +168,48 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_HIGH_WATER = 64 * 1024
 H2_LOW_WATER = 16 * 1024
 
+#: At most this many frames, or about this many bytes, leave an HTTP/2
+#: connection in one reactor turn (one write), so that one busy connection
+#: does not hold the reactor from the others.
+H2_FRAMES_PER_TURN = 64
+H2_BYTES_PER_TURN = 256 * 1024
+
 try:
     from twisted.web import _http2
 except ImportError:  # h2 not installed
     _http2 = None  # type: ignore[assignment]
+
+
+class _ProbeReactor:
+    """Enough of a reactor to build an ``H2Connection`` that runs nothing."""
+
+    def seconds(self) -> float:
+        return 0.0
+
+    def callLater(self, *args: Any, **kwargs: Any) -> None:  # noqa: N802
+        return None
+
+
+#: What `BoundedH2Connection` reads and calls on Twisted's ``H2Connection``.
+_H2_METHODS = (
+    "_requestReceived",
+    "_requestDone",
+    "_handleWindowUpdate",
+    "_sendPrioritisedData",
+    "writeDataToStream",
+    "remainingOutboundWindow",
+    "resetTimeout",
+)
+_H2_STATE = (
+    "_stillProducing",
+    "_consumerBlocked",
+    "_sendingDeferred",
+    "_outboundStreamQueues",
+    "_reactor",
+    "priority",
+    "conn",
+    "streams",
+)
 
 
 def _h2_usable() -> bool:
@@ -174,25 +219,25 @@ def _h2_usable() -> bool:
 
     connection = getattr(_http2, "H2Connection", None)
     generic = getattr(http, "_GenericHTTPChannelProtocol", None)
-    return (
-        connection is not None
-        and generic is not None
-        and all(
-            callable(getattr(connection, name, None))
-            for name in (
-                "_requestReceived",
-                "_sendPrioritisedData",
-                "writeDataToStream",
-                "remainingOutboundWindow",
-            )
-        )
-        and getattr(_http2, "_END_STREAM_SENTINEL", None) is not None
-        and callable(getattr(getattr(_http2, "priority", None), "PriorityTree", None))
-        and all(
+    priority = getattr(_http2, "priority", None)
+    if (
+        connection is None
+        or generic is None
+        or getattr(_http2, "_END_STREAM_SENTINEL", None) is None
+        or not callable(getattr(priority, "PriorityTree", None))
+        or not isinstance(getattr(priority, "DeadlockError", None), type)
+        or not all(callable(getattr(connection, n, None)) for n in _H2_METHODS)
+        or not all(
             hasattr(generic, name)
             for name in ("_negotiatedProtocol", "_requestFactory", "_site", "_factory")
         )
-    )
+    ):
+        return False
+    try:
+        probe = connection(_ProbeReactor())
+    except Exception:
+        return False
+    return all(hasattr(probe, name) for name in _H2_STATE)
 
 
 #: Whether `BoundedH2Connection` and `switch_to_h2` can be used; without
@@ -234,24 +279,15 @@ class _CountedQueue(deque):  # type: ignore[type-arg]
 if H2:
     import priority as _priority
 
-    class _RecordingTree(_priority.PriorityTree):  # type: ignore[misc]
-        """A priority tree that remembers the stream it scheduled last."""
-
-        last: int | None = None
-
-        def __next__(self) -> int:
-            self.last = stream_id = super().__next__()
-            return stream_id  # type: ignore[no-any-return]
-
     class BoundedH2Connection(_http2.H2Connection):  # type: ignore[misc,name-defined]
         """
-        Twisted's ``H2Connection`` with O(1) writes, bounded queues, and no
-        busy loop while a stream's window is closed.
+        Twisted's ``H2Connection`` with O(1) writes, bounded queues, several
+        frames per reactor turn, and no busy loop while a stream's window
+        is closed.
         """
 
         def __init__(self, reactor: Any = None) -> None:
             super().__init__(reactor)
-            self.priority = _RecordingTree()
             self._drained: set[int] = set()
             self._closing: Any = None
 
@@ -267,31 +303,119 @@ if H2:
             window = self.conn.local_flow_control_window(streamID)
             return min(window, H2_HIGH_WATER) - queue.size
 
-        def _sendPrioritisedData(self, *args: Any) -> None:
+        def _sendPrioritisedData(self, *args: Any) -> None:  # noqa: N802
+            # Twisted's loop sends one frame per reactor turn, each in its
+            # own write (a wake-up and a system call per 16 KiB frame), and
+            # leaves a stream whose window is closed scheduled, so that it
+            # calls itself at once, forever (100% CPU until the client opens
+            # the window). This one sends up to H2_FRAMES_PER_TURN frames or
+            # H2_BYTES_PER_TURN bytes in one write, in the priority tree's
+            # order, and blocks a stream whose window is closed until a
+            # WINDOW_UPDATE unblocks it.
+            if not self._stillProducing:
+                return
+            if self._consumerBlocked is not None:
+                self._consumerBlocked.addCallback(self._sendPrioritisedData)
+                return
+            conn = self.conn
+            queues = self._outboundStreamQueues
             tree = self.priority
-            tree.last = None
-            super()._sendPrioritisedData(*args)
-            # Twisted leaves a stream with queued data and a closed window
-            # scheduled: the loop would pick it, send nothing and call
-            # itself again at once, forever (100% CPU) until the client
-            # opens the window. Block it; WINDOW_UPDATE unblocks it.
-            stream_id = tree.last
-            queue = self._outboundStreamQueues.get(stream_id)
-            if (
-                queue
-                and queue[0] is not _http2._END_STREAM_SENTINEL
-                and self.conn.local_flow_control_window(stream_id) <= 0
-            ):
-                tree.block(stream_id)
+            frames = sent = 0
+            self.resetTimeout()
+            while frames < H2_FRAMES_PER_TURN and sent < H2_BYTES_PER_TURN:
+                try:
+                    stream_id = next(tree)
+                except _priority.DeadlockError:
+                    if self._drained:
+                        # Producers paused at the high-water mark may have
+                        # more now that their queues drained: ask, and go on.
+                        self._wake_drained()
+                        continue
+                    # Every stream waits: for data, or for its window. What
+                    # ends the wait (new data, a WINDOW_UPDATE) schedules
+                    # the next turn rather than running it inside a write,
+                    # so that a handler's writes in one reactor turn leave
+                    # together. Wait before waking producers: their writes
+                    # end it.
+                    self._flush()
+                    if self._sendingDeferred is None:
+                        self._sendingDeferred = waiting = Deferred()
+                        waiting.addCallback(self._next_turn)
+                    self._after_turn()
+                    return
+                frames += 1
+                queue = queues[stream_id]
+                if queue[0] is _http2._END_STREAM_SENTINEL:
+                    queue.popleft()
+                    conn.end_stream(stream_id)
+                    self._flush()
+                    self._requestDone(stream_id)
+                    continue
+                window = conn.local_flow_control_window(stream_id)
+                room = min(conn.max_outbound_frame_size, window)
+                if room > 0:
+                    head = queue.popleft()
+                    if len(head) > room:
+                        queue.appendleft(head[room:])
+                        head = head[:room]
+                    conn.send_data(stream_id, head)
+                    sent += len(head)
+                    window -= len(head)
+                if not queue or (
+                    window <= 0 and queue[0] is not _http2._END_STREAM_SENTINEL
+                ):
+                    tree.block(stream_id)
+                if self.remainingOutboundWindow(stream_id) <= 0:
+                    self.streams[stream_id].flowControlBlocked()
+            self._flush()
+            self._after_turn()
+            if self._consumerBlocked is not None:
+                self._consumerBlocked.addCallback(self._sendPrioritisedData)
+            else:
+                self._reactor.callLater(0, self._sendPrioritisedData)
+
+        def _next_turn(self, _: object) -> None:
+            self._reactor.callLater(0, self._sendPrioritisedData)
+
+        def _flush(self) -> None:
+            data = self.conn.data_to_send()
+            if data:
+                self.transport.write(data)
+
+        def _wake_drained(self) -> None:
             drained, self._drained = self._drained, set()
             for stream_id in drained:
                 stream = self.streams.get(stream_id)
                 if stream is not None:
                     stream.windowUpdated()
+
+        def _after_turn(self) -> None:
+            self._wake_drained()
             closing = self._closing
             if closing is not None and not self.streams:
                 self._closing = None
                 closing()
+
+        def _handleWindowUpdate(self, event: Any) -> None:  # noqa: N802
+            # Twisted unblocks the streams but does not restart a sending
+            # loop that found every stream blocked (it never needed to: it
+            # did not block streams on a closed window). The loop is held
+            # while producers wake, so that a stream ending in it cannot
+            # change ``streams`` while Twisted iterates over it.
+            waiting, self._sendingDeferred = self._sendingDeferred, None
+            try:
+                if event.stream_id:
+                    super()._handleWindowUpdate(event)
+                else:
+                    for stream_id, stream in list(self.streams.items()):
+                        if self.streams.get(stream_id) is not stream:
+                            continue
+                        if self._outboundStreamQueues.get(stream_id):
+                            self.priority.unblock(stream_id)
+                        stream.windowUpdated()
+            finally:
+                if waiting is not None:
+                    waiting.callback(event.stream_id)
 
         def _close_when_idle(self, close: Any) -> None:
             """Send ``GOAWAY``; call ``close`` once no stream is left."""

@@ -60,7 +60,11 @@ class Client:
     """A sans-I/O HTTP/2 client over the server's ``StringTransport``."""
 
     def __init__(
-        self, test: H2TestCase, window: int | None = None, connection_window: int = 0
+        self,
+        test: H2TestCase,
+        window: int | None = None,
+        connection_window: int = 0,
+        acknowledge: bool = False,
     ) -> None:
         self.test = test
         self.h2 = h2.connection.H2Connection(
@@ -79,6 +83,8 @@ class Client:
         self.bodies: dict[int, bytearray] = {}
         self.received: dict[int, int] = {}
         self.reading = True
+        #: Reopen windows as data is read, as a browser does.
+        self.acknowledge = acknowledge
         self.scheduled = 0
         call_later = test.clock.callLater
 
@@ -127,6 +133,10 @@ class Client:
                         self.events.append(event)
                         if isinstance(event, h2.events.DataReceived):
                             self.bodies[event.stream_id] += event.data
+                            if self.acknowledge:
+                                self.h2.acknowledge_received_data(
+                                    event.flow_controlled_length, event.stream_id
+                                )
             data = self.h2.data_to_send()
             if data:
                 moved = True
@@ -198,6 +208,44 @@ class BoundsTests(H2TestCase):
         lines = bytes(client.bodies[stream_id]).decode().splitlines()
         self.assertEqual(len(lines), 20000)
         self.assertEqual(lines[-1], f"19999,{19999 * 19999}")
+
+    def test_concurrent_streams_on_default_windows(self) -> None:
+        """
+        Six streams on the default 64 KiB windows, the client reopening
+        them as it reads: the connection's window closes again and again,
+        every stream waits for it, and each WINDOW_UPDATE sets the sending
+        going (Twisted's loop, once every stream is blocked, waits for new
+        data only), until every body is whole.
+        """
+        client = Client(self, acknowledge=True)
+        streams = [client.request("/rows?rows=20000") for _ in range(6)]
+        client.pump(1_000_000)
+        for stream_id in streams:
+            self.assertEqual(len(client.of(h2.events.StreamEnded, stream_id)), 1)
+            lines = bytes(client.bodies[stream_id]).decode().splitlines()
+            self.assertEqual(len(lines), 20000)
+            self.assertEqual(lines[-1], f"19999,{19999 * 19999}")
+
+    def test_several_frames_leave_in_one_write(self) -> None:
+        """
+        With room in the window, one reactor turn sends up to
+        ``H2_BYTES_PER_TURN`` of frames in one transport write (Twisted
+        sends one frame per turn, each in its own write).
+        """
+        client = Client(self, window=2**31 - 1)
+        client.pump()
+        writes: list[bytes] = []
+        write = client.transport.write
+
+        def recording(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        self.patch(client.transport, "write", recording)
+        stream_id = client.request("/flood")  # 40 unawaited 16 KiB writes
+        self.assertEqual(len(client.bodies[stream_id]), 40 * 16384)
+        with_data = [w for w in writes if len(w) > 16384]
+        self.assertEqual(len(with_data), -(-40 * 16384 // _internals.H2_BYTES_PER_TURN))
 
     def test_a_write_costs_the_same_at_any_queue_length(self) -> None:
         """
