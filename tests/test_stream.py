@@ -65,6 +65,15 @@ ROUTES = {
                 WRITES.append(d)
             await ctx.sleep(1)
     """,
+    "rows.py": """
+        STATE = {"written": 0}
+
+        async def GET(data, ctx):
+            stream = ctx.response.stream()
+            for n in range(int(data["rows"])):
+                await stream.write(b"%d\\n" % n)
+                STATE["written"] = n + 1
+    """,
     "flood.py": """
         EVENTS = []
 
@@ -334,6 +343,27 @@ class BackpressureTests(StreamTestCase):
         events = self.module("awaited.py").EVENTS
         self.assertEqual(events, [(0, True), (1, True), (2, True), "finished"])
         self.assertEqual(len(response.body), 210000)
+
+    def test_awaited_writes_share_the_reactor(self) -> None:
+        """
+        Awaited writes that the socket takes at once resolve at once only
+        up to a turn's budget; then the handler waits for the next turn,
+        so that a loop of writes to a fast client never holds the
+        reactor from other connections until its response ends.
+        """
+        from oxian_tw import _producer
+
+        _, transport = self.connect(
+            b"GET /rows?rows=10000 HTTP/1.1\r\nHost: x\r\n\r\n", end_turn=False
+        )
+        state = self.module("rows.py").STATE
+        per_turn = _producer.TURN_BUDGET // _producer.WRITE_COST
+        self.assertGreater(state["written"], per_turn // 2)
+        self.assertLessEqual(state["written"], per_turn + 1)
+        self.clock.advance(0)
+        self.assertEqual(state["written"], 10000)
+        body = parse(transport.value())[2]
+        self.assertEqual(body.splitlines()[-1], b"9999")
 
     def test_stalled_client_stops_handler(self) -> None:
         """A client that stops reading stops an awaiting handler."""
