@@ -400,6 +400,23 @@ class FallbackTests(H2TestCase):
         self.patch(_internals, "_http2", None)
         self.assertFalse(_internals._h2_usable())
 
+    def test_check_fails_when_the_state_moved(self) -> None:
+        """
+        `_h2_usable` is false when an ``H2Connection`` no longer keeps the
+        state the sending loop reads (checked on a probe instance).
+        """
+        original = _internals._http2.H2Connection
+
+        class Moved(original):  # type: ignore[misc,valid-type]
+            def __init__(self, reactor: Any = None) -> None:
+                super().__init__(reactor)
+                del self._sendingDeferred
+
+        self.patch(_internals._http2, "H2Connection", Moved)
+        self.assertFalse(_internals._h2_usable())
+        self.patch(_internals._http2, "H2Connection", original)
+        self.assertTrue(_internals._h2_usable())
+
     def test_no_sniffing_without_them(self) -> None:
         """
         Without them the preface is not sniffed: the connection is plain
