@@ -37,6 +37,25 @@ from ._registry import StreamRegistry
 from ._response import ResponseController
 from ._site import OxianSite
 
+#: The listen backlog of a listener whose description names none
+#: (Twisted's default of 50 dropped thousands of SYNs under a connect
+#: burst); the kernel caps it at ``net.core.somaxconn``.
+LISTEN_BACKLOG = 1024
+
+_BACKLOG_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+
+def with_backlog(description: str) -> str:
+    """``description`` (strports) with ``backlog=`` `LISTEN_BACKLOG` if it has none."""
+    kind, _, rest = description.partition(":")
+    if description.isdigit():  # the old "8080" form: TCP
+        return f"tcp:{description}:backlog={LISTEN_BACKLOG}"
+    if kind.lower() not in _BACKLOG_TYPES:
+        return description
+    if any(part.startswith("backlog=") for part in rest.split(":")):
+        return description
+    return f"{description}:backlog={LISTEN_BACKLOG}"
+
 
 class OxianApp:
     """
@@ -159,9 +178,9 @@ class OxianApp:
         parent = _AppService(self)
         site = self.site(root)
         for description in listen or self.settings.listen:
-            strports_service(description, site, reactor=self._reactor).setServiceParent(
-                parent
-            )
+            strports_service(
+                with_backlog(description), site, reactor=self._reactor
+            ).setServiceParent(parent)
         return parent
 
     def drain(self, grace: float | None = None) -> Deferred[None]:

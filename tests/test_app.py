@@ -749,4 +749,21 @@ class EmbeddingTests(AppTestCase):
         service.setServiceParent(parent)
         parent.startService()
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [8123, 8124])
+        # Twisted's default backlog is 50; ours is LISTEN_BACKLOG.
+        self.assertEqual({p[2] for p in reactor.tcpServers}, {1024})
         self.successResultOf(parent.stopService())
+
+    def test_listen_backlog(self) -> None:
+        """A listener without ``backlog=`` gets 1024; one that names it keeps it."""
+        from oxian_tw._app import with_backlog
+
+        self.assertEqual(with_backlog("tcp:8080"), "tcp:8080:backlog=1024")
+        self.assertEqual(with_backlog("8080"), "tcp:8080:backlog=1024")
+        self.assertEqual(
+            with_backlog("ssl:8443:privateKey=k.pem:certKey=c.pem"),
+            "ssl:8443:privateKey=k.pem:certKey=c.pem:backlog=1024",
+        )
+        self.assertEqual(with_backlog("tcp:0:backlog=5"), "tcp:0:backlog=5")
+        self.assertEqual(
+            with_backlog("systemd:domain=INET:index=0"), "systemd:domain=INET:index=0"
+        )
