@@ -100,6 +100,12 @@ def _multipart(raw: bytes, content_type: str) -> dict[str, Any]:
     return _multi(pairs)
 
 
+def _no_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259 §6); Python's
+    # parser accepts them, and our own encoder then refuses the value.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_body(content_type: str | None, raw: bytes) -> Any:
     """
     ``ctx.request.body`` for a request body (SPEC §3 table).
@@ -115,9 +121,11 @@ def parse_body(content_type: str | None, raw: bytes) -> Any:
     charset = params.get("charset", "utf-8")
     if kind in _JSON_TYPES or kind.endswith("+json"):
         try:
-            return json.loads(raw.decode("utf-8"))
+            return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             raise HttpError(400, f"Invalid JSON body: {exc}") from exc
+        except RecursionError:
+            raise HttpError(400, "Invalid JSON body: nested too deeply") from None
     if kind == "application/x-www-form-urlencoded":
         return parse_query(raw)
     if kind == "multipart/form-data":

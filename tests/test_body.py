@@ -45,6 +45,20 @@ class ParseBodyTests(SynchronousTestCase):
         error = self.assertRaises(HttpError, parse_body, "application/json", b"{")
         self.assertEqual(error.status, 400)
 
+    def test_json_nan_and_infinity(self) -> None:
+        """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON: a 400."""
+        for text in (b"NaN", b'{"a": Infinity}', b"[-Infinity]"):
+            error = self.assertRaises(HttpError, parse_body, "application/json", text)
+            self.assertEqual(error.status, 400)
+            self.assertIn("not a JSON number", error.message)
+
+    def test_json_nested_too_deeply(self) -> None:
+        """100,000 nested arrays are a 400, not a ``RecursionError``."""
+        error = self.assertRaises(
+            HttpError, parse_body, "application/json", b"[" * 100_000
+        )
+        self.assertEqual(error.status, 400)
+
     def test_form(self) -> None:
         """A urlencoded form is a dict; repeated keys give lists."""
         self.assertEqual(
