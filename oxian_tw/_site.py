@@ -82,6 +82,9 @@ class OxianRequest(Request):
             # HTTP/2 streams finish the request; the app answers 413 then.
             return
         self._answered_early = True
+        # Twisted answers "Expect: 100-continue" after gotLength; the body
+        # is refused, so the client must not be invited to send it.
+        self.requestHeaders.removeHeader(b"expect")
         request_id = request_id_for(self)
         body = dump_json(error_body(413, TOO_LARGE_MESSAGE))
         headers = Headers(

@@ -689,6 +689,29 @@ class BodyLimitTests(AppTestCase):
         channel.dataReceived(b"x" * 1000)
         self.assertEqual(self.module("upload.py").RAN, [])
 
+    def test_expect_continue_refused_without_continue(self) -> None:
+        """
+        ``Expect: 100-continue`` with a length over the limit: the 413 and
+        nothing else (no ``100 Continue`` inviting the body).
+        """
+        channel, transport = self.channel()
+        channel.dataReceived(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 1000000\r\n\r\n"
+        )
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 413 "))
+        self.assertNotIn(b"100 Continue", transport.value())
+        self.assertTrue(transport.disconnecting)
+
+    def test_expect_continue_within_the_limit(self) -> None:
+        """Within the limit, ``Expect: 100-continue`` still gets its ``100``."""
+        channel, transport = self.channel()
+        channel.dataReceived(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 2\r\n\r\n"
+        )
+        self.assertEqual(transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
+
     def test_chunked_refused_once_over(self) -> None:
         """A chunked body is refused as soon as it crosses the limit."""
         channel, transport = self.channel()
