@@ -332,6 +332,29 @@ class BoundsTests(H2TestCase):
         self.assertEqual(len(client.of(h2.events.StreamEnded, stream_id)), 1)
 
 
+class LifetimeTests(H2TestCase):
+    def test_heartbeat_registry_and_done(self) -> None:
+        """
+        An SSE stream over HTTP/2 gets its heartbeat after ``--ping``
+        seconds of silence, is in the registry while open, and leaves it
+        (its ``done`` fired) when the client resets the stream, while the
+        connection stays up.
+        """
+        client = Client(self, window=2**31 - 1)
+        stream_id = client.request("/feed")
+        self.assertEqual(len(self.app.streams), 1)
+        before = bytes(client.bodies[stream_id])
+        self.clock.advance(self.app.settings.ping)
+        client.pump()
+        self.assertEqual(bytes(client.bodies[stream_id]), before + b":\n")
+        client.h2.reset_stream(stream_id)
+        client.pump()
+        self.assertEqual(len(self.app.streams), 0)
+        self.assertFalse(client.transport.disconnecting)
+        hello = client.request("/hello")
+        self.assertEqual(bytes(client.bodies[hello]), b"hello")
+
+
 class PerStreamLimitTests(H2TestCase):
     config = {"buffer-limit": 256 * 1024, "sse-budget": 8192}
 
