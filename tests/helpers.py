@@ -414,3 +414,31 @@ def make_certificate(directory: str) -> tuple[str, str]:
 
 #: What ``twistd oxian`` logs once its TLS listener listens, with the port.
 LISTENING_TLS = r"OxianSite \(TLS\) starting on (\d+)"
+
+
+def tls_listener(directory: str) -> dict[str, str]:
+    """
+    ``TwistdProcess`` keywords for an ``ssl:`` listener on 127.0.0.1 with a
+    certificate made by `make_certificate` in ``directory``.
+    """
+    key, cert = make_certificate(directory)
+    return {
+        "listen": f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+        "listening": LISTENING_TLS,
+    }
+
+
+def h2_get(connection: Any, path: str, scheme: str = "http") -> int:
+    """Send ``GET path`` on a client-side ``h2`` connection; return its stream id."""
+    stream_id: int = connection.get_next_available_stream_id()
+    connection.send_headers(
+        stream_id,
+        [
+            (":method", "GET"),
+            (":path", path),
+            (":scheme", scheme),
+            (":authority", "127.0.0.1"),
+        ],
+        end_stream=True,
+    )
+    return stream_id

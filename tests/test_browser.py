@@ -12,18 +12,19 @@ import shutil
 from twisted.trial.unittest import SynchronousTestCase
 
 from .helpers import (
-    LISTENING_TLS,
     TwistdProcess,
     assert_clean_exit,
-    make_certificate,
     skip_unless,
+    tls_listener,
 )
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
 TIMEOUT_MS = 20_000
 
 
-class DemoPageTests(SynchronousTestCase):
+class BrowserTestCase(SynchronousTestCase):
+    """Debian's headless Chromium against a real ``twistd -n oxian`` of the examples."""
+
     def setUp(self) -> None:
         self.chromium = shutil.which("chromium")
         skip_unless(
@@ -41,9 +42,16 @@ class DemoPageTests(SynchronousTestCase):
             "--routes",
             os.path.join(EXAMPLES, "routes"),
             env={"OXIAN_EXAMPLES_DB": os.path.join(work, "examples.sqlite3")},
+            **self.listener(work),
         )
         self.addCleanup(assert_clean_exit, self, self.server)
 
+    def listener(self, work: str) -> dict[str, str]:
+        """``TwistdProcess`` keywords for the listener (default: plain TCP)."""
+        return {}
+
+
+class DemoPageTests(BrowserTestCase):
     def test_chat_between_tabs_metrics_and_ticker(self) -> None:
         """
         Two tabs of one browser: a chat message sent from one arrives in the
@@ -96,7 +104,7 @@ class DemoPageTests(SynchronousTestCase):
                 browser.close()
 
 
-class DemoPageOverH2Tests(SynchronousTestCase):
+class DemoPageOverH2Tests(BrowserTestCase):
     """
     The demo page over HTTP/2 (TLS, ALPN): twelve more SSE streams than
     HTTP/1.1's six connections per host allow, all on one connection, and
@@ -105,28 +113,8 @@ class DemoPageOverH2Tests(SynchronousTestCase):
 
     STREAMS = 12
 
-    def setUp(self) -> None:
-        self.chromium = shutil.which("chromium")
-        skip_unless(
-            self.chromium is not None,
-            "Debian's chromium is not installed (apt-get install chromium)",
-        )
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError:
-            skip_unless(False, "playwright is not installed (pip install playwright)")
-        self.sync_playwright = sync_playwright
-        work = os.path.abspath(self.mktemp())
-        os.makedirs(work)
-        key, cert = make_certificate(os.path.join(work, "tls"))
-        self.server = TwistdProcess(
-            "--routes",
-            os.path.join(EXAMPLES, "routes"),
-            env={"OXIAN_EXAMPLES_DB": os.path.join(work, "examples.sqlite3")},
-            listen=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
-            listening=LISTENING_TLS,
-        )
-        self.addCleanup(assert_clean_exit, self, self.server)
+    def listener(self, work: str) -> dict[str, str]:
+        return tls_listener(os.path.join(work, "tls"))
 
     def test_twelve_streams_and_the_chat_on_one_connection(self) -> None:
         """

@@ -23,12 +23,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from .helpers import (
     LISTENING,
-    LISTENING_TLS,
     TwistdProcess,
-    make_certificate,
+    h2_get,
     make_tree,
     rss_bytes,
     skip_unless,
+    tls_listener,
 )
 from .test_e2e_stream import GIB_CHUNKS
 from .test_e2e_stream import ROUTES as STREAM_ROUTES
@@ -78,17 +78,7 @@ class SocketH2Client:
         self.events: list[Any] = []
 
     def request(self, path: str) -> int:
-        stream_id = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(
-            stream_id,
-            [
-                (":method", "GET"),
-                (":path", path),
-                (":scheme", "https"),
-                (":authority", "127.0.0.1"),
-            ],
-            end_stream=True,
-        )
+        stream_id = h2_get(self.h2, path, "https")
         self.bodies[stream_id] = bytearray()
         self.sock.sendall(self.h2.data_to_send())
         return stream_id
@@ -124,7 +114,6 @@ class SocketH2Client:
 class TlsH2Tests(SynchronousTestCase):
     def setUp(self) -> None:
         skip_unless(os.path.exists("/proc/self/status"), "needs Linux /proc for RSS")
-        key, cert = make_certificate(self.mktemp())
         root = make_tree(self.mktemp(), ROUTES)
         self.server = TwistdProcess(
             "--routes",
@@ -133,8 +122,7 @@ class TlsH2Tests(SynchronousTestCase):
             "262144",
             "--listen",
             "tcp:0:interface=127.0.0.1",
-            listen=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
-            listening=LISTENING_TLS,
+            **tls_listener(self.mktemp()),
         )
         self.addCleanup(self.server.stop)
 

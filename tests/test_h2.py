@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 
 from oxian_tw import _internals, _site
 
-from .helpers import RoutesTestCase
+from .helpers import RoutesTestCase, h2_get
 
 ROUTES = {
     "hello.py": """
@@ -103,17 +103,7 @@ class Client:
         self.protocol.makeConnection(self.transport)
 
     def request(self, path: str) -> int:
-        stream_id = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(
-            stream_id,
-            [
-                (":method", "GET"),
-                (":path", path),
-                (":scheme", "http"),
-                (":authority", "localhost"),
-            ],
-            end_stream=True,
-        )
+        stream_id = h2_get(self.h2, path)
         self.bodies[stream_id] = bytearray()
         self.pump()
         return stream_id
