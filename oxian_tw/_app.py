@@ -36,6 +36,7 @@ from ._redishub import RedisHub
 from ._registry import StreamRegistry
 from ._response import ResponseController
 from ._site import OxianSite
+from ._text import is_decimal
 
 #: The listen backlog of a listener whose description names none
 #: (Twisted's default of 50 dropped thousands of SYNs under a connect
@@ -48,7 +49,7 @@ _BACKLOG_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix"})
 def with_backlog(description: str) -> str:
     """``description`` (strports) with ``backlog=`` `LISTEN_BACKLOG` if it has none."""
     kind, _, rest = description.partition(":")
-    if description.isdigit():  # the old "8080" form: TCP
+    if is_decimal(description):  # the old "8080" form: TCP
         return f"tcp:{description}:backlog={LISTEN_BACKLOG}"
     if kind.lower() not in _BACKLOG_TYPES:
         return description
@@ -105,7 +106,7 @@ class OxianApp:
         #: The route table, in precedence order.
         self.routes = self._dispatcher.routes
         self._modules = self._dispatcher.modules
-        self._resource = RouteResource(self, self._dispatcher)
+        self._resource = RouteResource(self, self._dispatcher.run)
         self._access_log: AccessLog | None = None
         if self.settings.access_log != "off":
             self._access_log = AccessLog(self.settings.access_log, LoggerSink())
@@ -158,6 +159,7 @@ class OxianApp:
             body_limit=self.settings.body_limit,
             cors=self._dispatcher.cors,
             access_log=self._access_log,
+            refusal=self._dispatcher.refusal,
             reactor=self._reactor,
         )
         self._sites.append(site)

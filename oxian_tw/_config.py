@@ -15,6 +15,8 @@ from typing import Any
 
 import attrs
 
+from ._body import FORM_FIELDS
+
 
 class ConfigError(ValueError):
     """A setting is unknown or its value is invalid."""
@@ -235,6 +237,12 @@ OPTIONS: tuple[Option, ...] = (
         "Largest request body in bytes; larger ones get 413.",
     ),
     Option(
+        "form-fields",
+        FORM_FIELDS,
+        _positive_int,
+        "Most fields a form body (urlencoded or multipart) may have; more get 413.",
+    ),
+    Option(
         "buffer-limit",
         4 * 1024 * 1024,
         _positive_int,
@@ -336,6 +344,7 @@ class Settings:
     cors_expose_headers: tuple[str, ...] = ()
     cors_max_age: int | None = None
     body_limit: int = 1024 * 1024
+    form_fields: int = FORM_FIELDS
     buffer_limit: int = 4 * 1024 * 1024
     sse_budget: int = 1024 * 1024
     ping: float = 15.0

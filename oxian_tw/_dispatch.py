@@ -3,16 +3,18 @@
 Serving the file routes: the leaf ``IResource`` an app mounts
 (`RouteResource`) and what it runs for each request (`Dispatcher`).
 
-For one request: CORS headers, the path below the base path (decoded per
-segment), the route (404), the method (405, or the automatic ``OPTIONS``),
-the body (413, 400), ``data`` and ``ctx``, then the route's pipeline and
-handler. What the handler gives goes to the request's
-`oxian_tw._response.ResponseController`, which owns the rest of the
-request's life.
+For one request: CORS headers, the ``Host`` (400, `oxian_tw._host`; an
+`oxian_tw._site.OxianSite` checks it before any resource runs), the path
+below the base path (decoded per segment), the route (404), the method
+(405, or the automatic ``OPTIONS``), the body (413, 400), ``data`` and
+``ctx``, then the route's pipeline and handler. What the handler gives
+goes to the request's `oxian_tw._response.ResponseController`, which owns
+the rest of the request's life.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -23,6 +25,7 @@ from ._body import build_data, parse_body, parse_query
 from ._context import Context, RequestInfo, header_value
 from ._cors import CorsPolicy
 from ._errors import TOO_LARGE_MESSAGE, HttpError
+from ._host import host_problem
 from ._invoke import Handlers
 from ._modules import RouteModules
 from ._pipeline import Chain, Pipeline
@@ -68,6 +71,7 @@ class Dispatcher:
         self.cors = CorsPolicy.from_settings(settings)
         self._base = [p for p in settings.base_path.split("/") if p]
         self._body_limit = settings.body_limit
+        self._form_fields = settings.form_fields
         # Static routes by the request's raw path segments (as twisted.web
         # splits and unquotes them), base path included: one lookup.
         base = tuple(p.encode("utf-8") for p in self._base)
@@ -94,6 +98,12 @@ class Dispatcher:
         cors = self.cors
         if cors is not None:
             owner.headers(dict(self.cors_headers(request)))
+        if not getattr(request, "host_checked", False):
+            problem = host_problem(
+                request.requestHeaders.getRawHeaders(b"host"), request.clientproto
+            )
+            if problem is not None:
+                raise HttpError(400, problem)
         plan, params = self._match(request)
         owner._route = plan.pattern
         handlers = plan.handlers
@@ -127,7 +137,7 @@ class Dispatcher:
         mark = uri.find(b"?")
         query = parse_query(uri[mark + 1 :]) if mark >= 0 else {}
         body = (
-            parse_body(request.getHeader("content-type"), raw_body)
+            parse_body(request.getHeader("content-type"), raw_body, self._form_fields)
             if raw_body
             else None
         )
@@ -161,6 +171,20 @@ class Dispatcher:
             raise HttpError(404, "Not Found")
         return self._plans[match.route], match.params
 
+    def refusal(self, error: HttpError) -> RouteResource:
+        """
+        A leaf resource answering any request with ``error`` (CORS headers,
+        request id and access log line included), for what the site
+        refuses before a resource is looked up.
+        """
+
+        def refuse(owner: ResponseController) -> None:
+            if self.cors is not None:
+                owner.headers(dict(self.cors_headers(owner._request)))
+            raise error
+
+        return RouteResource(self._app, refuse)
+
 
 class RouteResource(Resource):
     """
@@ -170,10 +194,10 @@ class RouteResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, app: OxianApp, dispatcher: Dispatcher) -> None:
+    def __init__(self, app: OxianApp, run: Callable[[ResponseController], Any]) -> None:
         super().__init__()
         self._app = app
-        self._run = dispatcher.run
+        self._run = run
 
     def render(self, request: Any) -> Any:
         ResponseController(self._app, request)._serve(self._run)

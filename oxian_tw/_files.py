@@ -15,6 +15,7 @@ from email.utils import formatdate, parsedate_to_datetime
 import attrs
 
 from ._errors import HttpError
+from ._text import is_decimal
 
 
 @attrs.frozen
@@ -104,7 +105,7 @@ def byte_range(
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first_text, dash, last_text = spec.strip().partition("-")
-    if not dash or not (first_text + last_text).isdigit():
+    if not dash or not is_decimal(first_text + last_text):
         return None
     size = info.size
     if not first_text:

@@ -24,6 +24,7 @@ import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from ._text import is_decimal
 from .sse import encode_fields
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ class Hub:
     def _position(self, last_event_id: str) -> int | None:
         """The sequence number an id of this hub names, else ``None``."""
         epoch, _, number = last_event_id.rpartition("-")
-        if epoch != self._epoch_text() or not number.isdigit() or len(number) > 18:
+        if epoch != self._epoch_text() or not is_decimal(number) or len(number) > 18:
             return None
         seq = int(number)
         return seq if seq <= self._seq else None

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._resp import ProtocolError, Push, RespError, RespParser, encode_command
+from ._text import is_decimal
 
 #: Seconds before the first reconnection attempt and at most between two.
 RETRY_FIRST = 0.2
@@ -64,7 +65,7 @@ def parse_redis_url(url: str) -> RedisAddress:
     if not 0 < port < 65536:
         raise ValueError("the port is a number from 1 to 65535")
     path = parts.path.strip("/")
-    if path and not (path.isdigit() and path.isascii()):
+    if path and not is_decimal(path):
         raise ValueError("the database after the / is a number")
     password = None if parts.password is None else unquote(parts.password)
     return RedisAddress(

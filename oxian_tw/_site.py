@@ -2,6 +2,8 @@
 """
 The ``Site`` that ``app.service()`` and ``twistd oxian`` serve with.
 
+- A request whose ``Host`` breaks the rule of `oxian_tw._host` is answered
+  400 before any resource runs (a Klein root's included).
 - Request bodies over the limit are refused as soon as the limit is crossed
   (from ``Content-Length`` before a byte of body, or while a chunked body
   arrives). An app mounted with ``app.resource()`` in another ``Site``
@@ -15,6 +17,7 @@ The ``Site`` that ``app.service()`` and ``twistd oxian`` serve with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -29,7 +32,8 @@ from zope.interface import implementer
 
 from ._context import header_value, request_id_for
 from ._cors import CorsPolicy
-from ._errors import TOO_LARGE_MESSAGE, error_body
+from ._errors import TOO_LARGE_MESSAGE, HttpError, error_body
+from ._host import host_problem
 from ._internals import H2, H2_PREFACE, switch_to_h2
 from ._results import dump_json
 
@@ -44,6 +48,8 @@ class OxianRequest(Request):
     """
 
     _log = Logger()
+    #: The site answers a bad ``Host`` itself; the app need not check again.
+    host_checked = True
     body_too_large = False
     _answered_early = False
     _body_received = 0
@@ -232,6 +238,9 @@ class OxianSite(Site):
     :param cors: the app's CORS policy, for the responses the site writes
         itself (an early ``413``).
     :param access_log: where the site logs the requests it answers itself.
+    :param refusal: the resource answering a request refused before its
+        resource is looked up (a bad ``Host``) with an error; without it
+        such requests are served as they come.
     """
 
     requestFactory = OxianRequest
@@ -244,9 +253,11 @@ class OxianSite(Site):
         body_limit: int,
         cors: CorsPolicy | None = None,
         access_log: AccessLog | None = None,
+        refusal: Callable[[HttpError], IResource] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
+        self._refusal = refusal
         self.body_limit = body_limit
         self.cors = cors
         self.access_log = access_log
@@ -255,6 +266,15 @@ class OxianSite(Site):
     def buildProtocol(self, addr: Any) -> Any:
         inner = super().buildProtocol(addr)
         return OxianConnection(inner, self) if inner is not None else None
+
+    def getResourceFor(self, request: Request) -> IResource:
+        if self._refusal is not None:
+            problem = host_problem(
+                request.requestHeaders.getRawHeaders(b"host"), request.clientproto
+            )
+            if problem is not None:
+                return self._refusal(HttpError(400, problem))
+        return super().getResourceFor(request)  # type: ignore[no-any-return]
 
     def log(self, request: Request) -> None:
         """No line here: the app logs each request when its response ends."""

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ._text import is_decimal
+
 __all__ = ("Comment", "Decoder", "Event", "encode", "encode_fields", "encode_retry")
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -213,7 +215,7 @@ class Decoder:
                 self._id = value
                 self.last_event_id = value
         elif name == "retry":
-            if value.isascii() and value.isdigit():
+            if is_decimal(value):
                 self.retry = self._event_retry = int(value)
 
     def _dispatch(self, out: list[Event | Comment]) -> None:

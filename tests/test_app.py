@@ -10,6 +10,7 @@ from typing import Any
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -119,6 +120,15 @@ ROUTES = {
             if kind == "after-header":
                 ctx.response.headers({"content-type": "text/html"})
                 raise HttpError(400, "bad")
+            if kind == "header-name":
+                ctx.response.headers({"Bad Name": "x"})
+                return "never"
+            if kind == "stream-header-name":
+                ctx.response.stream(headers={"Bad Name": "x"}).write("never")
+                return None
+            if kind == "stream-length":
+                ctx.response.stream(headers={"Content-Length": "abc"}).write("never")
+                return None
             raise RuntimeError("secret internals")
     """,
     "controller.py": """
@@ -593,6 +603,44 @@ class ErrorTests(AppTestCase):
         )
 
 
+class BadHeaderTests(AppTestCase):
+    """
+    A header the handler sets that cannot go on the wire is a 500 before
+    anything is sent, and the request is over (not held in flight until the
+    client leaves, which would hold a shutdown for its whole grace).
+    """
+
+    def test_before_commit(self) -> None:
+        from twisted.web.http_headers import InvalidHeaderName
+
+        for kind in ["header-name", "stream-header-name", "stream-length"]:
+            with self.subTest(kind=kind):
+                response = self.get("/errors", query={"kind": kind})
+                self.assertEqual(response.code, 500)
+                self.successResultOf(response.finished())
+                self.assertEqual(
+                    response.json(), {"error": {"message": "Internal Server Error"}}
+                )
+                self.assertNotIn(b"never", response.body)
+                self.assertEqual(self.app._in_flight, 0)
+        self.flushLoggedErrors(InvalidHeaderName, ValueError)
+
+
+class FormFieldTests(AppTestCase):
+    """``form-fields`` caps the fields of a form body: more is a JSON 413."""
+
+    config = {"form-fields": 2}
+
+    def test_cap(self) -> None:
+        ok = result(self, self.client.post("/echo", form={"a": "1", "b": "2"}))
+        self.assertEqual(ok.json()["data"], {"a": "1", "b": "2"})
+        refused = result(
+            self, self.client.post("/echo", form={"a": "1", "b": "2", "c": "3"})
+        )
+        self.assertEqual(refused.code, 413)
+        self.assertEqual(refused.json(), {"error": {"message": "Too many form fields"}})
+
+
 class DebugErrorTests(AppTestCase):
     """``--debug`` puts the traceback in 500 bodies."""
 
@@ -740,6 +788,89 @@ class BodyLimitTests(AppTestCase):
         )
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 413 "))
         self.assertEqual(self.module("upload.py").RAN, [])
+
+
+def answer(site: Site, request: bytes) -> tuple[bytes, Any]:
+    """The head and the body (JSON when it is) ``site`` answers ``request``."""
+    transport = StringTransport()
+    channel = site.buildProtocol(None)
+    channel.makeConnection(transport)
+    channel.dataReceived(request)
+    head, body = transport.value().split(b"\r\n\r\n", 1)
+    return head, json.loads(body) if body.startswith(b"{") else body
+
+
+class HostTests(AppTestCase):
+    """A bad or missing ``Host`` is a JSON 400 wherever the app is served."""
+
+    def test_site_refuses_before_any_resource(self) -> None:
+        """
+        ``app.site(root)`` answers 400 itself, whatever the root: a root
+        resource (a Klein app's, say) never sees the request.
+        """
+        seen: list[bytes] = []
+
+        class Root(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                seen.append(request.uri)
+                return b"root"
+
+        site = self.app.site(Root())
+        for request, message in [
+            (b"GET / HTTP/1.1\r\nHost: a..b\r\n\r\n", "Invalid Host header"),
+            (b"GET / HTTP/1.1\r\nHost: \xff\r\n\r\n", "Invalid Host header"),
+            (b"GET / HTTP/1.1\r\n\r\n", "Missing Host header"),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                "More than one Host header",
+            ),
+        ]:
+            with self.subTest(request=request):
+                events: list[dict[str, Any]] = []
+                globalLogPublisher.addObserver(events.append)
+                try:
+                    head, body = answer(site, request)
+                finally:
+                    globalLogPublisher.removeObserver(events.append)
+                self.assertTrue(head.startswith(b"HTTP/1.1 400 "), head)
+                self.assertEqual(body, {"error": {"message": message}})
+                self.assertIn(b"X-Request-Id: ", head)
+                self.assertFalse([e for e in events if e.get("log_failure")])
+        self.assertEqual(seen, [])
+        head, body = answer(site, b"GET / HTTP/1.0\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.0 200 "), head)
+        self.assertEqual(seen, [b"/"])
+
+    def test_app_in_foreign_site(self) -> None:
+        """Mounted in another Site, the file routes check the Host themselves."""
+        root = Resource()
+        root.putChild(b"api", self.app.resource())
+        site = Site(root, reactor=self.clock)
+        head, body = answer(site, b"GET /api/ HTTP/1.1\r\nHost: a..b\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 400 "), head)
+        self.assertEqual(body, {"error": {"message": "Invalid Host header"}})
+        head, body = answer(site, b"GET /api/ HTTP/1.1\r\nHost: a.b\r\n\r\n")
+        self.assertEqual(body, {"root": True})
+
+
+class ObsTextTests(AppTestCase):
+    """Header bytes beyond ASCII (obs-text) read as Latin-1, never a 500."""
+
+    def test_encoded_control_in_path(self) -> None:
+        """``%0A`` in a path is the JSON 404 like any unknown path."""
+        head, body = answer(self.app.site(), b"GET /x%0Ay HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 404 "), head)
+        self.assertEqual(body, {"error": {"message": "Not Found"}})
+
+    def test_header_value(self) -> None:
+        head, body = answer(
+            self.app.site(),
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Custom: Bearer \xe9\xff\r\n\r\n",
+        )
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        self.assertEqual(body["header"], "Bearer \xe9\xff")
 
 
 class EmbeddingTests(AppTestCase):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from oxian_tw import HttpError
-from oxian_tw._body import build_data, parse_body, parse_query
+from oxian_tw._body import FORM_FIELDS, build_data, parse_body, parse_query
 
 BOUNDARY = "XyZ"
 
@@ -91,6 +91,104 @@ class ParseBodyTests(SynchronousTestCase):
             HttpError, parse_body, "multipart/form-data", b"--x\r\n"
         )
         self.assertEqual(error.status, 400)
+
+    def test_multipart_as_sent(self) -> None:
+        """
+        What browsers and curl send: a preamble, no part headers but the
+        disposition, quoted and escaped names, RFC 8187 ``filename*``,
+        near-delimiters inside a file, padding after a delimiter,
+        empty values and an epilogue.
+        """
+        body = (
+            b"preamble\r\n"
+            b"--XyZ  \r\n"
+            b'Content-Disposition: form-data; name="a"\r\n\r\n'
+            b"1\r\n"
+            b"--XyZ\r\n"
+            b'content-disposition: form-data; name="q\\"uote"; filename="x;y.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\n"
+            b"line\r\n-XyZ\r\n--Xy\r\n\r\n"
+            b"--XyZ\r\n"
+            b"Content-Disposition: form-data; name=a\r\n\r\n"
+            b"\r\n"
+            b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="f"; filename="ignored"; '
+            b"filename*=UTF-8''caf%C3%A9.txt\r\n\r\n"
+            b"\r\n"
+            b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="t"\r\n'
+            b"Content-Type: text/plain; charset=latin-1\r\n\r\n"
+            b"\xe9\r\n"
+            b"--XyZ--\r\nepilogue"
+        )
+        self.assertEqual(
+            parse_body("multipart/form-data; boundary=XyZ", body),
+            {
+                "a": ["1", ""],
+                'q"uote': {
+                    "filename": "x;y.txt",
+                    "content_type": "text/plain",
+                    "size": 18,
+                    "content": b"line\r\n-XyZ\r\n--Xy\r\n",
+                },
+                "f": {
+                    "filename": "caf\xe9.txt",
+                    "content_type": "application/octet-stream",
+                    "size": 0,
+                    "content": b"",
+                },
+                "t": "\xe9",
+            },
+        )
+
+    def test_multipart_broken(self) -> None:
+        """Each way a multipart body can be cut or garbled is a 400."""
+        good = multipart(("a", None, None, b"1"))
+        for content_type, body in [
+            ("multipart/form-data; boundary=" + "x" * 71, good),
+            ("multipart/form-data; boundary=Other", good),
+            ("multipart/form-data; boundary=XyZ", good[:-9]),
+            ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nno colon\r\n\r\nx"),
+            ("multipart/form-data; boundary=XyZ", b"--XyZjunk\r\n"),
+            (
+                "multipart/form-data; boundary=XyZ",
+                b"--XyZ\r\nContent-Disposition: attachment; name=a\r\n\r\n1\r\n--XyZ--",
+            ),
+            (
+                "multipart/form-data; boundary=XyZ",
+                b"--XyZ\r\nContent-Disposition: form-data\r\n\r\n1\r\n--XyZ--",
+            ),
+            (
+                "multipart/form-data; boundary=XyZ",
+                b"--XyZ\r\nX: " + b"y" * 20000 + b"\r\n\r\n1\r\n--XyZ--",
+            ),
+        ]:
+            with self.subTest(content_type=content_type, body=body[:40]):
+                error = self.assertRaises(HttpError, parse_body, content_type, body)
+                self.assertEqual(error.status, 400)
+
+    def test_form_field_cap(self) -> None:
+        """
+        More fields than ``max_fields`` (multipart or urlencoded) is a 413;
+        as many is accepted.
+        """
+        parts = [(f"f{n}", None, None, b"") for n in range(5)]
+        body = multipart(*parts)
+        kind = f"multipart/form-data; boundary={BOUNDARY}"
+        self.assertEqual(len(parse_body(kind, body, max_fields=5)), 5)
+        error = self.assertRaises(HttpError, parse_body, kind, body, max_fields=4)
+        self.assertEqual((error.status, error.message), (413, "Too many form fields"))
+        form = "application/x-www-form-urlencoded"
+        self.assertEqual(len(parse_body(form, b"a&b&c&d&e", max_fields=5)), 5)
+        error = self.assertRaises(
+            HttpError, parse_body, form, b"a&b&c&d&e", max_fields=4
+        )
+        self.assertEqual(error.status, 413)
+        # The default is FORM_FIELDS.
+        many = b"&".join(b"f%d" % n for n in range(FORM_FIELDS + 1))
+        self.assertEqual(
+            self.assertRaises(HttpError, parse_body, form, many).status, 413
+        )
 
     def test_text(self) -> None:
         """``text/*`` is a str, decoded with its charset."""

@@ -171,3 +171,67 @@ class SSEExampleTests(SynchronousTestCase):
         self.assertEqual(list(connections), ["a"])
         second.disconnect()
         self.assertEqual(connections, {})
+
+
+class BadParameterTests(SynchronousTestCase):
+    """
+    What the example app is sent by a careless or hostile client is a JSON
+    400, never a 500: repeated query parameters, numbers that are not,
+    uploaded files and JSON non-text where text belongs.
+    """
+
+    def setUp(self) -> None:
+        self.client = TestClient(example_app(self.mktemp()))
+
+    def assert_400(self, response: Any, message: str) -> None:
+        self.assertEqual(response.code, 400)
+        self.successResultOf(response.finished())
+        self.assertEqual(response.json(), {"error": {"message": message}})
+
+    def test_query(self) -> None:
+        for path, message in [
+            ("/export/numbers.csv?rows=abc", "rows must be a number"),
+            ("/export/numbers.csv?rows=-1", "rows must be between 0 and 10000000"),
+            ("/feed?format=a&format=b", "format must be a single text value"),
+            ("/big-data?name=a&name=b", "name must be a single text value"),
+            (
+                "/client-events?clientId=a&clientId=b",
+                "clientId must be a single text value",
+            ),
+            ("/chat/events?room=a&room=b", "room must be a single text value"),
+        ]:
+            with self.subTest(path=path):
+                self.assert_400(self.successResultOf(self.client.get(path)), message)
+
+    def test_bodies(self) -> None:
+        upload = (
+            b"--b\r\nContent-Disposition: form-data; name=message; "
+            b'filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+            b"--b\r\nContent-Disposition: form-data; name=username\r\n\r\nx\r\n"
+            b"--b--\r\n"
+        )
+        for path in ["/chat/send", "/rooms/lobby/send"]:
+            for kwargs, message in [
+                ({"json": {"message": {"a": 1}, "username": "x"}}, "message"),
+                ({"json": {"message": "hi", "username": ["x"]}}, "username"),
+                ({"body": b'{"message": NaN, "username": "x"}'}, None),
+                (
+                    {
+                        "body": upload,
+                        "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+                    },
+                    "message",
+                ),
+            ]:
+                with self.subTest(path=path, kwargs=kwargs):
+                    if "body" in kwargs and message is None:
+                        kwargs["headers"] = {"Content-Type": "application/json"}
+                    response = self.successResultOf(self.client.post(path, **kwargs))
+                    if message is None:
+                        self.assertEqual(response.code, 400)
+                        self.successResultOf(response.finished())
+                        self.assertIn("NaN", response.json()["error"]["message"])
+                    else:
+                        self.assert_400(
+                            response, f"{message} must be a single text value"
+                        )

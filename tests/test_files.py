@@ -47,6 +47,10 @@ class ByteRangeTests(SynchronousTestCase):
         ("bytes=x-1", None),
         ("bytes=", None),
         ("bytes=-", None),
+        # str.isdigit accepts these; int() does not.
+        ("bytes=\xb2-", None),
+        ("bytes=0-\u2460", None),
+        ("bytes=-\xb9", None),
     ]
 
     def test_cases(self) -> None:

@@ -187,6 +187,7 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         ),
         "cors-max-age": (["--cors-max-age", "600"], "cors-max-age = 600", 600),
         "body-limit": (["--body-limit", "10"], "body-limit = 10", 10),
+        "form-fields": (["--form-fields", "7"], "form-fields = 7", 7),
         "buffer-limit": (["--buffer-limit", "20"], "buffer-limit = 20", 20),
         "sse-budget": (["--sse-budget", "30"], "sse-budget = 30", 30),
         "ping": (["--ping", "2.5"], "ping = 2.5", 2.5),

@@ -1,4 +1,8 @@
-"""Query parameters as bounded numbers: anything else is a 400, never a 500."""
+"""
+Request parameters as bounded numbers or text: anything else (a list from
+a repeated query parameter, an uploaded file, a JSON object) is a 400,
+never a 500.
+"""
 
 from oxian_tw import HttpError
 
@@ -18,3 +22,15 @@ def number(data, name, default, *, low, high, kind=float):
 def interval(data, default):
     """Seconds between updates: at least 0.1, so no timer can spin."""
     return number(data, "interval", default, low=0.1, high=3600)
+
+
+def text(data, name, default=None, *, max_length=2000):
+    """``data[name]`` (or ``default``) as a string of at most ``max_length``."""
+    value = data.get(name, default)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise HttpError(400, f"{name} must be a single text value")
+    if len(value) > max_length:
+        raise HttpError(400, f"{name} must be at most {max_length} characters")
+    return value

@@ -6,13 +6,16 @@ time and written a batch per awaited write.
 
 import json
 
+from ._params import text
+
 
 async def GET(data, ctx):
     database = ctx.dependencies.database
+    name = text(data, "name", max_length=200)
     stream = ctx.response.stream(headers={"Content-Type": "application/json"})
     await stream.write('{"results":[')
     first = True
-    for batch in database.stream_query(data.get("name"), page_size=1000):
+    for batch in database.stream_query(name, page_size=1000):
         body = ",".join(json.dumps(record) for record in batch)
         await stream.write(body if first else "," + body)
         first = False

@@ -2,11 +2,13 @@
 
 from oxian_tw import HttpError
 
+from ._params import text
+
 connections = {}
 
 
 def GET(data, ctx):
-    client_id = data.get("clientId")
+    client_id = text(data, "clientId", max_length=128)
     if not client_id:
         raise HttpError(400, "clientId required")
     previous = connections.get(client_id)

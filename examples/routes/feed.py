@@ -8,7 +8,7 @@ from xml.sax.saxutils import escape
 
 from oxian_tw import HttpError
 
-from ._params import number
+from ._params import number, text
 
 
 def feed_items(count):
@@ -52,7 +52,7 @@ FORMATS = {"json": stream_json_feed, "csv": stream_csv_feed, "xml": stream_xml_f
 
 
 async def GET(data, ctx):
-    feed_format = data.get("format", "json")
+    feed_format = text(data, "format", "json")
     if feed_format not in FORMATS:
         raise HttpError(400, "format must be json, csv or xml")
     items = feed_items(number(data, "count", 20, low=0, high=100_000, kind=int))

@@ -5,6 +5,8 @@ import uuid
 
 from twisted.logger import Logger
 
+from .._params import text
+
 log = Logger()
 clients = set()
 
@@ -17,7 +19,7 @@ class Client:
 
 
 def GET(data, ctx):
-    room = data.get("room", "general")
+    room = text(data, "room", "general", max_length=64)
     sse = ctx.response.sse(retry=3000)
     client = Client(sse, room)
     clients.add(client)

@@ -5,12 +5,13 @@ import uuid
 
 from oxian_tw import HttpError
 
+from .._params import text
 from .events import broadcast_to_room
 
 
 def POST(data, ctx):
-    room = data.get("room", "general")
-    message, username = data.get("message"), data.get("username")
+    room = text(data, "room", "general", max_length=64)
+    message, username = text(data, "message"), text(data, "username", max_length=64)
     if not message or not username:
         raise HttpError(400, "Message and username required")
     chat_message = {

@@ -1,7 +1,9 @@
 """
 CSV streaming with ``pipe``: rows come from a generator, sent as the client
-reads them; ``?rows=N`` (default 1000).
+reads them; ``?rows=N`` (default 1000, at most 10,000,000).
 """
+
+from .._params import number
 
 
 def rows(count):
@@ -11,10 +13,11 @@ def rows(count):
 
 
 async def GET(data, ctx):
+    count = number(data, "rows", 1000, low=0, high=10_000_000, kind=int)
     ctx.response.stream(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": "attachment; filename=numbers.csv",
         }
     )
-    await ctx.response.pipe(rows(int(data.get("rows", 1000))))
+    await ctx.response.pipe(rows(count))

@@ -4,12 +4,13 @@ import time
 
 from oxian_tw import HttpError
 
+from ..._params import text
 from .._room import channel_for
 
 
 async def POST(data, ctx):
     channel = channel_for(data)
-    message, username = data.get("message"), data.get("username")
+    message, username = text(data, "message"), text(data, "username", max_length=64)
     if not message or not username:
         raise HttpError(400, "Message and username required")
     event_id = await ctx.hub.publish(
