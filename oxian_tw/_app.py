@@ -30,6 +30,7 @@ from ._config import Settings, read_config_file, settings_from
 from ._context import Dependencies
 from ._dispatch import Dispatcher, RouteResource
 from ._hub import Hub
+from ._limits import default_max_connections, fd_limit
 from ._producer import Flusher
 from ._redis import parse_redis_url
 from ._redishub import RedisHub
@@ -160,6 +161,10 @@ class OxianApp:
             cors=self._dispatcher.cors,
             access_log=self._access_log,
             refusal=self._dispatcher.refusal,
+            max_connections=self.settings.max_connections
+            or default_max_connections(fd_limit()),
+            header_timeout=self.settings.header_timeout,
+            body_timeout=self.settings.body_timeout,
             reactor=self._reactor,
         )
         self._sites.append(site)

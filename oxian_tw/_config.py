@@ -17,6 +17,10 @@ import attrs
 
 from ._body import FORM_FIELDS
 
+#: ``header-timeout`` and ``body-timeout`` defaults, in seconds.
+HEADER_TIMEOUT = 15.0
+BODY_TIMEOUT = 30.0
+
 
 class ConfigError(ValueError):
     """A setting is unknown or its value is invalid."""
@@ -237,6 +241,19 @@ OPTIONS: tuple[Option, ...] = (
         "Largest request body in bytes; larger ones get 413.",
     ),
     Option(
+        "header-timeout",
+        HEADER_TIMEOUT,
+        _positive_seconds,
+        "Seconds an HTTP/1.1 request head may take from its first byte; "
+        "past it the connection gets 408 and is closed.",
+    ),
+    Option(
+        "body-timeout",
+        BODY_TIMEOUT,
+        _positive_seconds,
+        "Seconds a request body may go without progress; past it the request gets 408.",
+    ),
+    Option(
         "form-fields",
         FORM_FIELDS,
         _positive_int,
@@ -270,6 +287,13 @@ OPTIONS: tuple[Option, ...] = (
         _positive_seconds,
         "Seconds a stream's buffer may stay undrained before the stream is "
         "closed as stuck.",
+    ),
+    Option(
+        "max-connections",
+        None,
+        _positive_int,
+        "Most client connections open at once; more get 503 and are closed. "
+        "Default: the file-descriptor limit less 128.",
     ),
     Option(
         "max-streams",
@@ -344,11 +368,14 @@ class Settings:
     cors_expose_headers: tuple[str, ...] = ()
     cors_max_age: int | None = None
     body_limit: int = 1024 * 1024
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
     form_fields: int = FORM_FIELDS
     buffer_limit: int = 4 * 1024 * 1024
     sse_budget: int = 1024 * 1024
     ping: float = 15.0
     write_timeout: float = 60.0
+    max_connections: int | None = None
     max_streams: int | None = None
     hub: str = "memory"
     hub_history: int = 1000

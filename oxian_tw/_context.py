@@ -52,6 +52,11 @@ class _RequestIds:
 _ids = _RequestIds()
 
 
+def new_request_id() -> str:
+    """A fresh request id (for what the server answers before a request)."""
+    return _ids.new()
+
+
 def request_id_for(request: IRequest) -> str:
     """
     The id of ``request``: a sane ``X-Request-Id`` from the client (up to 128
@@ -62,7 +67,7 @@ def request_id_for(request: IRequest) -> str:
         text = sent[-1].decode("latin-1")
         if _SANE_REQUEST_ID.fullmatch(text):
             return text
-    return _ids.new()
+    return new_request_id()
 
 
 def header_value(request: IRequest, name: bytes) -> str | None:

@@ -33,7 +33,7 @@ class HttpError(Exception):
         headers: dict[str, str] | None = None,
     ) -> None:
         if message is None:
-            message = _reason(status)
+            message = reason_phrase(status)
         super().__init__(message)
         self.status_code = status
         self.message = message
@@ -74,7 +74,8 @@ class RouteTreeError(Exception):
     """
 
 
-def _reason(status: int) -> str:
+def reason_phrase(status: int) -> str:
+    """The reason phrase of ``status`` (``"Error"`` for an unknown one)."""
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -113,7 +114,7 @@ def error_response(
         return 500, {}, {"error": error}
     message = getattr(exc, "message", None)
     if not isinstance(message, str):
-        message = str(exc) or _reason(status)
+        message = str(exc) or reason_phrase(status)
     error = {"message": message}
     for key in ("code", "details"):
         value = getattr(exc, key, None)
@@ -130,4 +131,4 @@ TOO_LARGE_MESSAGE = "Request body too large"
 
 def error_body(status: int, message: str | None = None) -> dict[str, Any]:
     """The error body for a framework-generated status (404, 405, 413...)."""
-    return {"error": {"message": message or _reason(status)}}
+    return {"error": {"message": message or reason_phrase(status)}}

@@ -21,6 +21,7 @@ complete). A synchronous handler's request goes from pending to done inside
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,14 @@ _SSE_DEFAULTS = (
     (b"Content-Type", b"text/event-stream; charset=utf-8"),
     *_NO_BUFFERING,
 )
+
+
+#: Seconds of one synchronous stretch of serving a request (the pipeline,
+#: a ``def`` handler, an ``async def`` handler up to its first ``await``)
+#: past which a warning names the route.
+BLOCKING_WARNING = 0.5
+#: What the blocking check measures with (real time, not the app's clock).
+_wall_clock = time.perf_counter
 
 
 class ResponseController:
@@ -355,11 +364,14 @@ class ResponseController:
         Deferred of it, or raises.
         """
         self._begin()
+        began = _wall_clock()
         try:
             result = run(self)
         except Exception:
+            self._check_blocking(began)
             self._handler_failed(Failure())
             return
+        self._check_blocking(began)
         if isinstance(result, Deferred):
             if not result.called:
                 self._handler = result
@@ -367,6 +379,20 @@ class ResponseController:
             result.addCallbacks(self._handler_returned, self._handler_failed)
         else:
             self._handler_returned(result)
+
+    def _check_blocking(self, began: float) -> None:
+        """Warn when serving the request held the reactor too long."""
+        blocked = _wall_clock() - began
+        if blocked > BLOCKING_WARNING:
+            self._log.warn(
+                "Route {route} blocked the reactor for {seconds:.2f} s "
+                "(request {request_id}); no other client was served meanwhile. "
+                "Handlers run on the reactor thread: run blocking calls with "
+                "deferToThread (docs/handlers.md)",
+                route=self._route or self._request.path.decode("latin-1"),
+                seconds=blocked,
+                request_id=self._request_id,
+            )
 
     def _watch(self) -> None:
         """Learn when the client leaves (while something is under way)."""

@@ -17,11 +17,18 @@ The ``Site`` that ``app.service()`` and ``twistd oxian`` serve with.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IProtocol, IReactorTime, ISSLTransport
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProtocol,
+    IReactorTime,
+    ISSLTransport,
+)
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
@@ -30,9 +37,10 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
-from ._context import header_value, request_id_for
+from ._config import BODY_TIMEOUT, HEADER_TIMEOUT
+from ._context import header_value, new_request_id, request_id_for
 from ._cors import CorsPolicy
-from ._errors import TOO_LARGE_MESSAGE, HttpError, error_body
+from ._errors import TOO_LARGE_MESSAGE, HttpError, error_body, reason_phrase
 from ._host import host_problem
 from ._internals import H2, H2_PREFACE, switch_to_h2
 from ._results import dump_json
@@ -41,10 +49,20 @@ if TYPE_CHECKING:
     from ._accesslog import AccessLog
 
 
+class _Phase(enum.Enum):
+    """Where an HTTP/1.1 connection is in reading its next request."""
+
+    IDLE = "waiting for a request"
+    HEAD = "reading a request head"
+    BUSY = "the request is read; its response is not done"
+    H2 = "HTTP/2: no request heads of its own"
+
+
 class OxianRequest(Request):
     """
     A request that stops reading a body once it exceeds the site's
-    ``body_limit``.
+    ``body_limit``, and answers 408 when its body makes no progress for the
+    site's ``body_timeout``.
     """
 
     _log = Logger()
@@ -53,12 +71,21 @@ class OxianRequest(Request):
     body_too_large = False
     _answered_early = False
     _body_received = 0
+    _body_timer: IDelayedCall | None = None
 
     def _limit(self) -> int | None:
         site = getattr(self.channel, "site", None)
         return getattr(site, "body_limit", None)
 
     def gotLength(self, length: int | None) -> None:
+        site = getattr(self.channel, "site", None)
+        if isinstance(site, OxianSite):
+            site._head_done(self)
+            if length != 0:
+                # A body follows: chunked (None) or of a known length.
+                self._body_timer = site.reactor.callLater(
+                    site.body_timeout, self._body_timed_out
+                )
         limit = self._limit()
         if length is not None and limit is not None and length > limit:
             self._refuse_body()
@@ -66,6 +93,9 @@ class OxianRequest(Request):
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
+        timer = self._body_timer
+        if timer is not None:
+            timer.reset(self.channel.site.body_timeout)
         if self.body_too_large:
             return
         self._body_received += len(data)
@@ -76,44 +106,96 @@ class OxianRequest(Request):
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._stop_body_timer()
         if self._answered_early:
-            # The 413 is out and the connection is closing; the rest of a
+            # The answer is out and the connection is closing; the rest of a
             # body already in the read buffer completed the request.
             return
         super().requestReceived(command, path, version)
+
+    def finish(self) -> None:
+        site = getattr(self.channel, "site", None)
+        if isinstance(site, OxianSite):
+            # Before Twisted goes on to a pipelined request.
+            site._request_done(self)
+        super().finish()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._stop_body_timer()
+        super().connectionLost(reason)
+
+    def _stop_body_timer(self) -> None:
+        timer, self._body_timer = self._body_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        timeout = self.channel.site.body_timeout
+        self._answer_early(
+            408,
+            "Request body not received in time",
+            "408: no request body progress in {timeout} s; connection closed "
+            "(request {request_id})",
+            timeout=timeout,
+        )
 
     def _refuse_body(self) -> None:
         self.body_too_large = True
         if not isinstance(self.channel, HTTPChannel):
             # HTTP/2 streams finish the request; the app answers 413 then.
             return
-        self._answered_early = True
+        self._stop_body_timer()
         # Twisted answers "Expect: 100-continue" after gotLength; the body
         # is refused, so the client must not be invited to send it.
         self.requestHeaders.removeHeader(b"expect")
-        request_id = request_id_for(self)
-        body = dump_json(error_body(413, TOO_LARGE_MESSAGE))
-        headers = Headers(
-            {
-                "Content-Type": ["application/json; charset=utf-8"],
-                "Content-Length": [str(len(body))],
-                "Connection": ["close"],
-                "X-Request-Id": [request_id],
-            }
+        self._answer_early(
+            413,
+            TOO_LARGE_MESSAGE,
+            "413: request body over {limit} bytes refused (request {request_id})",
+            limit=self._limit(),
         )
+
+    def _answer_early(
+        self, status: int, message: str, log_format: str, **log_fields: Any
+    ) -> None:
+        """
+        Answer ``status`` with the JSON error before the request is complete
+        (Twisted has not given it its method and path yet), and close.
+        """
+        self._answered_early = True
+        request_id = request_id_for(self)
+        self._log.info(log_format, request_id=request_id, **log_fields)
+        body = dump_json(error_body(status, message))
+        headers = {
+            "Content-Type": ["application/json; charset=utf-8"],
+            "Content-Length": [str(len(body))],
+            "X-Request-Id": [request_id],
+        }
         site = getattr(self.channel, "site", None)
         cors = getattr(site, "cors", None)
         if cors is not None:
             for name, value in cors.response_headers(header_value(self, b"origin")):
-                headers.addRawHeader(name, value)
-        self._log.info(
-            "413: request body over {limit} bytes refused (request {request_id})",
-            limit=self._limit(),
-            request_id=request_id,
-        )
-        self.channel.writeHeaders(b"HTTP/1.1", b"413", b"Content Too Large", headers)
-        self.channel.write(body)
-        self.channel.loseConnection()
+                headers.setdefault(name, []).append(value)
+        channel = self.channel
+        if isinstance(channel, HTTPChannel):
+            headers["Connection"] = ["close"]
+            channel.writeHeaders(
+                b"HTTP/1.1",
+                str(status).encode("ascii"),
+                reason_phrase(status).encode("ascii"),
+                Headers(headers),
+            )
+            channel.write(body)
+            channel.loseConnection()
+        else:
+            # An HTTP/2 stream: the response, then the stream ends; the
+            # connection and its other streams go on.
+            self.setResponseCode(status)
+            for name, values in headers.items():
+                self.responseHeaders.setRawHeaders(name, values)
+            self.write(body)
+            self.finish()
         access_log = getattr(site, "access_log", None)
         if access_log is not None:
             # The request line is not the request's yet (Twisted sets it once
@@ -123,7 +205,7 @@ class OxianRequest(Request):
             access_log.record(
                 self,
                 request_id=request_id,
-                status=413,
+                status=status,
                 started=now,
                 now=now,
                 ended="complete",
@@ -139,7 +221,17 @@ class OxianConnection:
     that a shutdown can close it once what was written has left.
     """
 
-    __slots__ = ("_inner", "_site", "transport", "_closed", "_h2", "_sniffed")
+    __slots__ = (
+        "_inner",
+        "_site",
+        "transport",
+        "_closed",
+        "_h2",
+        "_sniffed",
+        "_phase",
+        "_head_timer",
+    )
+    _log = Logger()
 
     def __init__(self, inner: Any, site: OxianSite) -> None:
         self._inner = inner
@@ -150,27 +242,82 @@ class OxianConnection:
         self._h2: Any = None
         #: Bytes read before the protocol was known (``None``: known).
         self._sniffed: bytes | None = b"" if H2 else None
+        #: Where an HTTP/1.1 connection is in reading its next request.
+        self._phase = _Phase.IDLE
+        #: Ends a request head not complete within ``header_timeout``.
+        self._head_timer: IDelayedCall | None = None
 
     def makeConnection(self, transport: Any) -> None:
         self.transport = transport
-        self._site._connections[self] = None
+        self._site._connections[transport] = self
         self._inner.makeConnection(transport)
 
     def connectionMade(self) -> None:
         """Called by ``makeConnection`` of the wrapped protocol instead."""
 
     def dataReceived(self, data: bytes) -> None:
+        if self._phase is _Phase.IDLE:
+            self._phase = _Phase.HEAD
         if self._sniffed is not None:
             if self._sniffed:
                 data = self._sniffed + data
             speaks_h2 = self._speaks_h2(data)
             if speaks_h2 is None:
                 self._sniffed = data  # too short to tell yet
+                self._start_head_timer()
                 return
             self._sniffed = None
             if speaks_h2:
+                # HTTP/2 frames its own headers; Twisted's idle timeout and
+                # the body timeout of each stream apply.
+                self._phase = _Phase.H2
                 self._h2 = switch_to_h2(self._inner, self._site.reactor)
         self._inner.dataReceived(data)
+        if self._phase is _Phase.HEAD:
+            # Most heads arrive whole: a timer only for those that do not.
+            self._start_head_timer()
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None and self.transport is not None:
+            site = self._site
+            self._head_timer = site.reactor.callLater(
+                site.header_timeout, self._head_timed_out
+            )
+
+    def _head_complete(self) -> None:
+        """The request head has been read: its timer ends."""
+        if self._phase is not _Phase.H2:
+            self._phase = _Phase.BUSY
+        timer, self._head_timer = self._head_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _response_done(self) -> None:
+        """The response is out: the next bytes begin the next request."""
+        if self._phase is _Phase.BUSY:
+            self._phase = _Phase.IDLE
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        timeout = self._site.header_timeout
+        request_id = new_request_id()
+        peer = getattr(self.transport.getPeer(), "host", "-")
+        self._log.info(
+            "408: request head from {peer} not complete within {timeout} s; "
+            "connection closed (request {request_id})",
+            peer=peer,
+            timeout=timeout,
+            request_id=request_id,
+        )
+        body = dump_json(error_body(408, "Request head not received in time"))
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"Content-Type: application/json; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nX-Request-Id: %s\r\nConnection: close\r\n\r\n"
+            % (len(body), request_id.encode("ascii"))
+            + body
+        )
+        self.transport.loseConnection()
 
     def _speaks_h2(self, data: bytes) -> bool | None:
         """
@@ -188,7 +335,10 @@ class OxianConnection:
         return data.startswith(H2_PREFACE)
 
     def connectionLost(self, reason: Failure) -> None:
-        self._site._connections.pop(self, None)
+        self._site._connections.pop(self.transport, None)
+        timer, self._head_timer = self._head_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         try:
             self._inner.connectionLost(reason)
         finally:
@@ -229,6 +379,25 @@ class OxianConnection:
             getattr(transport, "abortConnection", transport.loseConnection)()
 
 
+class _Refused(Protocol):
+    """A connection past ``max_connections``: a 503, closed at once."""
+
+    _BODY = dump_json(error_body(503, "Too many connections"))
+    _RESPONSE = (
+        b"HTTP/1.1 503 Service Unavailable\r\n"
+        b"Content-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        % len(_BODY)
+    ) + _BODY
+
+    def connectionMade(self) -> None:
+        self.transport.write(self._RESPONSE)
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """The request is not read."""
+
+
 class OxianSite(Site):
     """
     A ``Site`` for one app.
@@ -238,6 +407,12 @@ class OxianSite(Site):
     :param cors: the app's CORS policy, for the responses the site writes
         itself (an early ``413``).
     :param access_log: where the site logs the requests it answers itself.
+    :param max_connections: the most client connections open at once;
+        one more is answered 503 and closed (``None``: no cap).
+    :param header_timeout: seconds an HTTP/1.1 request head may take from
+        its first byte; past it the connection gets 408 and is closed.
+    :param body_timeout: seconds a request body may go without progress;
+        past it the request gets 408 (and an HTTP/1.1 connection closes).
     :param refusal: the resource answering a request refused before its
         resource is looked up (a bad ``Host``) with an error; without it
         such requests are served as they come.
@@ -254,6 +429,9 @@ class OxianSite(Site):
         cors: CorsPolicy | None = None,
         access_log: AccessLog | None = None,
         refusal: Callable[[HttpError], IResource] | None = None,
+        max_connections: int | None = None,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
@@ -261,9 +439,27 @@ class OxianSite(Site):
         self.body_limit = body_limit
         self.cors = cors
         self.access_log = access_log
-        self._connections: dict[OxianConnection, None] = {}
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self._refused_logged: float | None = None
+        self.body_timeout = body_timeout
+        #: Open connections by their transport.
+        self._connections: dict[Any, OxianConnection] = {}
 
     def buildProtocol(self, addr: Any) -> Any:
+        cap = self.max_connections
+        if cap is not None and len(self._connections) >= cap:
+            now = self.reactor.seconds()
+            last = self._refused_logged
+            if last is None or now - last >= 10:
+                # At most one line per 10 s however many are refused.
+                self._refused_logged = now
+                self._log.warn(
+                    "{cap} connections open (--max-connections): new ones "
+                    "get 503 and are closed",
+                    cap=cap,
+                )
+            return _Refused()
         inner = super().buildProtocol(addr)
         return OxianConnection(inner, self) if inner is not None else None
 
@@ -275,6 +471,16 @@ class OxianSite(Site):
             if problem is not None:
                 return self._refusal(HttpError(400, problem))
         return super().getResourceFor(request)  # type: ignore[no-any-return]
+
+    def _head_done(self, request: Request) -> None:
+        connection = self._connections.get(getattr(request.channel, "transport", None))
+        if connection is not None:
+            connection._head_complete()
+
+    def _request_done(self, request: Request) -> None:
+        connection = self._connections.get(getattr(request.channel, "transport", None))
+        if connection is not None:
+            connection._response_done()
 
     def log(self, request: Request) -> None:
         """No line here: the app logs each request when its response ends."""
@@ -290,7 +496,7 @@ class OxianSite(Site):
         (idle keep-alive connections at once); abort those still open after
         ``timeout`` seconds. Fires when all are closed.
         """
-        connections = list(self._connections)
+        connections = list(self._connections.values())
         if not connections:
             return succeed(None)
         closing = DeferredList([c._close() for c in connections])
@@ -303,7 +509,7 @@ class OxianSite(Site):
         return closing.addCallback(closed)
 
     def _cut(self, connections: list[OxianConnection]) -> None:
-        left = [c for c in connections if c in self._connections]
+        left = [c for c in connections if c.transport in self._connections]
         if left:
             self._log.warn(
                 "{count} connections still sending after the shutdown grace; cut",

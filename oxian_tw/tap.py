@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import IService
+from twisted.logger import Logger
 from twisted.python import usage
 
 from ._app import OxianApp
@@ -28,6 +29,7 @@ from ._config import (
     read_config_file,
 )
 from ._errors import RouteTreeError
+from ._limits import default_max_connections, raise_fd_limit
 
 #: Read from the working directory when ``--config`` is not given.
 DEFAULT_CONFIG = "oxian.toml"
@@ -126,9 +128,22 @@ for _option in OPTIONS:
         setattr(Options, "opt_" + _option.attribute, _collect(_option))
 
 
+_log = Logger()
+
+
 def makeService(options: Options) -> IService:
     """Build the app for ``options`` and a service listening as asked."""
     settings = options.settings
+    limit = raise_fd_limit()
+    if settings.max_connections is None:
+        settings = attrs.evolve(
+            settings, max_connections=default_max_connections(limit)
+        )
+    _log.info(
+        "At most {max_connections} connections (file-descriptor limit {limit})",
+        max_connections=settings.max_connections,
+        limit=limit,
+    )
     config = attrs.asdict(settings, recurse=False)
     try:
         app = OxianApp(settings.routes, config=config)

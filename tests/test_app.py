@@ -873,6 +873,157 @@ class ObsTextTests(AppTestCase):
         self.assertEqual(body["header"], "Bearer \xe9\xff")
 
 
+class BlockingTests(AppTestCase):
+    """Serving a request that holds the reactor > 0.5 s names its route."""
+
+    def served_in(self, seconds: float) -> list[dict[str, Any]]:
+        from oxian_tw import _response
+
+        times = iter([100.0, 100.0 + seconds])
+        self.patch(_response, "_wall_clock", lambda: next(times))
+        self.logged.clear()
+        self.get("/users/7")
+        return [
+            e for e in self.logged if "blocked the reactor" in e.get("log_format", "")
+        ]
+
+    def test_warning(self) -> None:
+        (event,) = self.served_in(2.0)
+        self.assertEqual(event["route"], "/users/:id")
+        self.assertEqual(event["seconds"], 2.0)
+        self.assertEqual(event["log_level"].name, "warn")
+        self.assertIn("deferToThread", event["log_format"])
+
+    def test_quick_is_quiet(self) -> None:
+        self.assertEqual(self.served_in(0.4), [])
+
+
+class TimeoutTests(AppTestCase):
+    """
+    ``--header-timeout`` (the whole head within it from its first byte) and
+    ``--body-timeout`` (no body progress for it): 408 JSON, then closed.
+    """
+
+    def connect(self) -> tuple[Any, StringTransport]:
+        transport = StringTransport()
+        channel = self.app.site().buildProtocol(None)
+        channel.makeConnection(transport)
+        return channel, transport
+
+    def timers(self) -> list[Any]:
+        """Pending calls besides Twisted's idle timeout of the connection."""
+        return [
+            c
+            for c in self.clock.getDelayedCalls()
+            if c.active() and "TimeoutMixin" not in c.func.__qualname__
+        ]
+
+    def assert_408(self, transport: StringTransport, message: str) -> None:
+        head, body = transport.value().split(b"\r\n\r\n", 1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 408 "), head)
+        self.assertIn(b"Connection: close", head)
+        self.assertIn(b"X-Request-Id: ", head)
+        self.assertEqual(json.loads(body), {"error": {"message": message}})
+        self.assertTrue(transport.disconnecting)
+
+    def test_trickled_head(self) -> None:
+        """A header line every 10 s: cut 15 s after the head's first byte."""
+        channel, transport = self.connect()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        self.clock.advance(10)
+        channel.dataReceived(b"X-Slow: 1\r\n")
+        self.clock.advance(4.9)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0.1)
+        self.assert_408(transport, "Request head not received in time")
+        [event] = [
+            e for e in self.logged if e.get("log_format", "").startswith("408: ")
+        ]
+        self.assertEqual(event["timeout"], 15.0)
+        self.assertIn(event["request_id"].encode(), transport.value())
+
+    def test_first_bytes_only(self) -> None:
+        """Bytes too few to tell HTTP/1.1 from HTTP/2 are a head too."""
+        channel, transport = self.connect()
+        channel.dataReceived(b"G")
+        self.clock.advance(15)
+        self.assert_408(transport, "Request head not received in time")
+
+    def test_split_head_in_time(self) -> None:
+        """A head in two reads within the timeout is served; no timer stays."""
+        channel, transport = self.connect()
+        channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.assertEqual(len(self.timers()), 1)
+        self.clock.advance(14)
+        channel.dataReceived(b"Host: x\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(self.timers(), [])
+
+    def test_whole_heads_start_no_timer(self) -> None:
+        """
+        A head read whole schedules nothing; an idle keep-alive connection
+        between requests is not cut by the head timeout, and a later
+        trickled head is.
+        """
+        channel, transport = self.connect()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(self.timers(), [])
+        self.clock.advance(30)
+        self.assertFalse(transport.disconnecting)
+        transport.clear()
+        channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.clock.advance(15)
+        self.assert_408(transport, "Request head not received in time")
+
+    def test_stalled_body(self) -> None:
+        """
+        Each body chunk restarts the 30 s; 30 s without one is a 408 and
+        the handler never runs.
+        """
+        channel, transport = self.connect()
+        channel.dataReceived(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nxxxxx"
+        )
+        self.clock.advance(29)
+        channel.dataReceived(b"x")
+        self.clock.advance(29)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(1)
+        self.assert_408(transport, "Request body not received in time")
+        self.assertEqual(self.module("upload.py").RAN, [])
+
+    def test_chunked_body_in_time(self) -> None:
+        """A chunked body that keeps coming is served; the timer ends with it."""
+        channel, transport = self.connect()
+        channel.dataReceived(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        for _ in range(3):
+            self.clock.advance(20)
+            channel.dataReceived(b"1\r\nx\r\n")
+        channel.dataReceived(b"0\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(self.module("upload.py").RAN, [3])
+        self.assertEqual(self.timers(), [])
+
+
+class TimeoutSettingTests(AppTestCase):
+    """The timeouts come from the settings."""
+
+    config = {"header-timeout": 2, "body-timeout": 3}
+
+    def test_settings(self) -> None:
+        site = self.app.site()
+        self.assertEqual((site.header_timeout, site.body_timeout), (2.0, 3.0))
+        transport = StringTransport()
+        channel = site.buildProtocol(None)
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.clock.advance(2)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 "))
+
+
 class EmbeddingTests(AppTestCase):
     """``app.resource()`` under a child of an existing Site."""
 

@@ -10,6 +10,7 @@ and the fallback when the installed Twisted lacks what
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -387,6 +388,44 @@ class PerStreamLimitTests(H2TestCase):
         self.assertIn("SSE client too slow", self.log_text())
         self.assertEqual(len(self.app.streams), 1)
         self.assertGreater(client.received[reader], 100 * 1000)
+
+
+class BodyTimeoutTests(H2TestCase):
+    def test_stalled_body_gets_408_on_its_stream(self) -> None:
+        """
+        A stream whose body stops for ``--body-timeout`` is answered 408
+        (JSON) on that stream; the connection and its other streams go on,
+        and no HTTP/1.1 head timer runs on an HTTP/2 connection.
+        """
+        client = Client(self)
+        stream_id = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(
+            stream_id,
+            [
+                (":method", "POST"),
+                (":path", "/hello"),
+                (":scheme", "http"),
+                (":authority", "127.0.0.1"),
+                ("content-length", "10"),
+            ],
+        )
+        client.h2.send_data(stream_id, b"xxxxx")
+        client.bodies[stream_id] = bytearray()
+        client.pump()
+        self.clock.advance(29)
+        client.pump()
+        self.assertEqual(client.of(h2.events.ResponseReceived, stream_id), [])
+        self.clock.advance(1)
+        client.pump()
+        (response,) = client.of(h2.events.ResponseReceived, stream_id)
+        self.assertIn((":status", "408"), response.headers)
+        self.assertEqual(
+            json.loads(bytes(client.bodies[stream_id])),
+            {"error": {"message": "Request body not received in time"}},
+        )
+        hello = client.request("/hello")
+        self.assertEqual(bytes(client.bodies[hello]), b"hello")
+        self.assertFalse(client.transport.disconnecting)
 
 
 class ShutdownTests(H2TestCase):

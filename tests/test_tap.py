@@ -188,10 +188,13 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         "cors-max-age": (["--cors-max-age", "600"], "cors-max-age = 600", 600),
         "body-limit": (["--body-limit", "10"], "body-limit = 10", 10),
         "form-fields": (["--form-fields", "7"], "form-fields = 7", 7),
+        "header-timeout": (["--header-timeout", "3"], "header-timeout = 3", 3.0),
+        "body-timeout": (["--body-timeout", "4"], "body-timeout = 4", 4.0),
         "buffer-limit": (["--buffer-limit", "20"], "buffer-limit = 20", 20),
         "sse-budget": (["--sse-budget", "30"], "sse-budget = 30", 30),
         "ping": (["--ping", "2.5"], "ping = 2.5", 2.5),
         "write-timeout": (["--write-timeout", "7"], "write-timeout = 7", 7.0),
+        "max-connections": (["--max-connections", "50"], "max-connections = 50", 50),
         "max-streams": (["--max-streams", "100"], "max-streams = 100", 100),
         "access-log": (["--access-log", "json"], 'access-log = "json"', "json"),
         "hub": (

@@ -1,0 +1,121 @@
+"""
+Tests for the file-descriptor limit, the connection cap derived from it
+(`oxian_tw._limits`) and the cap at the site.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from typing import Any
+
+from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from oxian_tw import _limits
+from oxian_tw.tap import Options, makeService
+
+from .helpers import RoutesTestCase, make_tree
+
+
+class LimitTests(SynchronousTestCase):
+    def test_default(self) -> None:
+        """The limit less the reserve, never below a floor."""
+        self.assertEqual(_limits.default_max_connections(1024), 1024 - 128)
+        self.assertEqual(_limits.default_max_connections(65536), 65536 - 128)
+        self.assertEqual(_limits.default_max_connections(100), 64)
+
+    def test_raise_to_hard(self) -> None:
+        """The soft limit goes up to the hard one."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lower = min(soft, hard, 512)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lower, hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        expected = hard if hard != resource.RLIM_INFINITY else 2**20
+        self.assertEqual(_limits.raise_fd_limit(), expected)
+        self.assertEqual(_limits.fd_limit(), expected)
+
+    def test_refused_raise(self) -> None:
+        """A kernel that refuses the raise leaves the soft limit in force."""
+
+        def refuse(*args: Any) -> None:
+            raise ValueError("not allowed")
+
+        self.patch(_limits.resource, "setrlimit", refuse)
+        self.patch(_limits.resource, "getrlimit", lambda _: (256, 4096))
+        self.assertEqual(_limits.raise_fd_limit(), 256)
+
+    def test_no_resource_module(self) -> None:
+        """Without ``resource`` (Windows): an assumed 1024, nothing raised."""
+        self.patch(_limits, "resource", None)
+        self.assertEqual(_limits.fd_limit(), 1024)
+        self.assertEqual(_limits.raise_fd_limit(), 1024)
+
+
+class SiteCapTests(RoutesTestCase):
+    routes = {"index.py": "def GET(data, ctx):\n    return 'hi'\n"}
+    config = {"max-connections": 2}
+
+    def connect(self, site: Any) -> tuple[Any, StringTransport]:
+        transport = StringTransport()
+        protocol = site.buildProtocol(None)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_past_the_cap(self) -> None:
+        """
+        One connection past the cap gets a 503 with ``Retry-After`` and is
+        closed; a warning is logged once however many are refused; once a
+        connection closes, a new one is served.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        site = self.app.site()
+        self.assertEqual(site.max_connections, 2)
+        first, _ = self.connect(site)
+        self.connect(site)
+        for _ in range(3):
+            _, refused = self.connect(site)
+            head, body = refused.value().split(b"\r\n\r\n", 1)
+            self.assertTrue(head.startswith(b"HTTP/1.1 503 "))
+            self.assertIn(b"Retry-After: 1", head)
+            self.assertEqual(
+                json.loads(body), {"error": {"message": "Too many connections"}}
+            )
+            self.assertTrue(refused.disconnecting)
+        warnings = [e for e in events if "--max-connections" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        first.connectionLost(Failure(ConnectionDone()))
+        protocol, transport = self.connect(site)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+
+
+class DefaultCapTests(SynchronousTestCase):
+    def test_tap_derives_and_logs(self) -> None:
+        """
+        ``twistd oxian`` raises the descriptor limit, derives the cap from
+        it and logs both; ``--max-connections`` wins.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        routes = make_tree(self.mktemp(), {"index.py": ""})
+        for args, expected in [
+            ([], _limits.default_max_connections(_limits.raise_fd_limit())),
+            (["--max-connections", "10"], 10),
+        ]:
+            options = Options()
+            options.parseOptions(["--routes", routes, "--listen", "tcp:0", *args])
+            service = makeService(options)
+            (listener,) = list(service)
+            self.assertEqual(listener.factory.max_connections, expected)
+            (event,) = [e for e in events if "max_connections" in e]
+            self.assertEqual(event["max_connections"], expected)
+            self.assertEqual(event["limit"], _limits.fd_limit())
+            events.clear()
