@@ -4,7 +4,7 @@ handlers, streaming and Server-Sent Events) on Twisted.
 """
 
 from ._app import OxianApp
-from ._errors import HttpError, HubUnavailable, StreamClosed
+from ._errors import HttpError, HubTimeout, HubUnavailable, StreamClosed
 from ._producer import Stream
 from ._results import Response
 
@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "HttpError",
+    "HubTimeout",
     "HubUnavailable",
     "OxianApp",
     "Response",

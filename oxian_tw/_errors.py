@@ -49,14 +49,35 @@ class HttpError(Exception):
 
 class HubUnavailable(HttpError):
     """
-    The hub cannot reach its Redis: a publish failed and nothing was
-    published. Unhandled, it answers ``503`` with ``Retry-After``.
+    The hub cannot reach its Redis: a publish failed before anything was
+    sent, so nothing was published and a retry cannot duplicate it.
+    Unhandled, it answers ``503`` with ``Retry-After``.
     """
 
-    def __init__(self, message: str = "The event hub is unavailable") -> None:
+    def __init__(
+        self, message: str = "The event hub is unavailable; nothing was published"
+    ) -> None:
         super().__init__(
             503, message, code="hub_unavailable", headers={"Retry-After": "5"}
         )
+
+
+class HubTimeout(HttpError):
+    """
+    A publish was sent to Redis, which did not confirm it in time (or the
+    connection was lost before it did): the event may have been published,
+    and may still be delivered. Retrying can publish it twice. Unhandled,
+    it answers ``504``.
+    """
+
+    def __init__(
+        self,
+        message: str = (
+            "The event hub did not confirm the publish in time; "
+            "it may have been published"
+        ),
+    ) -> None:
+        super().__init__(504, message, code="hub_timeout")
 
 
 class StreamClosed(Exception):

@@ -97,12 +97,17 @@ class RedisProtocol(Protocol):
         #: Fires with why (an exception) once the connection is lost.
         self.lost: Deferred[BaseException] = Deferred()
 
+    @property
+    def open(self) -> bool:
+        """Whether a command written now goes to Redis."""
+        return self._lost is None and self.transport is not None
+
     def command(self, *args: bytes | str | int) -> Deferred[Any]:
         """
         Run one command: a Deferred firing with its reply, failing with
         `RespError` for an error reply or ``ConnectionLost``.
         """
-        if self._lost is not None or self.transport is None:
+        if not self.open:
             return fail(ConnectionLost("not connected to Redis"))
         reply: Deferred[Any] = Deferred()
         self._replies.append(reply)
@@ -111,7 +116,7 @@ class RedisProtocol(Protocol):
 
     def subscribe(self, channel: bytes) -> Deferred[None]:
         """``SUBSCRIBE``: fires once Redis confirmed (with a push, in RESP3)."""
-        if self._lost is not None or self.transport is None:
+        if not self.open:
             return fail(ConnectionLost("not connected to Redis"))
         confirmed: Deferred[None] = Deferred()
         self._subscribing[channel] = confirmed

@@ -35,7 +35,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._errors import HubUnavailable
+from ._errors import HubTimeout, HubUnavailable
 from ._hub import HubStats, channel_names, check_channel, fan_out, reset_wire
 from ._redis import RedisAddress, RedisConnection, RedisProtocol
 from ._resp import Push, RespError
@@ -161,6 +161,15 @@ def _order(event_id: bytes | str) -> tuple[int, int]:
     return int(ms), int(n)
 
 
+class _Attempt:
+    """One publish: whether its command reached the connection to Redis."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
 @attrs.frozen
 class _Replayed:
     """A replay's answer: the newest id when it ran, and per channel what to send."""
@@ -247,7 +256,10 @@ class RedisHub:
         """
         Publish on ``channel`` through Redis: a Deferred firing with the id
         once Redis stored the event and sent it to every process; failing
-        with `HubUnavailable` (503) while Redis cannot be reached, or
+        with `HubUnavailable` (503) when nothing could be sent (Redis
+        unreachable, or answering with an error), with `HubTimeout` (504)
+        when the publish was sent but not confirmed within
+        `PUBLISH_TIMEOUT` (it may have been published), or
         ``ValueError``/``TypeError`` for a bad channel, event or data.
         """
         try:
@@ -257,14 +269,19 @@ class RedisHub:
         except (TypeError, ValueError):
             return fail()
         connection = self._started()
+        attempt = _Attempt()
         if connection.protocol is not None:
-            sent = self._publish(connection.protocol, channel, body)
+            sent = self._publish(connection.protocol, channel, body, attempt)
         elif connection.was_ready:
             sent = fail(ConnectionLost("not connected to Redis"))
         else:
-            sent = connection.first_attempt().addCallback(self._publish, channel, body)
+            sent = connection.first_attempt().addCallback(
+                self._publish, channel, body, attempt
+            )
         sent.addTimeout(PUBLISH_TIMEOUT, self._clock())
-        return sent.addCallbacks(self._published, self._unavailable)
+        return sent.addCallbacks(
+            self._published, self._unavailable, errbackArgs=(attempt,)
+        )
 
     def subscribe(
         self,
@@ -361,8 +378,9 @@ class RedisHub:
         self._run(list(dict.fromkeys([self._refill, *waiting])), protocol)
 
     def _publish(
-        self, protocol: RedisProtocol, channel: str, body: bytes
+        self, protocol: RedisProtocol, channel: str, body: bytes, attempt: _Attempt
     ) -> Deferred[Any]:
+        attempt.sent = protocol.open
         stream_key, meta_key = _keys(channel)
         return _evaluate(
             protocol,
@@ -381,15 +399,21 @@ class RedisHub:
         self._stats.published += 1
         return event_id.decode("ascii")
 
-    def _unavailable(self, failure: Failure) -> Failure:
+    def _unavailable(self, failure: Failure, attempt: _Attempt) -> Failure:
+        # Sent and then unanswered or lost on the way: Redis may have run
+        # the script. An error reply means it did not.
+        unknown = attempt.sent and not failure.check(RespError)
         if not self._failing:
             # Once per outage: the connection logs its own state.
             self._failing = True
             self._log.warn(
-                "hub: publish failed, Redis at {address} unavailable: {why}",
+                "hub: publish failed, Redis at {address} unavailable: {why}"
+                + ("; it may have been published" if unknown else ""),
                 address=self.address,
                 why=failure.value,
             )
+        if unknown:
+            raise HubTimeout()
         raise HubUnavailable()
 
     # Live events.

@@ -6,6 +6,7 @@ skips of optional system pieces into failures on CI.
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 from typing import Any
 
@@ -363,8 +364,17 @@ class RedisServer:
     def stop(self) -> None:
         process = self.server.process
         if process.poll() is None:
+            self.resume()
             process.terminate()
             process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """Freeze the server (``SIGSTOP``): connections stay, nothing answers."""
+        self.server.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (``SIGCONT``)."""
+        self.server.process.send_signal(signal.SIGCONT)
 
 
 def make_certificate(directory: str) -> tuple[str, str]:

@@ -18,6 +18,7 @@ class ExportTests(SynchronousTestCase):
         self.assertIs(oxian_tw.OxianApp, _app.OxianApp)
         self.assertIs(oxian_tw.HttpError, _errors.HttpError)
         self.assertIs(oxian_tw.HubUnavailable, _errors.HubUnavailable)
+        self.assertIs(oxian_tw.HubTimeout, _errors.HubTimeout)
         self.assertIs(oxian_tw.StreamClosed, _errors.StreamClosed)
         self.assertIs(oxian_tw.Response, _results.Response)
         self.assertIs(oxian_tw.Stream, _producer.Stream)
@@ -30,6 +31,7 @@ class ExportTests(SynchronousTestCase):
                 "OxianApp",
                 "HttpError",
                 "HubUnavailable",
+                "HubTimeout",
                 "Response",
                 "Stream",
                 "StreamClosed",

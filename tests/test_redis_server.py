@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from oxian_tw import HubUnavailable
+from oxian_tw import HubTimeout, HubUnavailable, _redishub
 from oxian_tw._redis import parse_redis_url
 from oxian_tw._redishub import RedisHub
 from oxian_tw.sse import Decoder, Event
@@ -155,6 +155,28 @@ class RedisHubServerTests(TestCase):
         await deferLater(reactor, 0.4)
         stream = await self.subscribed(hub, "fresh", last=old)
         self.assertEqual([e.event for e in stream.events], ["reset"])
+
+    async def test_paused_redis_publish_may_have_happened(self) -> None:
+        """
+        Redis frozen while a publish is sent: after the timeout the publish
+        fails with 504 ``hub_timeout`` (not 503 "nothing published"),
+        and once Redis resumes the event is delivered, as the error said
+        it might be.
+        """
+        self.patch(_redishub, "PUBLISH_TIMEOUT", 0.5)
+        publisher, subscriber = self.hub(), self.hub()
+        stream = await self.subscribed(subscriber, "news")
+        await publisher.publish("news", 1)
+        await until(lambda: len(stream.events) == 1)
+        self.redis.pause()
+        try:
+            with self.assertRaises(HubTimeout) as caught:
+                await publisher.publish("news", 2)
+        finally:
+            self.redis.resume()
+        self.assertEqual(caught.exception.status, 504)
+        await until(lambda: len(stream.events) == 2)
+        self.assertEqual(stream.data(), [1, 2])
 
     async def test_redis_restart(self) -> None:
         """

@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionLost
 
-from oxian_tw import HubUnavailable, _redishub
+from oxian_tw import HubTimeout, HubUnavailable, _redishub
 from oxian_tw._eventstream import EventStream
 from oxian_tw._redis import parse_redis_url
 from oxian_tw._redishub import PUBLISH_SCRIPT, REPLAY_SCRIPT, RedisHub
@@ -26,6 +26,8 @@ PUBSUB = b"oxian:hub:0"
 
 class FakeProtocol:
     """The commands the hub sends, each waiting for the test's answer."""
+
+    open = True
 
     def __init__(self, redis: FakeRedis) -> None:
         self._redis = redis
@@ -257,19 +259,55 @@ class PublishTests(RedisHubTestCase):
         self.assertEqual(self.log_text().count("publish failed"), 1)
 
     def test_lost_while_publishing(self) -> None:
+        """
+        Sent, then the connection is lost before the reply: the outcome is
+        unknown, a 504 ``hub_timeout``, not a 503 saying nothing was sent.
+        """
         redis = self.connect()
         published = self.hub.publish("news", "x")
         redis.lose()
-        self.failureResultOf(published, HubUnavailable)
+        failure = self.failureResultOf(published, HubTimeout)
+        self.assertEqual(
+            (failure.value.status, failure.value.code), (504, "hub_timeout")
+        )
+        self.assertIn("may have been published", failure.value.message)
         self.assertEqual(self.hub.stats().published, 0)
 
     def test_unanswered_times_out(self) -> None:
-        """A Redis that does not answer: 503 after PUBLISH_TIMEOUT seconds."""
+        """
+        A Redis that does not answer a publish sent to it: 504 after
+        PUBLISH_TIMEOUT seconds, logged once for the outage; a reply
+        arriving later is ignored.
+        """
         self.connect()
         published = self.hub.publish("news", "x")
+        again = self.hub.publish("news", "y")
         self.clock.advance(_redishub.PUBLISH_TIMEOUT - 0.1)
         self.assertNoResult(published)
         self.clock.advance(0.1)
+        self.failureResultOf(published, HubTimeout)
+        self.failureResultOf(again, HubTimeout)
+        self.assertEqual(self.log_text().count("may have been published"), 1)
+        for _, answer in self.take():
+            answer.callback(b"10-6")  # too late: nothing happens
+
+    def test_error_reply_is_unavailable(self) -> None:
+        """Redis answering the publish with an error ran nothing: 503."""
+        from oxian_tw._resp import RespError
+
+        self.connect()
+        published = self.hub.publish("news", "x")
+        ((_, answer),) = self.take()
+        answer.errback(RespError(b"OOM command not allowed"))
+        self.failureResultOf(published, HubUnavailable)
+
+    def test_never_connected_in_time(self) -> None:
+        """
+        Still connecting for the first time when the timeout passes:
+        nothing was sent, so 503.
+        """
+        published = self.hub.publish("news", "x")
+        self.clock.advance(_redishub.PUBLISH_TIMEOUT)
         self.failureResultOf(published, HubUnavailable)
 
     def test_error_route_answers_503(self) -> None:
