@@ -165,6 +165,7 @@ class OxianApp:
             or default_max_connections(fd_limit()),
             header_timeout=self.settings.header_timeout,
             body_timeout=self.settings.body_timeout,
+            routes_root=root is None,
             reactor=self._reactor,
         )
         self._sites.append(site)
@@ -254,8 +255,13 @@ class OxianApp:
     # The request owners' side.
 
     def _request_began(self) -> float:
-        """A request is in flight; returns the time it began."""
+        """
+        A request is in flight; returns the time it began (for the access
+        log: ``0.0`` when there is none).
+        """
         self._in_flight += 1
+        if self._access_log is None:
+            return 0.0
         return self.clock.seconds()
 
     def _request_ended(

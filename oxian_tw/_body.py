@@ -216,7 +216,6 @@ def build_data(
     body: Any, query: dict[str, Any], params: dict[str, Any]
 ) -> dict[str, Any]:
     """``data``: a dict body, then the query, then path params, later wins."""
-    data: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
-    data.update(query)
-    data.update(params)
-    return data
+    if isinstance(body, dict):
+        return {**body, **query, **params}
+    return {**query, **params}

@@ -51,10 +51,9 @@ class _RequestIds:
 
 _ids = _RequestIds()
 
-
-def new_request_id() -> str:
-    """A fresh request id (for what the server answers before a request)."""
-    return _ids.new()
+#: A fresh request id (``_RequestIds.new``; also for what the server
+#: answers before a request).
+new_request_id = _ids.new
 
 
 def request_id_for(request: IRequest) -> str:

@@ -14,7 +14,7 @@ the rest of the request's life.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -43,6 +43,17 @@ class _Plan:
     pattern: str
     handlers: Handlers
     chain: Chain
+    # `Handlers.for_method`, unrolled: this is looked up for every request.
+    by_wire: Mapping[bytes, Callable[..., Any]] = attrs.field(init=False)
+    default: Callable[..., Any] | None = attrs.field(init=False)
+
+    @by_wire.default
+    def _by_wire(self) -> Mapping[bytes, Callable[..., Any]]:
+        return self.handlers.by_wire
+
+    @default.default
+    def _default(self) -> Callable[..., Any] | None:
+        return self.handlers.default
 
 
 class Dispatcher:
@@ -104,29 +115,18 @@ class Dispatcher:
             )
             if problem is not None:
                 raise HttpError(400, problem)
-        plan, params = self._match(request)
+        plan = self._static.get(tuple(request.postpath))
+        if plan is None:
+            plan, params = self._match(request)
+        else:
+            params = {}
         owner._route = plan.pattern
-        handlers = plan.handlers
-        method = request.method.decode("ascii")
-        if cors is not None and method == "OPTIONS":
-            if request.getHeader(b"access-control-request-method") is not None:
-                owner.headers(
-                    dict(
-                        cors.preflight_headers(
-                            header_value(request, b"origin"),
-                            header_value(request, b"access-control-request-headers"),
-                            handlers.allow(),
-                        )
-                    )
-                )
-        handler = handlers.for_method(method)
-        if handler is None:
-            allow = handlers.allow()
-            if method == "OPTIONS":
-                owner.headers({"Allow": allow})
-                owner.send(None, status=204)
+        method = request.method
+        handler = plan.by_wire.get(method, plan.default)
+        if handler is None or method == b"OPTIONS":
+            handler = self._options_or_405(owner, plan.handlers, handler)
+            if handler is None:
                 return None
-            raise HttpError(405, "Method Not Allowed", headers={"Allow": allow})
         if getattr(request, "body_too_large", False):
             raise HttpError(413, TOO_LARGE_MESSAGE)
         content = request.content
@@ -152,13 +152,46 @@ class Dispatcher:
         data = build_data(body, query, params)
         return self.pipeline.run(plan.chain, handler, data, ctx)
 
+    def _options_or_405(
+        self,
+        owner: ResponseController,
+        handlers: Handlers,
+        handler: Callable[..., Any] | None,
+    ) -> Callable[..., Any] | None:
+        """
+        For ``OPTIONS`` (CORS preflight headers) or a method without a
+        handler: the handler to run, or ``None`` when ``OPTIONS`` was
+        answered here (``204`` with ``Allow``).
+
+        :raises HttpError: ``405`` with ``Allow``.
+        """
+        request = owner._request
+        options = request.method == b"OPTIONS"
+        cors = self.cors
+        if options and cors is not None:
+            if request.getHeader(b"access-control-request-method") is not None:
+                owner.headers(
+                    dict(
+                        cors.preflight_headers(
+                            header_value(request, b"origin"),
+                            header_value(request, b"access-control-request-headers"),
+                            handlers.allow(),
+                        )
+                    )
+                )
+        if handler is not None:
+            return handler
+        allow = handlers.allow()
+        if options:
+            owner.headers({"Allow": allow})
+            owner.send(None, status=204)
+            return None
+        raise HttpError(405, "Method Not Allowed", headers={"Allow": allow})
+
     def _match(self, request: Any) -> tuple[_Plan, dict[str, Any]]:
-        postpath = request.postpath
-        plan = self._static.get(tuple(postpath))
-        if plan is not None:
-            return plan, {}
+        """A route that is not static: by the route table."""
         try:
-            segments = [p.decode("utf-8") for p in postpath if p]
+            segments = [p.decode("utf-8") for p in request.postpath if p]
         except UnicodeDecodeError:
             raise HttpError(400, "The URL path is not valid UTF-8") from None
         base = self._base

@@ -10,6 +10,11 @@ separated labels of letters, digits, ``-`` and ``_`` (1–63 each, 253 in
 all, an IPv4 address being one of them), then ``:`` and at most five
 digits up to 65535. Anything else — empty labels, non-ASCII bytes, spaces —
 is a 400: the value reaches ``ctx.request.url`` and absolute redirects.
+
+A server sees the same few ``Host`` values over and over: values found
+valid are remembered (at most `REMEMBERED_HOSTS`, forgotten all at once
+past that, so a client sending endless distinct names costs a bounded
+set), and a remembered value costs one set lookup.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ __all__ = ["host_problem"]
 _LABEL = re.compile(rb"[A-Za-z0-9_-]{1,63}\Z")
 _PORT = re.compile(rb"[0-9]{0,5}\Z")
 
+#: Valid ``Host`` values remembered at most.
+REMEMBERED_HOSTS = 1024
+_valid_hosts: set[bytes] = set()
+
 
 def host_problem(values: list[bytes] | None, version: bytes) -> str | None:
     """
@@ -30,6 +39,8 @@ def host_problem(values: list[bytes] | None, version: bytes) -> str | None:
     :param values: every ``Host`` value the request carried, or ``None``.
     :param version: the request's version, e.g. ``b"HTTP/1.1"``.
     """
+    if values and len(values) == 1 and values[0] in _valid_hosts:
+        return None
     if not values:
         if version == b"HTTP/1.1":
             return "Missing Host header"
@@ -38,6 +49,9 @@ def host_problem(values: list[bytes] | None, version: bytes) -> str | None:
         return "More than one Host header"
     if not _valid(values[0]):
         return "Invalid Host header"
+    if len(_valid_hosts) >= REMEMBERED_HOSTS:
+        _valid_hosts.clear()
+    _valid_hosts.add(values[0])
     return None
 
 

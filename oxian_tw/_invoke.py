@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from types import CoroutineType, ModuleType
+from types import CoroutineType, ModuleType, NoneType
 from typing import Any
 
 import attrs
@@ -31,6 +31,20 @@ def call(fn: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
+# What handlers mostly return: surely not Deferreds.
+_PLAIN = frozenset({str, bytes, dict, list, tuple, int, float, bool, NoneType})
+
+
+def is_deferred(value: Any) -> bool:
+    """
+    Whether ``value`` is a Deferred. ``Deferred`` is an ABC (``Awaitable``),
+    so ``isinstance`` against it goes through ``ABCMeta``; the plain values
+    a handler mostly returns are told apart without that.
+    """
+    cls = type(value)
+    return cls is Deferred or (cls not in _PLAIN and isinstance(value, Deferred))
+
+
 async def call_async(fn: Callable[..., Any], *args: Any) -> Any:
     """`call`, awaited: the value, however ``fn`` gives it."""
     result = call(fn, *args)
@@ -51,6 +65,16 @@ class Handlers:
 
     methods: Mapping[str, Callable[..., Any]]
     default: Callable[..., Any] | None
+    #: The handlers by the method as it comes off the wire (bytes),
+    #: ``HEAD`` falling back to ``GET``: what `for_method` reads.
+    by_wire: Mapping[bytes, Callable[..., Any]] = attrs.field(init=False)
+
+    @by_wire.default
+    def _by_wire(self) -> Mapping[bytes, Callable[..., Any]]:
+        table = {name.encode("ascii"): fn for name, fn in self.methods.items()}
+        if b"HEAD" not in table and b"GET" in table:
+            table[b"HEAD"] = table[b"GET"]
+        return table
 
     @classmethod
     def from_module(cls, module: ModuleType) -> Handlers:
@@ -65,12 +89,9 @@ class Handlers:
         default = getattr(module, "default", None)
         return cls(methods=methods, default=default if callable(default) else None)
 
-    def for_method(self, method: str) -> Callable[..., Any] | None:
-        """The handler for ``method``; ``HEAD`` falls back to ``GET``."""
-        fn = self.methods.get(method)
-        if fn is None and method == "HEAD":
-            fn = self.methods.get("GET")
-        return fn if fn is not None else self.default
+    def for_method(self, method: bytes) -> Callable[..., Any] | None:
+        """The handler for ``method`` (as sent); ``HEAD`` falls back to ``GET``."""
+        return self.by_wire.get(method, self.default)
 
     def allow(self) -> str:
         """

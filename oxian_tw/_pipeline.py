@@ -159,6 +159,13 @@ class Chain:
     steps: tuple[Step, ...] = ()
     after_run: tuple[Step, ...] = ()
     dependencies: Singleton | None = None
+    #: Nothing runs around the handler and the app's dependencies apply:
+    #: `Pipeline.run` just calls it.
+    empty: bool = attrs.field(init=False)
+
+    @empty.default
+    def _empty(self) -> bool:
+        return not self.steps and not self.after_run and self.dependencies is None
 
 
 class Pipeline:
@@ -227,14 +234,18 @@ class Pipeline:
         Run ``handler`` for one request through ``chain``: its result, or a
         Deferred of it when something was asynchronous.
         """
+        if chain.empty:
+            # ``ctx`` was made with the app's dependencies.
+            return call(handler, data, ctx)
         dependencies: Dependencies | Deferred[Dependencies] = (
             self._dependencies
             if chain.dependencies is None
             else chain.dependencies.get()
         )
-        if isinstance(dependencies, Deferred) or chain.steps or chain.after_run:
+        # `Singleton.get` gives its value or a Deferred of exactly that type.
+        if type(dependencies) is Deferred or chain.steps or chain.after_run:
             return Deferred.fromCoroutine(_run(chain, handler, data, ctx, dependencies))
-        ctx.dependencies = dependencies
+        ctx.dependencies = dependencies  # type: ignore[assignment]
         return call(handler, data, ctx)
 
     def shutdown(self, timeout: float, clock: IReactorTime) -> Deferred[None]:

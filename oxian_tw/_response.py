@@ -40,6 +40,7 @@ from ._eventstream import (
 )
 from ._files import UNSATISFIABLE, byte_range, not_modified, resolve
 from ._hub import check_channel
+from ._invoke import is_deferred
 from ._producer import HeadStream, Stream, as_bytes
 from ._results import Response, check_status, encode_body
 from .sse import encode_retry
@@ -151,7 +152,7 @@ class ResponseController:
             self.status(status)
         if headers:
             self.headers(headers)
-        self._commit_value(body)
+        self._commit(body)
 
     def stream(
         self,
@@ -315,7 +316,7 @@ class ResponseController:
             header_value(request, b"if-modified-since"),
         ):
             request.setResponseCode(304)
-            self._commit(b"")
+            self._commit(None)
             return succeed(None)
         span = byte_range(
             info, header_value(request, b"range"), header_value(request, b"if-range")
@@ -363,16 +364,18 @@ class ResponseController:
         Serve the request: ``run(self)`` gives the handler's result, or a
         Deferred of it, or raises.
         """
-        self._begin()
+        self._started = self._app._request_began()
         began = _wall_clock()
         try:
             result = run(self)
         except Exception:
-            self._check_blocking(began)
+            self._check_blocking(_wall_clock() - began)
             self._handler_failed(Failure())
             return
-        self._check_blocking(began)
-        if isinstance(result, Deferred):
+        blocked = _wall_clock() - began
+        if blocked > BLOCKING_WARNING:
+            self._check_blocking(blocked)
+        if is_deferred(result):
             if not result.called:
                 self._handler = result
                 self._watch()
@@ -380,9 +383,8 @@ class ResponseController:
         else:
             self._handler_returned(result)
 
-    def _check_blocking(self, began: float) -> None:
+    def _check_blocking(self, blocked: float) -> None:
         """Warn when serving the request held the reactor too long."""
-        blocked = _wall_clock() - began
         if blocked > BLOCKING_WARNING:
             self._log.warn(
                 "Route {route} blocked the reactor for {seconds:.2f} s "
@@ -416,12 +418,12 @@ class ResponseController:
             return
         if self._state is not _PENDING:
             return
-        if isinstance(result, Response):
-            self.status(result.status)
-            self.headers(result.headers)
-            result = result.body
         try:
-            self._commit_value(result)
+            if isinstance(result, Response):
+                self.status(result.status)
+                self.headers(result.headers)
+                result = result.body
+            self._commit(result)
         except Exception:
             self._fail(Failure())
 
@@ -502,7 +504,7 @@ class ResponseController:
         request.setResponseCode(status)
         if headers:
             self.headers(headers)
-        self._commit_value(body)
+        self._commit(body)
 
     def _stream_ended(self, reason: str, stop_handler: bool, immediate: bool) -> None:
         """
@@ -608,27 +610,37 @@ class ResponseController:
         if not request.finished:
             request.finish()
 
-    def _commit_value(self, value: Any) -> None:
-        content_type, payload = encode_body(value)
-        if content_type is not None:
-            response_headers = self._request.responseHeaders
-            if not response_headers.hasHeader(b"content-type"):
-                response_headers.setRawHeaders(b"Content-Type", [content_type])
-        self._commit(payload)
+    def _commit(self, value: Any) -> None:
+        """
+        Send the whole response now, with ``value`` as its body (encoded
+        as a handler's result), and end the request.
 
-    def _commit(self, payload: bytes) -> None:
-        self._begin()
+        :raises TypeError: for a value with no HTTP form; nothing was sent.
+        """
+        content_type, payload = encode_body(value)
         request = self._request
+        if self._started is None:
+            self._started = self._app._request_began()
         self._state = _DONE
         if request.code in NO_BODY_CODES:
             request.responseHeaders.removeHeader(b"content-type")
         else:
+            if content_type is not None:
+                if payload:
+                    # Twisted's first write adds it unless the handler set one.
+                    request.defaultContentType = content_type
+                elif not request.responseHeaders.hasHeader(b"content-type"):
+                    # ...but leaves it off an empty body.
+                    request.responseHeaders.setRawHeaders(
+                        b"Content-Type", [content_type]
+                    )
             request.responseHeaders.setRawHeaders(
                 b"Content-Length", [b"%d" % len(payload)]
             )
             request.write(payload)
         request.finish()
-        self._ended("complete")
+        started, self._started = self._started, None
+        self._app._request_ended(self, started, "complete")
 
 
 def _query_value(request: IRequest, name: bytes) -> str | None:

@@ -13,9 +13,9 @@ from typing import Any
 
 import attrs
 
-JSON_TYPE = "application/json; charset=utf-8"
-TEXT_TYPE = "text/plain; charset=utf-8"
-BYTES_TYPE = "application/octet-stream"
+JSON_TYPE = b"application/json; charset=utf-8"
+TEXT_TYPE = b"text/plain; charset=utf-8"
+BYTES_TYPE = b"application/octet-stream"
 
 # One encoder: json.dumps with options builds a new one per call.
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -26,7 +26,7 @@ def dump_json(value: Any) -> bytes:
     return _JSON.encode(value).encode("utf-8")
 
 
-def encode_body(value: Any) -> tuple[str | None, bytes]:
+def encode_body(value: Any) -> tuple[bytes | None, bytes]:
     """
     A handler's return value as ``(default content type, bytes)``.
 

@@ -76,6 +76,8 @@ ROUTES = {
             "float": 1.5,
             "bool": True,
             "str": "héllo",
+            "empty-str": "",
+            "empty-bytes": b"",
             "bytes": b"\\x00\\x01",
             "bytearray": bytearray(b"ab"),
             "response": Response({"made": True}, status=201, headers={"X-A": "b"}),
@@ -513,6 +515,12 @@ class ReturnValueTests(AppTestCase):
     def test_str(self) -> None:
         """A str is UTF-8 text."""
         self.assertBody("str", 200, "text/plain; charset=utf-8", "héllo".encode())
+
+    def test_empty(self) -> None:
+        """An empty str or bytes keeps its content type (Twisted's own
+        default type leaves an empty body without one)."""
+        self.assertBody("empty-str", 200, "text/plain; charset=utf-8", b"")
+        self.assertBody("empty-bytes", 200, "application/octet-stream", b"")
 
     def test_bytes(self) -> None:
         """Bytes-like values are octet streams."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from oxian_tw import _host
 from oxian_tw._host import host_problem
 
 
@@ -75,3 +76,30 @@ class HostRuleTests(SynchronousTestCase):
             host_problem([b"a", b"b"], b"HTTP/2"), "More than one Host header"
         )
         self.assertIsNone(host_problem([b"a", b"a"], b"HTTP/2"))
+
+
+class RememberedHostsTests(SynchronousTestCase):
+    """Valid values are remembered, in a bounded set; bad ones never."""
+
+    def setUp(self) -> None:
+        self.patch(_host, "_valid_hosts", set())
+        self.patch(_host, "REMEMBERED_HOSTS", 4)
+
+    def test_remembered(self) -> None:
+        self.assertIsNone(host_problem([b"example.com"], b"HTTP/1.1"))
+        self.assertIn(b"example.com", _host._valid_hosts)
+        self.assertIsNone(host_problem([b"example.com"], b"HTTP/1.1"))
+        self.assertEqual(host_problem([b"a..b"], b"HTTP/1.1"), "Invalid Host header")
+        self.assertNotIn(b"a..b", _host._valid_hosts)
+
+    def test_rules_still_apply_to_remembered_values(self) -> None:
+        """Two values, even remembered ones, are still two Host headers."""
+        host_problem([b"h"], b"HTTP/1.1")
+        self.assertEqual(
+            host_problem([b"h", b"h"], b"HTTP/1.1"), "More than one Host header"
+        )
+
+    def test_bounded(self) -> None:
+        for n in range(20):
+            self.assertIsNone(host_problem([b"h%d" % n], b"HTTP/1.1"))
+            self.assertLessEqual(len(_host._valid_hosts), 4)
