@@ -22,7 +22,10 @@ Servers: "oxian_tw" like the seed's chat (the route loops ``sse.send`` over
 a module-level set), "oxian_tw hub" through ``ctx.hub.publish`` (one
 encoding per event, history kept), "oxian_tw hub redis" the same with
 ``--hub redis://...`` (a ``redis-server`` started here, when installed),
-and "twisted.web".
+and "twisted.web". ``twistd oxian`` raises the garbage collector's young
+threshold to 5000 (``--gc-threshold``); two more servers show what that
+setting does on each side: "oxian_tw hub, gc 700" (Python's default) and
+"twisted.web, gc 5000".
 
     python bench/sse.py [--streams 5000 10000] [--subscribers 1000]
                         [--events 100] [--repeat 3] [--modes burst paced]
@@ -87,6 +90,10 @@ class Publish(Resource):
                 subscriber.write(event)
         request.setHeader(b"content-type", b"application/json")
         return b'{"sent":%d}' % len(SUBSCRIBERS)
+
+if sys.argv[1:2] == ["gc"]:
+    import gc
+    gc.set_threshold(int(sys.argv[2]), 10, 10)
 
 root = Resource()
 root.putChild(b"events", Events())
@@ -218,6 +225,15 @@ def main() -> None:
         "oxian_tw": oxian_command(ROUTES, *args.oxian_args, listen=listen),
         "oxian_tw hub": oxian_command(HUB_ROUTES, *args.oxian_args, listen=listen),
         "twisted.web": ([sys.executable, "-c", TWISTED_SERVER], r"listening on (\d+)"),
+        # The garbage collector's young threshold, both ways round: oxian_tw
+        # with Python's (twistd oxian sets 5000), twisted.web with ours.
+        "oxian_tw hub, gc 700": oxian_command(
+            HUB_ROUTES, "--gc-threshold", "0", *args.oxian_args, listen=listen
+        ),
+        "twisted.web, gc 5000": (
+            [sys.executable, "-c", TWISTED_SERVER, "gc", "5000"],
+            r"listening on (\d+)",
+        ),
     }
     redis = None
     if shutil.which("redis-server") and (

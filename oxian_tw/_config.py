@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from ._body import FORM_FIELDS
+from ._limits import GC_THRESHOLD
 
 #: ``header-timeout`` and ``body-timeout`` defaults, in seconds.
 HEADER_TIMEOUT = 15.0
@@ -343,6 +344,15 @@ OPTIONS: tuple[Option, ...] = (
         "(one JSON object per line) or 'off'.",
     ),
     Option(
+        "gc-threshold",
+        GC_THRESHOLD,
+        _non_negative_int,
+        "twistd oxian only (it is the whole process's): the garbage "
+        "collector's young-generation threshold; larger makes the full "
+        "collections that pause every connection rarer. 0 keeps Python's "
+        "(700).",
+    ),
+    Option(
         "debug",
         False,
         _flag,
@@ -383,6 +393,7 @@ class Settings:
     hub_history_age: float = 3600.0
     shutdown_grace: float = 5.0
     access_log: str = "combined"
+    gc_threshold: int = GC_THRESHOLD
     debug: bool = False
 
 

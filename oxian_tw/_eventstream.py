@@ -16,6 +16,8 @@ in one reactor turn leave together (`oxian_tw._producer`).
 from __future__ import annotations
 
 import socket
+from operator import is_
+from types import NoneType
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -35,6 +37,64 @@ SLOW_CONSUMER_POLICIES = ("disconnect", "drop")
 HEARTBEAT = b":\n"
 
 _FIRED: tuple[()] = ()
+
+_NOTHING = object()
+
+# Values whose encoding cannot change while the same object stays in place.
+_SCALARS = frozenset({str, int, float, bool, NoneType})
+
+
+class _LastEvent:
+    """
+    The wire bytes of the last event sent with a flat ``dict`` of scalars
+    as its data, and what they were made from.
+
+    The seed's broadcast (``for client in clients: client.sse.send(message)``)
+    sends one dict to every client in a row; encoding it once instead of
+    per client is most of the cost of the loop. The bytes are reused only
+    when they are exact: the same dict object, holding the very same key
+    and value objects in the same order (compared by identity, so ``1`` and
+    ``True`` or ``0.0`` and ``-0.0`` never pass for each other), every value
+    an immutable scalar (nothing nested that could have changed), and the
+    same ``event``, ``id`` and ``retry``.
+    """
+
+    __slots__ = ("data", "keys", "values", "event", "id", "retry", "wire")
+
+    def __init__(self) -> None:
+        self.data: Any = _NOTHING
+        self.keys: tuple[Any, ...] = ()
+        self.values: tuple[Any, ...] = ()
+        self.event: str | None = None
+        self.id: str | None = None
+        self.retry: int | None = None
+        self.wire = b""
+
+    def encode(
+        self, data: Any, event: str | None, id: str | None, retry: int | None
+    ) -> bytes:
+        """`oxian_tw.sse.encode_fields`, reusing the last bytes when exact."""
+        if (
+            data is self.data
+            and event is self.event
+            and id is self.id
+            and retry is self.retry
+            and len(data) == len(self.keys)
+            and all(map(is_, data, self.keys))
+            and all(map(is_, data.values(), self.values))
+        ):
+            return self.wire
+        wire = encode_fields(data, event, id, retry)
+        if type(data) is dict and all(type(v) in _SCALARS for v in data.values()):
+            self.data = data
+            self.keys = tuple(data)
+            self.values = tuple(data.values())
+            self.event, self.id, self.retry = event, id, retry
+            self.wire = wire
+        return wire
+
+
+_last_event = _LastEvent()
 
 
 class EventStream:
@@ -137,7 +197,7 @@ class EventStream:
         :raises ValueError: ``event``/``id`` with CR or LF, ``id`` with NUL,
             a bad ``retry``, data that is not JSON-able.
         """
-        return self._write(encode_fields(data, event, id, retry))
+        return self._write(_last_event.encode(data, event, id, retry))
 
     def comment(self, text: str = "") -> Deferred[bool]:
         """Send ``: text`` (one such line per line of ``text``); as `send`."""

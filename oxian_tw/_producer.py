@@ -213,10 +213,12 @@ class Stream:
         self._request_id = request_id
         self._state = _OPEN
         self._paused = False
-        # Bytes written, not yet handed on, and the Deferreds of writes that
-        # wait for the transport to drain: lists made when needed, since an
-        # idle stream needs neither.
-        self._held: list[bytes] | None = None
+        # Bytes written, not yet handed on (one chunk as is, more in a
+        # list), and the Deferreds of writes that wait for the transport to
+        # drain. Lists are made only when needed: an idle stream needs
+        # neither, and the one chunk most streams get in a turn (an event)
+        # then allocates no container the garbage collector tracks.
+        self._held: bytes | list[bytes] | None = None
         self._held_bytes = 0
         self._dirty = False
         self._turn_cost = 0
@@ -410,9 +412,14 @@ class Stream:
 
     def _push(self, data: bytes) -> None:
         """Hold ``data`` for the network; no Deferred (the hub's fan-out)."""
+        if not data:
+            # An empty chunk would end a chunked body.
+            return
         held = self._held
         if held is None:
-            self._held = [data]
+            self._held = data
+        elif type(held) is bytes:
+            self._held = [held, data]
         else:
             held.append(data)
         self._held_bytes += len(data)
@@ -437,14 +444,18 @@ class Stream:
         """Hand what is held to the network, unless paused; then release writes."""
         if self._paused or self._state is _ENDED:
             return
-        parts = self._held
-        if parts:
+        held = self._held
+        if held:
             size = self._held_bytes
             self._held, self._held_bytes = None, 0
             request = self._request
-            if self._chunked:
-                parts.insert(0, b"%x\r\n" % size)
-                parts.append(b"\r\n")
+            if type(held) is bytes:
+                parts = [b"%x\r\n" % size, held, b"\r\n"] if self._chunked else [held]
+            else:
+                parts = held
+                if self._chunked:
+                    parts.insert(0, b"%x\r\n" % size)
+                    parts.append(b"\r\n")
             request.sentLength += size
             direct = self._direct
             if direct is None or not direct.send(parts):

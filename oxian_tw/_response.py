@@ -116,7 +116,11 @@ class ResponseController:
 
     def status(self, code: int) -> None:
         """Set the status of the pending response."""
-        self._request.setResponseCode(check_status(code))
+        request = self._request
+        if check_status(code) != request.code:
+            # (Setting the default 200 again would give each open stream's
+            # request two more attributes: see `oxian_tw._site.OxianRequest`.)
+            request.setResponseCode(code)
 
     def headers(self, headers: Mapping[str, Any]) -> None:
         """Set (replace) headers of the pending response; names are case-insensitive."""

@@ -29,7 +29,7 @@ from ._config import (
     read_config_file,
 )
 from ._errors import RouteTreeError
-from ._limits import default_max_connections, raise_fd_limit
+from ._limits import default_max_connections, raise_fd_limit, set_gc_threshold
 
 #: Read from the working directory when ``--config`` is not given.
 DEFAULT_CONFIG = "oxian.toml"
@@ -143,6 +143,10 @@ def makeService(options: Options) -> IService:
         "At most {max_connections} connections (file-descriptor limit {limit})",
         max_connections=settings.max_connections,
         limit=limit,
+    )
+    _log.info(
+        "Garbage collector thresholds {thresholds} (--gc-threshold)",
+        thresholds=set_gc_threshold(settings.gc_threshold),
     )
     config = attrs.asdict(settings, recurse=False)
     try:

@@ -5,15 +5,17 @@ Tests for the file-descriptor limit, the connection cap derived from it
 
 from __future__ import annotations
 
+import gc
 import json
 import resource
 from typing import Any
 
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from oxian_tw import _limits
+from oxian_tw import OxianApp, _limits
 from oxian_tw.tap import Options, makeService
 
 from .helpers import RoutesTestCase, make_tree
@@ -97,6 +99,9 @@ class SiteCapTests(RoutesTestCase):
 
 
 class DefaultCapTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.addCleanup(gc.set_threshold, *gc.get_threshold())
+
     def test_tap_derives_and_logs(self) -> None:
         """
         ``twistd oxian`` raises the descriptor limit, derives the cap from
@@ -118,4 +123,40 @@ class DefaultCapTests(SynchronousTestCase):
             (event,) = [e for e in events if "max_connections" in e]
             self.assertEqual(event["max_connections"], expected)
             self.assertEqual(event["limit"], _limits.fd_limit())
+            events.clear()
+
+
+class GCThresholdTests(SynchronousTestCase):
+    """``--gc-threshold``: the young generation's, set by ``twistd oxian``."""
+
+    def setUp(self) -> None:
+        self.addCleanup(gc.set_threshold, *gc.get_threshold())
+        gc.set_threshold(700, 10, 10)
+
+    def test_set(self) -> None:
+        self.assertEqual(_limits.set_gc_threshold(5000), (5000, 10, 10))
+        self.assertEqual(gc.get_threshold(), (5000, 10, 10))
+
+    def test_zero_keeps_pythons(self) -> None:
+        self.assertEqual(_limits.set_gc_threshold(0), (700, 10, 10))
+        self.assertEqual(gc.get_threshold(), (700, 10, 10))
+
+    def test_tap_sets_and_logs(self) -> None:
+        """The default, then ``--gc-threshold``; an app alone sets nothing."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        routes = make_tree(self.mktemp(), {"index.py": ""})
+        OxianApp(routes, config={"gc-threshold": 123}, reactor=Clock())
+        self.assertEqual(gc.get_threshold(), (700, 10, 10))
+        for args, expected in [
+            ([], _limits.GC_THRESHOLD),
+            (["--gc-threshold", "20000"], 20000),
+        ]:
+            options = Options()
+            options.parseOptions(["--routes", routes, "--listen", "tcp:0", *args])
+            makeService(options)
+            self.assertEqual(gc.get_threshold(), (expected, 10, 10))
+            (event,) = [e for e in events if "thresholds" in e]
+            self.assertEqual(event["thresholds"], (expected, 10, 10))
             events.clear()

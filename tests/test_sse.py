@@ -15,9 +15,10 @@ from typing import Any
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 
-from oxian_tw import OxianApp
-from oxian_tw.sse import Event
+from oxian_tw import OxianApp, _eventstream
+from oxian_tw.sse import Decoder, Event
 from oxian_tw.testing import TestClient
 
 from .helpers import RoutesTestCase
@@ -755,3 +756,69 @@ class RegistryTests(SSETestCase):
             sse.close()
         self.client.flush()
         self.assertEqual(len(self.app.streams), 0)
+
+
+class LastEventTests(SynchronousTestCase):
+    """
+    ``sse.send`` reuses the bytes of the last event when the same flat dict
+    is sent again (the seed's broadcast loop), and only when they are exact.
+    """
+
+    def setUp(self) -> None:
+        self.encoded: list[Any] = []
+        real = _eventstream.encode_fields
+
+        def counting(*args: Any) -> bytes:
+            self.encoded.append(args[0])
+            return real(*args)
+
+        self.patch(_eventstream, "encode_fields", counting)
+        self.last = _eventstream._LastEvent()
+
+    def send(self, data: Any, event: str | None = "m", retry: int | None = None) -> Any:
+        return Decoder().feed(self.last.encode(data, event, None, retry))[0]
+
+    def test_same_dict_encoded_once(self) -> None:
+        message = {"seq": 1, "text": "hi", "ok": True, "none": None, "x": 1.5}
+        first = self.last.encode(message, "m", None, None)
+        for _ in range(3):
+            self.assertIs(self.last.encode(message, "m", None, None), first)
+        self.assertEqual(len(self.encoded), 1)
+
+    def test_changes_are_seen(self) -> None:
+        """A new value, a changed key order, a new key, a different event."""
+        message: dict[str, Any] = {"a": 1, "b": "x"}
+        self.send(message)
+        message["a"] = 2
+        self.assertEqual(self.send(message).data, '{"a":2,"b":"x"}')
+        message["a"] = True  # equal to 1, not the same JSON
+        self.assertEqual(self.send(message).data, '{"a":true,"b":"x"}')
+        message["a"] = -0.0
+        self.send(message)
+        message["a"] = 0.0  # equal to -0.0
+        self.assertEqual(self.send(message).data, '{"a":0.0,"b":"x"}')
+        message["a"] = message.pop("b")  # same values, other order
+        self.assertEqual(self.send(message).data, '{"a":"x"}')
+        message["c"] = None
+        self.assertEqual(self.send(message).data, '{"a":"x","c":null}')
+        self.assertEqual(self.send(message, event="other").event, "other")
+
+    def test_nested_values_never_reused(self) -> None:
+        """A dict holding a list is encoded every time: the list may change."""
+        message: dict[str, Any] = {"items": [1]}
+        self.send(message)
+        message["items"].append(2)
+        self.assertEqual(self.send(message).data, '{"items":[1,2]}')
+
+    def test_fields_still_checked(self) -> None:
+        """``retry=True`` is refused even right after ``retry=1``."""
+        message = {"a": 1}
+        self.send(message, retry=1)
+        with self.assertRaises(ValueError):
+            self.last.encode(message, "m", None, True)
+
+    def test_other_data(self) -> None:
+        """``None``, strings and lists go through as usual."""
+        self.assertEqual(self.send(None).data, "null")
+        self.assertEqual(self.send("a\nb").data, "a\nb")
+        self.assertEqual(self.send([1]).data, "[1]")

@@ -22,6 +22,16 @@ ROUTES = {
             await ctx.response.stream("héllo ")
             await ctx.response.stream(b"world")
     """,
+    "empty.py": """
+        async def GET(data, ctx):
+            stream = ctx.response.stream()
+            await stream.write(b"a")
+            await ctx.sleep(1)
+            await stream.write(b"")
+            await stream.write("")
+            await ctx.sleep(1)
+            await stream.write(b"b")
+    """,
     "init.py": """
         def GET(data, ctx):
             stream = ctx.response.stream(
@@ -299,6 +309,17 @@ class ChunkTests(StreamTestCase):
     def test_memoryview(self) -> None:
         """Any bytes-like value is a chunk."""
         self.assertEqual(self.get("/view").body, b"view")
+
+    def test_empty_chunks(self) -> None:
+        """
+        Empty writes, alone in their turn, send nothing: an empty chunk
+        would end the chunked body before ``b``.
+        """
+        _, transport = self.connect(b"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.clock.advance(1)
+        self.clock.advance(1)
+        body = transport.value().partition(b"\r\n\r\n")[2]
+        self.assertEqual(body, b"1\r\na\r\n1\r\nb\r\n0\r\n\r\n")
 
     def test_bad_chunk(self) -> None:
         """A chunk that is neither str nor bytes-like is a 500 before commit."""

@@ -4,6 +4,7 @@ Tests for the ``twistd oxian`` plugin and its options (SPEC §8).
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -131,6 +132,9 @@ class OptionsTests(SynchronousTestCase):
 class MakeServiceTests(SynchronousTestCase):
     """``makeService``."""
 
+    def setUp(self) -> None:
+        self.addCleanup(gc.set_threshold, *gc.get_threshold())
+
     def test_service_per_listen(self) -> None:
         """One listening service per ``--listen``."""
         routes = make_tree(self.mktemp(), {"index.py": ""})
@@ -197,6 +201,7 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         "max-connections": (["--max-connections", "50"], "max-connections = 50", 50),
         "max-streams": (["--max-streams", "100"], "max-streams = 100", 100),
         "access-log": (["--access-log", "json"], 'access-log = "json"', "json"),
+        "gc-threshold": (["--gc-threshold", "0"], "gc-threshold = 0", 0),
         "hub": (
             ["--hub", "redis://10.0.0.5:6380/2"],
             'hub = "redis://10.0.0.5:6380/2"',
