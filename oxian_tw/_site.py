@@ -127,8 +127,9 @@ class OxianRequest(Request):
             Request.process(self)
             return
         self.site = site
-        self.setHeader(b"Server", server_version)
-        self.setHeader(b"Date", _http_date())
+        headers = self.responseHeaders
+        headers.setRawHeaders(b"Server", [server_version])
+        headers.setRawHeaders(b"Date", [_http_date()])
         self.prepath = []
         self.postpath = list(map(unquote, self.path[1:].split(b"/")))
         try:
@@ -137,8 +138,8 @@ class OxianRequest(Request):
             self.processingFailed(Failure())
 
     def gotLength(self, length: int | None) -> None:
-        site = self._site()
-        if site is None:
+        site = getattr(self.channel, "site", None)
+        if not isinstance(site, OxianSite):
             super().gotLength(length)
             return
         connection = site._connections.get(self.transport)
@@ -197,8 +198,13 @@ class OxianRequest(Request):
         Request.requestReceived(self, command, path, version)
 
     def finish(self) -> None:
-        site = self._site()
-        connection = None if site is None else site._connections.get(self.transport)
+        # ``site`` is the request's once processed (else the class's None).
+        site = self.site
+        connection = (
+            site._connections.get(self.transport)
+            if isinstance(site, OxianSite)
+            else None
+        )
         if connection is not None and connection._phase is _BUSY:
             # The response is out (before Twisted goes on to a pipelined
             # request): the next bytes begin the next request head.
