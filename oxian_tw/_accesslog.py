@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from twisted.logger import Logger
 
-from ._results import dump_json
+from ._json import dump_json
 
 #: ``--access-log`` values.
 FORMATS = ("combined", "json", "off")

@@ -10,6 +10,8 @@ import traceback
 from http import HTTPStatus
 from typing import Any
 
+from ._json import dump_json
+
 
 class HttpError(Exception):
     """
@@ -153,3 +155,22 @@ TOO_LARGE_MESSAGE = "Request body too large"
 def error_body(status: int, message: str | None = None) -> dict[str, Any]:
     """The error body for a framework-generated status (404, 405, 413...)."""
     return {"error": {"message": message or reason_phrase(status)}}
+
+
+def closing_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> bytes:
+    """
+    A whole HTTP/1.1 response with the JSON error body and ``Connection:
+    close``, for what a connection answers before (or without) a request
+    object: a head that is too slow or too large, a connection past the cap.
+    """
+    body = dump_json(error_body(status, message))
+    lines = [
+        f"HTTP/1.1 {status} {reason_phrase(status)}",
+        "Content-Type: application/json; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
+        "Connection: close",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

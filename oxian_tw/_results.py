@@ -7,23 +7,16 @@ and bytes. Pure: no Twisted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from ._json import dump_json
+
 JSON_TYPE = b"application/json; charset=utf-8"
 TEXT_TYPE = b"text/plain; charset=utf-8"
 BYTES_TYPE = b"application/octet-stream"
-
-# One encoder: json.dumps with options builds a new one per call.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def dump_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON, rejecting NaN and infinities (not JSON)."""
-    return _JSON.encode(value).encode("utf-8")
 
 
 def encode_body(value: Any) -> tuple[bytes | None, bytes]:

@@ -42,10 +42,16 @@ from zope.interface import implementer
 from ._config import BODY_TIMEOUT, HEADER_TIMEOUT
 from ._context import header_value, new_request_id, request_id_for
 from ._cors import CorsPolicy
-from ._errors import TOO_LARGE_MESSAGE, HttpError, error_body, reason_phrase
+from ._errors import (
+    TOO_LARGE_MESSAGE,
+    HttpError,
+    closing_response,
+    error_body,
+    reason_phrase,
+)
 from ._host import host_problem
 from ._internals import H2, H2_PREFACE, switch_to_h2
-from ._results import dump_json
+from ._json import dump_json
 
 if TYPE_CHECKING:
     from ._accesslog import AccessLog
@@ -82,9 +88,20 @@ class _Phase(enum.Enum):
     HEAD = "reading a request head"
     BUSY = "the request is read; its response is not done"
     H2 = "HTTP/2: no request heads of its own"
+    REFUSED = "answered before a request was read; closing"
 
 
-_IDLE, _HEAD, _BUSY, _H2 = _Phase.IDLE, _Phase.HEAD, _Phase.BUSY, _Phase.H2
+_IDLE, _HEAD, _BUSY, _H2, _REFUSED = (
+    _Phase.IDLE,
+    _Phase.HEAD,
+    _Phase.BUSY,
+    _Phase.H2,
+    _Phase.REFUSED,
+)
+
+#: The most bytes a request head may have (Twisted's own limit for the
+#: request line and for all header bytes, ``HTTPChannel.totalHeadersSize``).
+MAX_HEAD: int = getattr(HTTPChannel, "totalHeadersSize", 16384)
 
 
 class OxianRequest(Request):
@@ -323,6 +340,7 @@ class OxianConnection:
         "_sniffed",
         "_phase",
         "_head_timer",
+        "_head_size",
     )
     _log = Logger()
 
@@ -340,6 +358,8 @@ class OxianConnection:
         self._phase = _IDLE
         #: Ends a request head not complete within ``header_timeout``.
         self._head_timer: IDelayedCall | None = None
+        #: Bytes of the request head being read.
+        self._head_size = 0
 
     def makeConnection(self, transport: Any) -> None:
         self.transport = transport
@@ -352,6 +372,14 @@ class OxianConnection:
     def dataReceived(self, data: bytes) -> None:
         if self._phase is _IDLE:
             self._phase = _HEAD
+            self._head_size = 0
+        if self._phase is _HEAD:
+            size = self._head_size + len(data)
+            if size > MAX_HEAD and self._head_too_large(data):
+                return
+            self._head_size = size
+        elif self._phase is _REFUSED:
+            return
         if self._sniffed is not None:
             if self._sniffed:
                 data = self._sniffed + data
@@ -380,23 +408,53 @@ class OxianConnection:
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        timeout = self._site.header_timeout
-        request_id = new_request_id()
-        peer = getattr(self.transport.getPeer(), "host", "-")
-        self._log.info(
+        self._refuse_head(
+            408,
+            "Request head not received in time",
             "408: request head from {peer} not complete within {timeout} s; "
             "connection closed (request {request_id})",
-            peer=peer,
-            timeout=timeout,
-            request_id=request_id,
+            timeout=self._site.header_timeout,
         )
-        body = dump_json(error_body(408, "Request head not received in time"))
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """
+        Whether the head being read passes `MAX_HEAD` with ``data``; if so
+        it is answered (414 or 431) and the connection closed. Twisted would
+        close it without a word for a line over its limit, or answer 400
+        with no body for too many header bytes.
+        """
+        end = data.find(b"\r\n\r\n")
+        if end >= 0 and self._head_size + end + 4 <= MAX_HEAD:
+            return False
+        if self._head_size == 0 and b"\n" not in data[:MAX_HEAD]:
+            # The request line alone passes the limit (a head that grows
+            # over several reads is counted as a whole: 431).
+            status, message = 414, "Request line too long"
+        else:
+            status, message = 431, "Request header fields too large"
+        self._refuse_head(
+            status,
+            message,
+            "{code}: request head from {peer} over {limit} bytes; "
+            "connection closed (request {request_id})",
+            code=status,
+            limit=MAX_HEAD,
+        )
+        return True
+
+    def _refuse_head(
+        self, status: int, message: str, log_format: str, **fields: Any
+    ) -> None:
+        """Answer a request head with an error before Twisted has it, and close."""
+        self._phase = _REFUSED
+        request_id = new_request_id()
+        peer = getattr(self.transport.getPeer(), "host", "-")
+        self._log.info(log_format, peer=peer, request_id=request_id, **fields)
+        timer, self._head_timer = self._head_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\n"
-            b"Content-Type: application/json; charset=utf-8\r\n"
-            b"Content-Length: %d\r\nX-Request-Id: %s\r\nConnection: close\r\n\r\n"
-            % (len(body), request_id.encode("ascii"))
-            + body
+            closing_response(status, message, {"X-Request-Id": request_id})
         )
         self.transport.loseConnection()
 
@@ -463,13 +521,7 @@ class OxianConnection:
 class _Refused(Protocol):
     """A connection past ``max_connections``: a 503, closed at once."""
 
-    _BODY = dump_json(error_body(503, "Too many connections"))
-    _RESPONSE = (
-        b"HTTP/1.1 503 Service Unavailable\r\n"
-        b"Content-Type: application/json; charset=utf-8\r\n"
-        b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-        % len(_BODY)
-    ) + _BODY
+    _RESPONSE = closing_response(503, "Too many connections", {"Retry-After": "1"})
 
     def connectionMade(self) -> None:
         self.transport.write(self._RESPONSE)

@@ -11,11 +11,11 @@ Pure: no Twisted, no I/O. ``encode`` writes exactly the contract's format;
 from __future__ import annotations
 
 import codecs
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from ._json import COMPACT_JSON
 from ._text import is_decimal
 
 __all__ = ("Comment", "Decoder", "Event", "encode", "encode_fields", "encode_retry")
@@ -73,16 +73,12 @@ def _check_fields(event: str | None, id: str | None, retry: int | None) -> None:
         raise ValueError(f"SSE retry must be a non-negative int: {retry!r}")
 
 
-# One encoder: json.dumps with options builds a new one per call.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def _data_text(data: Any) -> str:
     if isinstance(data, str):
         return data
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data).decode("utf-8")
-    return _JSON.encode(data)
+    return COMPACT_JSON.encode(data)
 
 
 def encode(item: Event | Comment) -> bytes:

@@ -1016,6 +1016,56 @@ class TimeoutTests(AppTestCase):
         self.assertEqual(self.timers(), [])
 
 
+class HeadSizeTests(TimeoutTests):
+    """
+    A request head over 16 KiB (Twisted's own limit) is answered 414 (the
+    request line alone) or 431, JSON, and the connection closed; Twisted
+    alone would close without a word.
+    """
+
+    def answer(self, *chunks: bytes) -> tuple[bytes, Any, StringTransport]:
+        channel, transport = self.connect()
+        for chunk in chunks:
+            channel.dataReceived(chunk)
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        return head, json.loads(body) if body.startswith(b"{") else body, transport
+
+    def test_long_request_line(self) -> None:
+        head, body, transport = self.answer(b"GET /?" + b"a" * 65536)
+        self.assertTrue(head.startswith(b"HTTP/1.1 414 "), head)
+        self.assertEqual(body, {"error": {"message": "Request line too long"}})
+        self.assertIn(b"X-Request-Id: ", head)
+        self.assertTrue(transport.disconnecting)
+
+    def test_many_headers(self) -> None:
+        many = b"".join(b"X-%d: y\r\n" % n for n in range(2000))
+        head, body, transport = self.answer(b"GET / HTTP/1.1\r\nHost: x\r\n" + many)
+        self.assertTrue(head.startswith(b"HTTP/1.1 431 "), head)
+        self.assertEqual(
+            body, {"error": {"message": "Request header fields too large"}}
+        )
+        self.assertTrue(transport.disconnecting)
+
+    def test_head_growing_over_reads(self) -> None:
+        lines = [b"X-%d: %s\r\n" % (n, b"y" * 100) for n in range(200)]
+        head, _, _ = self.answer(b"GET / HTTP/1.1\r\nHost: x\r\n", *lines)
+        self.assertTrue(head.startswith(b"HTTP/1.1 431 "), head)
+
+    def test_large_body_after_small_head(self) -> None:
+        """A 1 MiB body read with its head, or a head split over reads: served."""
+        body = b"x" * (1024 * 1024 - 1)
+        head, answer, _ = self.answer(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+            % len(body)
+            + body
+        )
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        self.assertEqual(answer, {"size": len(body)})
+        big = b"X-Big: " + b"y" * 15000 + b"\r\n"
+        head, _, _ = self.answer(b"GET / HTTP/1.1\r\nHost: x\r\n", big, b"\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+
+
 class TimeoutSettingTests(AppTestCase):
     """The timeouts come from the settings."""
 
