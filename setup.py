@@ -16,7 +16,10 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["oxian_tw", "oxian_tw.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["oxian_plugin.py"]},
+    package_data={
+        "twisted.plugins": ["oxian_plugin.py"],
+        "oxian_tw.hub": ["lua/*.lua"],
+    },
     install_requires=[
         "twisted[tls,http2]>=24.7",
         "attrs>=23.1",

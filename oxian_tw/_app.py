@@ -12,7 +12,7 @@ it to a new `oxian_tw._response.ResponseController`, its one owner.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import IO, Any
 
 from twisted.application.service import IService, MultiService
@@ -29,15 +29,13 @@ from ._accesslog import AccessLog, LoggerSink, StreamSink
 from ._config import Settings, read_config_file, settings_from
 from ._context import Dependencies
 from ._dispatch import Dispatcher, RouteResource
-from ._hub import Hub
 from ._limits import default_max_connections, fd_limit
 from ._producer import Flusher
-from ._redis import parse_redis_url
-from ._redishub import RedisHub
 from ._registry import StreamRegistry
 from ._response import ResponseController
 from ._site import OxianSite
 from ._text import is_decimal
+from .hub import IHub, make_hub
 
 #: The listen backlog of a listener whose description names none
 #: (Twisted's default of 50 dropped thousands of SYNs under a connect
@@ -101,8 +99,16 @@ class OxianApp:
             max_streams=self.settings.max_streams,
             write_timeout=self.settings.write_timeout,
         )
-        #: Named channels with history and replay (SPEC §11): ``publish``.
-        self.hub = _make_hub(self.settings, lambda: self.clock)
+        settings = self.settings
+        #: The app's hub (`IHub`, SPEC §11): ``ctx.hub``.
+        self.hub: IHub = make_hub(
+            settings.hub,
+            lambda: self.clock,
+            history=settings.hub_history,
+            history_bytes=settings.hub_history_bytes,
+            history_age=settings.hub_history_age,
+            presence_ttl=settings.hub_presence_ttl,
+        )
         self._dispatcher = Dispatcher(self, root)
         #: The route table, in precedence order.
         self.routes = self._dispatcher.routes
@@ -284,17 +290,6 @@ class OxianApp:
             quiet, self._quiet = self._quiet, []
             for d in quiet:
                 d.callback(None)
-
-
-def _make_hub(settings: Settings, clock: Callable[[], Any]) -> Hub | RedisHub:
-    limits = {
-        "history": settings.hub_history,
-        "history_bytes": settings.hub_history_bytes,
-        "history_age": settings.hub_history_age,
-    }
-    if settings.hub == "memory":
-        return Hub(clock, **limits)
-    return RedisHub(parse_redis_url(settings.hub), clock, **limits)
 
 
 class _AppService(MultiService):

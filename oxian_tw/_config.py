@@ -133,7 +133,7 @@ def _hub(value: Any) -> str:
         raise ValueError("expected 'memory' or redis://host[:port][/db]")
     if value != "memory":
         # Imported here: only a Redis hub needs the client.
-        from ._redis import parse_redis_url
+        from .hub._client import parse_redis_url
 
         parse_redis_url(value)
     return value
@@ -330,6 +330,14 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds an event stays in its hub channel's history.",
     ),
     Option(
+        "hub-presence-ttl",
+        30.0,
+        _positive_seconds,
+        "Seconds a process that stopped without saying goodbye (killed) "
+        "stays present on hub channels; it renews its presence every third "
+        "of it.",
+    ),
+    Option(
         "shutdown-grace",
         5.0,
         _seconds,
@@ -391,6 +399,7 @@ class Settings:
     hub_history: int = 1000
     hub_history_bytes: int = 1024 * 1024
     hub_history_age: float = 3600.0
+    hub_presence_ttl: float = 30.0
     shutdown_grace: float = 5.0
     access_log: str = "combined"
     gc_threshold: int = GC_THRESHOLD

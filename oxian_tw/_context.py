@@ -25,8 +25,8 @@ from twisted.web.iweb import IRequest
 
 if TYPE_CHECKING:
     from ._app import OxianApp
-    from ._hub import Hub
     from ._response import ResponseController
+    from .hub import IHub
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 
@@ -258,7 +258,7 @@ class Context:
         return self.app.clock
 
     @property
-    def hub(self) -> Hub:
+    def hub(self) -> IHub:
         """The app's hub (``ctx.hub.publish(channel, data)``)."""
         return self.app.hub
 

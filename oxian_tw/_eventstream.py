@@ -16,20 +16,22 @@ in one reactor turn leave together (`oxian_tw._producer`).
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from operator import is_
 from types import NoneType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ._producer import _OPEN, Stream
+from .hub._interface import ISubscriber
 from .sse import Comment, encode, encode_fields, encode_retry
 
-if TYPE_CHECKING:
-    from ._hub import Hub
-    from ._registry import StreamRegistry
+#: Subscribes a stream to channels: the app's hub's ``subscribe``.
+Subscribe = Callable[..., None]
 
 #: What `EventStream` does with a send that would pass its budget.
 SLOW_CONSUMER_POLICIES = ("disconnect", "drop")
@@ -97,6 +99,7 @@ class _LastEvent:
 _last_event = _LastEvent()
 
 
+@implementer(ISubscriber)
 class EventStream:
     """
     An open Server-Sent Events response (``sse = ctx.response.sse()``).
@@ -120,8 +123,8 @@ class EventStream:
         "dropped",
         "_stream",
         "_clock",
-        "_registry",
-        "_hub",
+        "_subscribe_to",
+        "_end_callbacks",
         "_budget",
         "_stalled",
         "_done",
@@ -133,8 +136,7 @@ class EventStream:
         stream: Stream,
         *,
         clock: IReactorTime,
-        registry: StreamRegistry,
-        hub: Hub,
+        subscribe_to: Subscribe,
         route: str,
         request_id: str,
         budget: int,
@@ -150,8 +152,11 @@ class EventStream:
         self.dropped = 0
         self._stream = stream
         self._clock = clock
-        self._registry = registry
-        self._hub = hub
+        self._subscribe_to = subscribe_to
+        # None: nothing to call yet; a list: to call at the end; _FIRED: ended.
+        self._end_callbacks: list[Callable[[EventStream], None]] | tuple[()] | None = (
+            None
+        )
         self._budget = budget
         # (the stream's resume count, when it was first seen undrained)
         self._stalled: tuple[int, float] | None = None
@@ -203,16 +208,35 @@ class EventStream:
         """Send ``: text`` (one such line per line of ``text``); as `send`."""
         return self._write(encode(Comment(text)))
 
-    def subscribe(self, *channels: str) -> None:
+    def subscribe(
+        self,
+        *channels: str,
+        history: int = 0,
+        presence: Any = None,
+        presence_events: bool = False,
+    ) -> None:
         """
         Deliver every event published on ``channels`` through the app's hub
         (``ctx.hub.publish``) to this stream. With a ``last_event_id``, the
         events after it come first from the channels' history, or a
-        ``reset`` event for a channel that cannot be resumed.
+        ``reset`` event for a channel that cannot be resumed; without one,
+        the last ``history`` events of each channel.
 
-        :raises ValueError: for a bad channel name.
+        :param presence: JSON-able info (at most 1 KiB encoded): the stream
+            is present on ``channels`` (``hub.presence(channel)``) while it
+            is open.
+        :param presence_events: also publish ``join``/``leave`` events with
+            that info on ``channels``.
+        :raises ValueError: for a bad channel name, ``history`` or info.
         """
-        self._hub.subscribe(self, channels, self.last_event_id)
+        self._subscribe_to(
+            self,
+            channels,
+            self.last_event_id,
+            history=history,
+            presence=presence,
+            presence_events=presence_events,
+        )
 
     def close(self) -> None:
         """End the response once what was sent has been handed on; idempotent."""
@@ -223,6 +247,16 @@ class EventStream:
         return f"<EventStream {self.route} {state} request {self.request_id}>"
 
     # Called by the hub, the response controller and the registry.
+
+    def _on_end(self, callback: Callable[[EventStream], None]) -> None:
+        """Call ``callback(self)`` when the stream ends, before ``done`` fires."""
+        callbacks = self._end_callbacks
+        if callbacks is _FIRED:
+            callback(self)
+        elif callbacks is None:
+            self._end_callbacks = [callback]
+        else:
+            callbacks.append(callback)  # type: ignore[union-attr]
 
     def _deliver(self, payload: bytes) -> bool:
         """
@@ -317,8 +351,9 @@ class EventStream:
 
     def _ended(self) -> None:
         """The stream ended (the response controller says so)."""
-        self._registry.discard(self)
-        self._hub.unsubscribe(self)
+        callbacks, self._end_callbacks = self._end_callbacks, _FIRED
+        for callback in callbacks or ():
+            callback(self)
         if self._done:
             # Later, never inside the send/close that ended the stream.
             self._clock.callLater(0, self._fire_done)

@@ -62,6 +62,8 @@ class StreamRegistry:
         self._interval = 0.0
         #: New streams are refused: the app is shutting down.
         self.draining = False
+        # One bound method for every stream's end, not one per stream.
+        self._end_callback = self.discard
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -99,8 +101,9 @@ class StreamRegistry:
             )
 
     def add(self, stream: EventStream) -> None:
-        """Hold ``stream`` until it ends (it calls `discard`)."""
+        """Hold ``stream`` until it ends."""
         self._streams[stream] = None
+        stream._on_end(self._end_callback)
         self._per_route[stream.route] += 1
         interval = self._interval_for(stream.ping)
         if self._timer is None or interval < self._interval:

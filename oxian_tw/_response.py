@@ -39,10 +39,10 @@ from ._eventstream import (
     limit_unacknowledged,
 )
 from ._files import UNSATISFIABLE, byte_range, not_modified, resolve
-from ._hub import check_channel
 from ._invoke import is_deferred
 from ._producer import HeadStream, Stream, as_bytes
 from ._results import Response, check_status, encode_body
+from .hub._channels import channel_names, check_history, presence_json
 from .sse import encode_retry
 
 if TYPE_CHECKING:
@@ -201,6 +201,9 @@ class ResponseController:
         ping: Any = _APP_PING,
         slow_consumer: str = "disconnect",
         channels: Iterable[str] = (),
+        history: int = 0,
+        presence: Any = None,
+        presence_events: bool = False,
     ) -> EventStream:
         """
         Open a Server-Sent Events response and return its `EventStream`.
@@ -219,6 +222,14 @@ class ResponseController:
         :param channels: hub channels to subscribe to at once
             (`EventStream.subscribe`), resuming from the client's
             ``Last-Event-ID``.
+        :param history: without a ``Last-Event-ID``, first send the last
+            ``history`` events kept of each channel (``1``: the latest
+            value).
+        :param presence: JSON-able info (at most 1 KiB encoded): the stream
+            is present on ``channels`` while it is open
+            (``hub.presence(channel)``).
+        :param presence_events: also publish ``join``/``leave`` events with
+            that info on ``channels``.
         :raises HttpError: ``503`` with ``Retry-After`` at ``--max-streams``
             or during shutdown.
         :raises StreamClosed: when the client already left.
@@ -238,9 +249,10 @@ class ResponseController:
         ):
             raise ValueError(f"ping must be a number of seconds > 0 or None: {ping!r}")
         opening = b"" if retry is None else encode_retry(retry)
-        channels = list(channels)
-        for channel in channels:
-            check_channel(channel)
+        channels = channel_names(channels)
+        check_history(history)
+        if presence is not None:
+            presence_json(presence)
         self._check_open()
         app.streams.admit()
         self.status(status)
@@ -260,8 +272,7 @@ class ResponseController:
         sse = self._sse = EventStream(
             stream,
             clock=app.clock,
-            registry=app.streams,
-            hub=app.hub,
+            subscribe_to=app.hub.subscribe,
             route=self._route or request.path.decode("latin-1"),
             request_id=self._request_id,
             budget=settings.sse_budget,
@@ -273,7 +284,12 @@ class ResponseController:
         if opening:
             stream._push(opening)
         if channels:
-            sse.subscribe(*channels)
+            sse.subscribe(
+                *channels,
+                history=history,
+                presence=presence,
+                presence_events=presence_events,
+            )
         return sse
 
     def pipe(self, source: Any) -> Deferred[None]:

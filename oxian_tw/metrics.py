@@ -58,6 +58,24 @@ _HUB = (
         "Reset events sent for unresumable ids.",
         "resets",
     ),
+    (
+        "oxian_hub_duplicates_total",
+        "counter",
+        "Publishes answered with an earlier id (same idempotency key).",
+        "duplicates",
+    ),
+    (
+        "oxian_hub_gaps_total",
+        "counter",
+        "Holes in the live sequence caught up from history.",
+        "gaps",
+    ),
+    (
+        "oxian_hub_present",
+        "gauge",
+        "Streams present on channels in this process.",
+        "present",
+    ),
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oxian_tw import _hub
+from oxian_tw.hub import _memory as _hub
 from oxian_tw.sse import encode_fields
 
 from .helpers import RoutesTestCase

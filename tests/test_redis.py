@@ -9,8 +9,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from oxian_tw._redis import RedisAddress, RedisProtocol, parse_redis_url
-from oxian_tw._resp import Push, RespError
+from oxian_tw.hub._client import RedisAddress, RedisProtocol, parse_redis_url
+from oxian_tw.hub._resp import Push, RespError
 
 
 class ProtocolTests(SynchronousTestCase):

@@ -15,9 +15,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from oxian_tw import HubTimeout, HubUnavailable, _redishub
-from oxian_tw._redis import parse_redis_url
-from oxian_tw._redishub import RedisHub
+from oxian_tw import HubTimeout, HubUnavailable
+from oxian_tw.hub import _redis as _redishub
+from oxian_tw.hub._client import parse_redis_url
+from oxian_tw.hub._redis import RedisHub
 from oxian_tw.sse import Decoder, Event
 
 from .helpers import RedisServer
@@ -31,6 +32,7 @@ class Collector:
 
     def __init__(self) -> None:
         self._decoder = Decoder()
+        self._ends: list[Any] = []
         self.events: list[Event] = []
 
     def _deliver(self, wire: bytes) -> bool:
@@ -38,13 +40,35 @@ class Collector:
         return True
 
     def _cut(self, reason: str = "shutdown") -> None:
+        self.end()
+
+    def _on_end(self, callback: Any) -> None:
+        self._ends.append(callback)
+
+    def end(self) -> None:
         self.closed = True
+        for callback in self._ends:
+            callback(self)
 
     def ids(self) -> list[str | None]:
         return [e.id for e in self.events]
 
     def data(self) -> list[Any]:
-        return [e.data if e.event else json.loads(e.data) for e in self.events]
+        """Each event's data: JSON decoded, else as sent."""
+        return [_decoded(e.data) for e in self.events]
+
+
+def _decoded(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+def place(event_id: str) -> tuple[str, int, int]:
+    """An id's (epoch, ms, n): ids of one epoch sort by (ms, n)."""
+    epoch, ms, n = event_id.split("-")
+    return epoch, int(ms), int(n)
 
 
 async def until(condition: Any, timeout: float = 10.0) -> None:
@@ -90,7 +114,7 @@ class RedisHubServerTests(TestCase):
         ids = [await d for d in published]
         await until(lambda: all(len(s.events) == 50 for s in streams))
         # Two connections race to Redis: its order is the order, for all.
-        in_order = sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
+        in_order = sorted(ids, key=place)
         for stream in streams:
             self.assertEqual(stream.ids(), in_order)
             self.assertEqual(sorted(d["n"] for d in stream.data()), list(range(50)))
@@ -99,7 +123,7 @@ class RedisHubServerTests(TestCase):
     async def test_ids_increase_across_channels(self) -> None:
         hub = self.hub()
         ids = [await hub.publish(c, "x") for c in ("a", "b", "a", "c", "b")]
-        orders = [tuple(int(p) for p in i.split("-")) for i in ids]
+        orders = [place(i) for i in ids]
         self.assertEqual(orders, sorted(orders))
         self.assertEqual(len(set(orders)), 5)
 
@@ -110,8 +134,13 @@ class RedisHubServerTests(TestCase):
         for position, expected in ((0, [1, 2, 3, 4]), (2, [3, 4]), (4, [])):
             stream = await self.subscribed(hub, "news", last=ids[position])
             self.assertEqual(stream.data(), expected)
-        ms, n = ids[-1].split("-")
-        for unknown in (f"{ms}-{int(n) + 1}", f"{int(ms) + 1}-0", "junk"):
+        epoch, ms, n = place(ids[-1])
+        for unknown in (
+            f"{epoch}-{ms}-{n + 1}",
+            f"{epoch}-{ms + 1}-0",
+            f"{epoch}0-{ms}-{n}",
+            "junk",
+        ):
             stream = await self.subscribed(hub, "news", last=unknown)
             self.assertEqual([e.event for e in stream.events], ["reset"], unknown)
             self.assertEqual(
@@ -180,8 +209,9 @@ class RedisHubServerTests(TestCase):
 
     async def test_redis_restart(self) -> None:
         """
-        Redis stopped: publishes fail with 503, streams stay. Restarted: the
-        hub reconnects and later publishes arrive.
+        Redis stopped: publishes fail with 503, streams stay. Restarted
+        without persistence: the hub reconnects, its streams get a reset
+        (history was lost with Redis: a new epoch), then later publishes.
         """
         publisher, subscriber = self.hub(), self.hub()
         stream = await self.subscribed(subscriber, "news")
@@ -196,6 +226,8 @@ class RedisHubServerTests(TestCase):
         await until(lambda: publisher._connection.protocol is not None, 15)  # type: ignore[union-attr]
         await until(lambda: subscriber._connection.protocol is not None, 15)  # type: ignore[union-attr]
         later = await publisher.publish("news", 3)
-        await until(lambda: len(stream.events) == 2)
-        self.assertEqual(stream.ids(), [first, later])
+        await until(lambda: len(stream.events) == 3)
+        self.assertEqual(stream.ids(), [first, None, later])
+        self.assertEqual(stream.events[1].event, "reset")
+        self.assertNotEqual(place(first)[0], place(later)[0])
         self.assertFalse(stream.closed)

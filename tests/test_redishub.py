@@ -12,11 +12,12 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionLost
 
-from oxian_tw import HubTimeout, HubUnavailable, _redishub
+from oxian_tw import HubTimeout, HubUnavailable
 from oxian_tw._eventstream import EventStream
-from oxian_tw._redis import parse_redis_url
-from oxian_tw._redishub import PUBLISH_SCRIPT, REPLAY_SCRIPT, RedisHub
-from oxian_tw._resp import Push, RespError
+from oxian_tw.hub import _redis as _redishub
+from oxian_tw.hub._client import parse_redis_url
+from oxian_tw.hub._redis import PUBLISH_SCRIPT, REPLAY_SCRIPT, RedisHub
+from oxian_tw.hub._resp import Push, RespError
 
 from .helpers import RoutesTestCase
 from .test_hub import ROUTES
@@ -127,10 +128,21 @@ class RedisHubTestCase(RoutesTestCase):
         self.redis.connect()
         ((args, answer),) = self.take()
         self.assertEqual(
-            args[:5],
-            (b"EVALSHA", _redishub._sha(REPLAY_SCRIPT), 1, "oxian:hub:last", "0-0"),
+            args,
+            (
+                b"EVALSHA",
+                _redishub._sha(REPLAY_SCRIPT),
+                1,
+                "oxian:hub:head",
+                "",
+                "100000",
+                "5",
+                "tail",
+                "0",
+                "0",
+            ),
         )
-        answer.callback([newest.encode()])
+        answer.callback([b"e", newest.encode()])
         return self.redis
 
     def take(self) -> list[tuple[tuple[Any, ...], Deferred[Any]]]:
@@ -140,11 +152,8 @@ class RedisHubTestCase(RoutesTestCase):
 
     def push(self, channel: str, event_id: str, data: str) -> None:
         assert self.redis is not None
-        self.redis.on_push(
-            Push(
-                [b"message", PUBSUB, f"{channel}\n{event_id}\ndata: {data}\n".encode()]
-            )
-        )
+        message = f"e\n{channel}\n{event_id}\ndata: {data}\n".encode()
+        self.redis.on_push(Push([b"message", PUBSUB, message]))
 
     def subscribe(self, last: str | None = None, channels: str = "news") -> Any:
         headers = {"Last-Event-ID": last} if last is not None else {}
@@ -166,21 +175,24 @@ class PublishTests(RedisHubTestCase):
             (
                 b"EVALSHA",
                 _redishub._sha(PUBLISH_SCRIPT),
-                3,
-                "oxian:hub:last",
+                4,
+                "oxian:hub:head",
                 "oxian:hub:s:news",
                 "oxian:hub:m:news",
+                "oxian:hub:i:news:",
                 b'event: story\ndata: {"n":1}\n',
                 "100000",
                 "5",
                 "1000",
                 PUBSUB,
                 "news",
+                "0",
+                "300000",
             ),
         )
         self.assertNoResult(published)
-        answer.callback(b"1700000000000-6")
-        self.assertEqual(self.successResultOf(published), "1700000000000-6")
+        answer.callback([b"e-1700000000000-6", 0])
+        self.assertEqual(self.successResultOf(published), "e-1700000000000-6")
         self.assertEqual(self.hub.stats().published, 1)
 
     def test_encoded_once(self) -> None:
@@ -204,11 +216,11 @@ class PublishTests(RedisHubTestCase):
             "_deliver",
             lambda stream, wire: payloads.append(wire) or real_deliver(stream, wire),
         )
-        self.push("news", "10-6", "x")
+        self.push("news", "e-10-6", "x")
         self.assertEqual(len(payloads), 3)
         self.assertEqual(len({id(p) for p in payloads}), 1)
         for response in subscribers:
-            self.assertEqual(self.seen(response), [(None, "10-6", "x")])
+            self.assertEqual(self.seen(response), [(None, "e-10-6", "x")])
 
     def test_unknown_script_sent_once(self) -> None:
         """NOSCRIPT (Redis restarted or flushed): the script's text is sent."""
@@ -217,9 +229,9 @@ class PublishTests(RedisHubTestCase):
         ((_, answer),) = self.take()
         answer.errback(RespError("NOSCRIPT No matching script"))
         ((args, answer),) = self.take()
-        self.assertEqual(args[:3], (b"EVAL", PUBLISH_SCRIPT, 3))
-        answer.callback(b"10-6")
-        self.assertEqual(self.successResultOf(published), "10-6")
+        self.assertEqual(args[:3], (b"EVAL", PUBLISH_SCRIPT, 4))
+        answer.callback([b"e-10-6", 0])
+        self.assertEqual(self.successResultOf(published), "e-10-6")
 
     def test_bad_input_sends_nothing(self) -> None:
         self.connect()
@@ -235,9 +247,9 @@ class PublishTests(RedisHubTestCase):
         self.assertNoResult(published)
         self.redis.connect()
         (_, position), (args, answer) = self.take()
-        self.assertEqual(args[-1], "news")
-        answer.callback(b"10-6")
-        self.assertEqual(self.successResultOf(published), "10-6")
+        self.assertEqual(args[-3], "news")
+        answer.callback([b"e-10-6", 0])
+        self.assertEqual(self.successResultOf(published), "e-10-6")
 
     def test_first_connection_refused(self) -> None:
         published = self.hub.publish("news", "x")
@@ -289,11 +301,11 @@ class PublishTests(RedisHubTestCase):
         self.failureResultOf(again, HubTimeout)
         self.assertEqual(self.log_text().count("may have been published"), 1)
         for _, answer in self.take():
-            answer.callback(b"10-6")  # too late: nothing happens
+            answer.callback([b"e-10-6", 0])  # too late: nothing happens
 
     def test_error_reply_is_unavailable(self) -> None:
         """Redis answering the publish with an error ran nothing: 503."""
-        from oxian_tw._resp import RespError
+        from oxian_tw.hub._resp import RespError
 
         self.connect()
         published = self.hub.publish("news", "x")
@@ -326,9 +338,9 @@ class ReplayTests(RedisHubTestCase):
         self.connect()
         response = self.subscribe()
         self.assertEqual(self.take(), [])
-        self.push("news", "10-6", "a")
-        self.push("sport", "10-7", "b")
-        self.assertEqual(self.seen(response), [(None, "10-6", "a")])
+        self.push("news", "e-10-6", "a")
+        self.push("sport", "e-10-7", "b")
+        self.assertEqual(self.seen(response), [(None, "e-10-6", "a")])
 
     def test_replay_races_live_events(self) -> None:
         """
@@ -336,7 +348,7 @@ class ReplayTests(RedisHubTestCase):
         replay holds (not newer than its newest id) are not sent twice.
         """
         self.connect()
-        response = self.subscribe(last="10-2")
+        response = self.subscribe(last="e-10-2")
         ((args, answer),) = self.take()
         self.assertEqual(
             args,
@@ -344,39 +356,49 @@ class ReplayTests(RedisHubTestCase):
                 b"EVALSHA",
                 _redishub._sha(REPLAY_SCRIPT),
                 3,
-                "oxian:hub:last",
+                "oxian:hub:head",
                 "oxian:hub:s:news",
                 "oxian:hub:m:news",
-                "10-2",
+                "e",
                 "100000",
                 "5",
+                "after",
+                "10-2",
+                "0",
             ),
         )
-        self.push("news", "10-6", "f")
-        self.push("news", "10-7", "g")
+        self.push("news", "e-10-6", "f")
+        self.push("news", "e-10-7", "g")
         self.assertEqual(self.seen(response), [])
         answer.callback(
             [
+                b"e",
                 b"10-6",
                 0,
                 [_entry("10-3", "c"), _entry("10-4", "d"), _entry("10-6", "f")],
             ]
         )
-        self.push("news", "10-8", "h")
+        self.push("news", "e-10-8", "h")
         self.assertEqual(
             [(i, d) for _, i, d in self.seen(response)],
-            [("10-3", "c"), ("10-4", "d"), ("10-6", "f"), ("10-7", "g"), ("10-8", "h")],
+            [
+                ("e-10-3", "c"),
+                ("e-10-4", "d"),
+                ("e-10-6", "f"),
+                ("e-10-7", "g"),
+                ("e-10-8", "h"),
+            ],
         )
         self.assertEqual(self.hub.stats().replayed, 3)
 
     def test_several_channels_merge_in_order(self) -> None:
         self.connect()
-        response = self.subscribe(last="10-1", channels="news,sport")
+        response = self.subscribe(last="e-10-1", channels="news,sport")
         ((args, answer),) = self.take()
         self.assertEqual(
             args[3:8],
             (
-                "oxian:hub:last",
+                "oxian:hub:head",
                 "oxian:hub:s:news",
                 "oxian:hub:m:news",
                 "oxian:hub:s:sport",
@@ -385,6 +407,7 @@ class ReplayTests(RedisHubTestCase):
         )
         answer.callback(
             [
+                b"e",
                 b"10-5",
                 0,
                 [_entry("10-2", "n2"), _entry("10-5", "n5")],
@@ -397,24 +420,24 @@ class ReplayTests(RedisHubTestCase):
     def test_reset(self) -> None:
         """A channel Redis says cannot be resumed gets one reset, then live events."""
         self.connect()
-        response = self.subscribe(last="10-1")
+        response = self.subscribe(last="e-10-1")
         ((_, answer),) = self.take()
-        answer.callback([b"10-5", 1, []])
-        self.push("news", "10-6", "live")
+        answer.callback([b"e", b"10-5", 1, []])
+        self.push("news", "e-10-6", "live")
         events = self.seen(response)
         self.assertEqual(events[0][0], "reset")
-        self.assertIn('"last_event_id":"10-1"', events[0][2])
-        self.assertEqual(events[1:], [(None, "10-6", "live")])
+        self.assertIn('"last_event_id":"e-10-1"', events[0][2])
+        self.assertEqual(events[1:], [(None, "e-10-6", "live")])
         self.assertEqual(self.hub.stats().resets, 1)
 
     def test_refused_replay_resets(self) -> None:
         """A replay Redis refuses (not a lost connection) resets, then live events."""
         self.connect()
-        response = self.subscribe(last="10-1")
+        response = self.subscribe(last="e-10-1")
         ((_, answer),) = self.take()
-        self.push("news", "10-6", "waited")
+        self.push("news", "e-10-6", "waited")
         answer.errback(RespError("ERR script failed"))
-        self.push("news", "10-7", "live")
+        self.push("news", "e-10-7", "live")
         events = self.seen(response)
         self.assertEqual([e[0] for e in events], ["reset", None, None])
         self.assertEqual([e[2] for e in events[1:]], ["waited", "live"])
@@ -422,7 +445,7 @@ class ReplayTests(RedisHubTestCase):
 
     def test_malformed_id_resets_without_asking(self) -> None:
         self.connect()
-        for last in ("nope", "1-2-3", "-1", "1" * 16 + "-1", "19a6f2c3b10-42"):
+        for last in ("nope", "1-2", "g-1-2", "-1-1", "1" * 17 + "-1-1", "e-1-2-3"):
             response = self.subscribe(last=last)
             self.assertEqual(self.take(), [])
             ((event, _, data),) = self.seen(response)
@@ -431,21 +454,21 @@ class ReplayTests(RedisHubTestCase):
     def test_subscribed_before_connecting(self) -> None:
         """A replay asked while Redis is unreachable runs once it is back."""
         self.hub.start()
-        response = self.subscribe(last="10-1")
+        response = self.subscribe(last="e-10-1")
         assert self.redis is not None
         self.redis.connect()
         (_, position), (args, answer) = self.take()
-        self.assertEqual(args[6], "10-1")
-        position.callback([b"10-2"])
-        answer.callback([b"10-2", 0, [_entry("10-2", "b")]])
-        self.assertEqual(self.seen(response), [(None, "10-2", "b")])
+        self.assertEqual(args[-6:], ("e", "100000", "5", "after", "10-1", "0"))
+        position.callback([b"e", b"10-2"])
+        answer.callback([b"e", b"10-2", 0, [_entry("10-2", "b")]])
+        self.assertEqual(self.seen(response), [(None, "e-10-2", "b")])
 
     def test_slow_replay_disconnects(self) -> None:
         """Past `history` waiting live events the stream is cut, to resume later."""
         self.connect()
-        response = self.subscribe(last="10-1")
+        response = self.subscribe(last="e-10-1")
         for n in range(6, 12):
-            self.push("news", f"10-{n}", "x")
+            self.push("news", f"e-10-{n}", "x")
         self.client.flush()
         self.assertTrue(response.complete)
         self.assertIn("replay took too long", self.log_text())
@@ -461,7 +484,7 @@ class ReconnectTests(RedisHubTestCase):
         redis = self.connect()
         response = self.subscribe()
         other = self.subscribe(channels="sport")
-        self.push("news", "10-6", "a")
+        self.push("news", "e-10-6", "a")
         redis.lose()
         self.clock.advance(30)
         self.assertFalse(response.complete)
@@ -471,61 +494,150 @@ class ReconnectTests(RedisHubTestCase):
             args[2:],
             (
                 5,
-                "oxian:hub:last",
+                "oxian:hub:head",
                 "oxian:hub:s:news",
                 "oxian:hub:m:news",
                 "oxian:hub:s:sport",
                 "oxian:hub:m:sport",
-                "10-6",
+                "e",
                 "100000",
                 "5",
+                "after",
+                "10-6",
+                "1",
             ),
         )
-        self.push("news", "10-9", "d")
-        answer.callback([b"10-8", 0, [_entry("10-7", "b"), _entry("10-8", "c")], 0, []])
+        self.push("news", "e-10-9", "d")
+        answer.callback(
+            [b"e", b"10-8", 0, [_entry("10-7", "b"), _entry("10-8", "c")], 0, []]
+        )
         self.assertEqual(
             [(i, d) for _, i, d in self.seen(response) if i],
-            [("10-6", "a"), ("10-7", "b"), ("10-8", "c"), ("10-9", "d")],
+            [("e-10-6", "a"), ("e-10-7", "b"), ("e-10-8", "c"), ("e-10-9", "d")],
         )
         self.assertEqual([e for e in self.seen(other) if e[1]], [])
         # Caught up: later events go straight through, and a second outage
         # resumes after the newest event, not the old position.
-        self.push("news", "10-10", "e")
-        self.assertEqual(self.seen(response)[-1][1:], ("10-10", "e"))
+        self.push("news", "e-10-10", "e")
+        self.assertEqual(self.seen(response)[-1][1:], ("e-10-10", "e"))
         redis.lose()
         redis.connect()
         ((args, _),) = self.take()
-        self.assertEqual(args[-3], "10-10")
+        self.assertEqual(args[-6:], ("e", "100000", "5", "after", "10-10", "1"))
 
     def test_refill_lost_again_starts_from_the_same_place(self) -> None:
         """Live events seen during an unanswered refill do not move the resume point."""
         redis = self.connect()
         self.subscribe()
-        self.push("news", "10-6", "a")
+        self.push("news", "e-10-6", "a")
         redis.lose()
         redis.connect()
-        self.push("news", "10-9", "d")
+        self.push("news", "e-10-9", "d")
         redis.lose()
         redis.connect()
         ((args, _),) = self.take()
-        self.assertEqual(args[-3], "10-6")
+        self.assertEqual(args[-6:], ("e", "100000", "5", "after", "10-6", "1"))
 
     def test_unanswered_replay_asked_again(self) -> None:
         redis = self.connect()
-        response = self.subscribe(last="10-1")
+        response = self.subscribe(last="e-10-1")
         redis.lose()
         redis.connect()
         sent = self.take()
-        afters = sorted(args[-3] for args, _ in sent)
+        afters = sorted(args[-2] for args, _ in sent)
         self.assertEqual(afters, ["10-1", "10-5"])
         for args, answer in sent:
-            if args[-3] == "10-1":
-                answer.callback([b"10-5", 0, [_entry("10-4", "x")]])
+            if args[-2] == "10-1":
+                answer.callback([b"e", b"10-5", 0, [_entry("10-4", "x")]])
             else:
-                answer.callback([b"10-5", 0, []])
-        self.assertEqual(self.seen(response), [(None, "10-4", "x")])
+                answer.callback([b"e", b"10-5", 0, []])
+        self.assertEqual(self.seen(response), [(None, "e-10-4", "x")])
 
     def test_shutdown_disconnects(self) -> None:
         redis = self.connect()
         self.successResultOf(self.app.shutdown())
         self.assertFalse(redis.running)
+
+
+class GapTests(RedisHubTestCase):
+    def test_hole_caught_up_before_newer_events(self) -> None:
+        """
+        ``n`` jumps (a pub/sub message lost): the newer event waits, one
+        replay from the last event seen fills the hole, then it follows.
+        """
+        self.connect()
+        response = self.subscribe()
+        self.push("news", "e-10-6", "a")
+        self.push("news", "e-10-8", "c")
+        ((args, answer),) = self.take()
+        self.assertEqual(args[-6:], ("e", "100000", "5", "after", "10-6", "1"))
+        self.assertEqual([d for _, _, d in self.seen(response)], ["a"])
+        answer.callback([b"e", b"10-8", 0, [_entry("10-7", "b"), _entry("10-8", "c")]])
+        self.push("news", "e-10-9", "d")
+        self.assertEqual(
+            [(i, d) for _, i, d in self.seen(response)],
+            [("e-10-6", "a"), ("e-10-7", "b"), ("e-10-8", "c"), ("e-10-9", "d")],
+        )
+        self.assertEqual(self.hub.stats().gaps, 1)
+        self.assertEqual(self.take(), [])
+
+    def test_hole_during_the_catch_up_asks_again(self) -> None:
+        """Another message lost while the catch-up runs: asked again, same place."""
+        self.connect()
+        response = self.subscribe()
+        self.push("news", "e-10-7", "b")  # 10-6 lost
+        ((_, answer),) = self.take()
+        self.push("news", "e-10-9", "d")  # 10-8 lost too, after the replay ran
+        answer.callback([b"e", b"10-7", 0, [_entry("10-6", "a"), _entry("10-7", "b")]])
+        ((args, again),) = self.take()
+        self.assertEqual(args[-2:], ("10-5", "1"))
+        self.assertEqual(self.seen(response), [])
+        again.callback(
+            [
+                b"e",
+                b"10-9",
+                0,
+                [
+                    _entry(f"10-{n}", c)
+                    for n, c in zip(range(6, 10), "abcd", strict=True)
+                ],
+            ]
+        )
+        self.assertEqual([d for _, _, d in self.seen(response)], ["a", "b", "c", "d"])
+        self.assertEqual(self.hub.stats().gaps, 2)
+
+    def test_repeated_message_dropped(self) -> None:
+        self.connect()
+        response = self.subscribe()
+        self.push("news", "e-10-6", "a")
+        self.push("news", "e-10-6", "a")
+        self.assertEqual(len(self.seen(response)), 1)
+        self.assertIn("already seen", self.log_text())
+
+    def test_new_epoch_from_its_first_event(self) -> None:
+        """Redis lost its data; the new epoch's first event misses nothing."""
+        self.connect()
+        response = self.subscribe()
+        self.push("news", "f-20-1", "x")
+        self.push("news", "f-20-2", "y")
+        self.assertEqual([d for _, _, d in self.seen(response)], ["x", "y"])
+        self.assertEqual(self.take(), [])
+
+    def test_new_epoch_joined_late(self) -> None:
+        """The new epoch's first events missed: caught up, after a reset."""
+        self.connect()
+        response = self.subscribe()
+        self.push("news", "f-20-3", "z")
+        ((args, answer),) = self.take()
+        self.assertEqual(args[-6:], ("e", "100000", "5", "after", "10-5", "1"))
+        answer.callback(
+            [
+                b"f",
+                b"20-3",
+                1,
+                [_entry("20-1", "x"), _entry("20-2", "y"), _entry("20-3", "z")],
+            ]
+        )
+        events = self.seen(response)
+        self.assertEqual([e for e, _, _ in events], ["reset", None, None, None])
+        self.assertEqual([d for _, _, d in events[1:]], ["x", "y", "z"])

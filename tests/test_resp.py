@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from oxian_tw._resp import ProtocolError, Push, RespError, RespParser, encode_command
+from oxian_tw.hub._resp import (
+    ProtocolError,
+    Push,
+    RespError,
+    RespParser,
+    encode_command,
+)
 
 # One reply of each kind, as Redis sends it, and what it parses to.
 REPLIES: list[tuple[bytes, Any]] = [

@@ -214,6 +214,11 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
             4096,
         ),
         "hub-history-age": (["--hub-history-age", "60"], "hub-history-age = 60", 60.0),
+        "hub-presence-ttl": (
+            ["--hub-presence-ttl", "9"],
+            "hub-presence-ttl = 9",
+            9.0,
+        ),
         "shutdown-grace": (["--shutdown-grace", "0"], "shutdown-grace = 0", 0.0),
         "debug": (["--debug"], "debug = true", True),
     }

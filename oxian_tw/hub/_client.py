@@ -25,8 +25,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .._text import is_decimal
 from ._resp import ProtocolError, Push, RespError, RespParser, encode_command
-from ._text import is_decimal
 
 #: Seconds before the first reconnection attempt and at most between two.
 RETRY_FIRST = 0.2

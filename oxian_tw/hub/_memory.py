@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_hub -*-
 """
-The hub (SPEC §11): named channels that SSE streams subscribe to, each event
-encoded once per publish, a bounded history per channel, and exact resume
-from ``Last-Event-ID``.
+The in-process hub (``--hub memory``, the default; SPEC §11): named
+channels that SSE streams subscribe to, each event encoded once per
+publish, a bounded history per channel, and exact resume from
+``Last-Event-ID``.
 
 Ids come from one sequence per hub, so they increase strictly within every
 channel and a single ``Last-Event-ID`` says where a stream subscribed to
@@ -10,8 +11,9 @@ several channels stopped in all of them. An id is ``"<epoch>-<n>"``: the
 epoch (the hub's start time in ms, hex) makes an id from an earlier process
 unknown rather than wrongly resumed.
 
-This is the in-process backend: publish, replay and subscribe all run on the
-reactor thread, so a replay and a racing publish can never interleave.
+Publish, replay and subscribe all run on the reactor thread, so a replay
+and a racing publish can never interleave, and no message can be missed:
+this backend has no gaps to detect.
 """
 
 from __future__ import annotations
@@ -23,16 +25,30 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from zope.interface import implementer
 
-from ._text import is_decimal
-from .sse import encode_fields
+from .._text import is_decimal
+from ..sse import encode_fields
+from ._channels import (
+    EARLIEST,
+    IDEMPOTENCY_WINDOW,
+    HubStats,
+    Locals,
+    Presence,
+    check_channel,
+    check_idempotency_key,
+    decode_presence,
+    fan_out,
+    reset_wire,
+)
+from ._interface import IHub
 
 if TYPE_CHECKING:
-    from ._eventstream import EventStream
+    from .._eventstream import EventStream
 
-#: The event a subscriber gets when its ``Last-Event-ID`` cannot be resumed.
-RESET_EVENT = "reset"
-_MAX_CHANNEL = 256
+#: The most idempotency keys remembered at once; past it the oldest are
+#: forgotten before their window ends (logged).
+MAX_IDEMPOTENCY_KEYS = 100_000
 
 
 @attrs.frozen
@@ -45,9 +61,9 @@ class _Past:
 
 
 class _Channel:
-    """A channel: its history, its subscribers, how far it was evicted."""
+    """A channel: its history and how far it was evicted."""
 
-    __slots__ = ("name", "history", "bytes", "evicted", "subscribers")
+    __slots__ = ("name", "history", "bytes", "evicted")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -55,30 +71,18 @@ class _Channel:
         self.bytes = 0
         #: The highest sequence number evicted from the history (0: none).
         self.evicted = 0
-        self.subscribers: set[EventStream] = set()
 
 
-@attrs.define
-class HubStats:
-    """Counters of a hub (``app.hub.stats()``)."""
-
-    channels: int = 0
-    subscribers: int = 0
-    published: int = 0
-    delivered: int = 0
-    dropped: int = 0
-    replayed: int = 0
-    resets: int = 0
-
-
-class Hub:
+@implementer(IHub)
+class MemoryHub:
     """
-    Named channels for SSE streams (``ctx.hub``, ``app.hub``).
+    The in-process hub (``ctx.hub``, ``app.hub`` with ``--hub memory``).
 
     :param clock: returns the ``IReactorTime`` to run on (resolved late).
     :param history: events kept per channel.
     :param history_bytes: encoded bytes kept per channel.
     :param history_age: seconds an event stays in its channel's history.
+    :param presence_ttl: unused here (a process's streams leave with it).
     """
 
     def __init__(
@@ -88,24 +92,32 @@ class Hub:
         history: int = 1000,
         history_bytes: int = 1024 * 1024,
         history_age: float = 3600.0,
+        presence_ttl: float = 30.0,
     ) -> None:
         self._clock = clock
         self._history = history
         self._history_bytes = history_bytes
         self._history_age = history_age
         self._channels: dict[str, _Channel] = {}
-        # Each subscribed stream's channels, so that its end costs O(its own).
-        self._subscribed: dict[EventStream, list[_Channel]] = {}
+        self._stats = HubStats()
+        self._locals = Locals(self._stats, self._ended)
         self._seq = 0
         # The highest sequence number that may have been lost with a
         # forgotten channel: new channels start "evicted" up to it.
         self._floor = 0
         self._epoch: str | None = None
         self._sweep: IDelayedCall | None = None
-        self._stats = HubStats()
+        # (channel, key) -> (id, when it was first used), oldest first.
+        self._keys: collections.OrderedDict[tuple[str, str], tuple[str, float]] = (
+            collections.OrderedDict()
+        )
 
     def publish(
-        self, channel: str, data: Any, event: str | None = None
+        self,
+        channel: str,
+        data: Any,
+        event: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Deferred[str]:
         """
         Publish an event on ``channel``: encoded once, kept in the channel's
@@ -113,25 +125,35 @@ class Hub:
         policy, never waiting for any of them).
 
         :return: a Deferred firing with the event's id once it is stored and
-            on its way; failing with ``ValueError``/``TypeError`` for a bad
-            channel name, event name or data.
+            on its way (with the first publish's id for an
+            ``idempotency_key`` seen on this channel in the last 5 minutes);
+            failing with ``ValueError``/``TypeError`` for a bad channel
+            name, event name, key or data.
         """
         try:
             check_channel(channel)
+            check_idempotency_key(idempotency_key)
+            now = self._clock().seconds()
+            if idempotency_key is not None:
+                earlier = self._earlier(channel, idempotency_key, now)
+                if earlier is not None:
+                    self._stats.duplicates += 1
+                    return succeed(earlier)
             seq = self._seq + 1
             event_id = f"{self._epoch_text()}-{seq}"
             wire = encode_fields(data, event, event_id)
         except (TypeError, ValueError):
             return fail()
         self._seq = seq
-        now = self._clock().seconds()
+        if idempotency_key is not None:
+            self._keys[channel, idempotency_key] = (event_id, now)
         target = self._channel(channel)
         target.history.append(_Past(seq, wire, now))
         target.bytes += len(wire)
         self._evict(target, now)
         self._schedule_sweep()
         self._stats.published += 1
-        fan_out(target.subscribers, wire, self._stats)
+        fan_out(self._locals.of(channel), wire, self._stats)
         return succeed(event_id)
 
     def subscribe(
@@ -139,39 +161,47 @@ class Hub:
         stream: EventStream,
         channels: Iterable[str],
         last_event_id: str | None = None,
+        history: int = 0,
+        presence: Any = None,
+        presence_events: bool = False,
     ) -> None:
         """
         Deliver ``channels`` to ``stream``: first, given a ``last_event_id``,
         every event after it from the channels' history (in publication
         order), or one ``reset`` event per channel whose events after it are
-        no longer all there; then every live event. Channels the stream
-        already has are left as they are.
+        no longer all there (``"earliest"``: everything kept); without one,
+        the last ``history`` events of each channel; then every live event.
+        Channels the stream already has are left as they are.
+
+        :raises ValueError, TypeError: for a bad channel name, ``history``
+            or ``presence`` info.
         """
-        names = channel_names(channels)
-        if stream.closed:
-            return
+        new, mine = self._locals.admit(
+            stream, channels, history, presence, presence_events
+        )
         now = self._clock().seconds()
         targets = []
-        for name in names:
+        for name in new:
             target = self._channel(name)
             self._evict(target, now)
-            # A channel the stream already has was replayed then.
-            if stream not in target.subscribers:
-                targets.append(target)
+            targets.append(target)
         if last_event_id is not None:
             self._replay(stream, targets, last_event_id)
-        own = self._subscribed.setdefault(stream, [])
-        for target in targets:
-            target.subscribers.add(stream)
-            own.append(target)
-            self._stats.subscribers += 1
+        elif history:
+            self._deliver_all(
+                stream, [p for t in targets for p in list(t.history)[-history:]]
+            )
+        if mine is not None:
+            for name in new:
+                self._announce(name, mine.join(name))
 
-    def unsubscribe(self, stream: EventStream) -> None:
-        """Stop delivering to ``stream`` (its end does this)."""
-        for target in self._subscribed.pop(stream, ()):
-            target.subscribers.discard(stream)
-            self._stats.subscribers -= 1
-            self._forget_if_idle(target.name, target)
+    def presence(self, channel: str) -> Deferred[dict[str, Any]]:
+        """``{subscriber_id: info}`` of the streams present on ``channel``."""
+        try:
+            check_channel(channel)
+        except (TypeError, ValueError):
+            return fail()
+        return succeed(decode_presence(self._locals.present(channel)))
 
     def stats(self) -> HubStats:
         """A snapshot of the counters."""
@@ -187,6 +217,32 @@ class Hub:
         return succeed(None)
 
     # Internals.
+
+    def _ended(
+        self, stream: EventStream, names: list[str], presence: Presence | None
+    ) -> None:
+        for name in names:
+            target = self._channels.get(name)
+            if target is not None:
+                self._forget_if_idle(name, target)
+        if presence is not None:
+            for name in presence.channels:
+                self._announce(name, presence.leave(name))
+
+    def _announce(self, channel: str, wire: bytes | None) -> None:
+        if wire is not None:
+            fan_out(self._locals.of(channel), wire, self._stats)
+
+    def _earlier(self, channel: str, key: str, now: float) -> str | None:
+        keys = self._keys
+        horizon = now - IDEMPOTENCY_WINDOW
+        while keys:
+            oldest = next(iter(keys.values()))
+            if oldest[1] > horizon and len(keys) < MAX_IDEMPOTENCY_KEYS:
+                break
+            keys.popitem(last=False)
+        known = keys.get((channel, key))
+        return None if known is None else known[0]
 
     def _channel(self, name: str) -> _Channel:
         target = self._channels.get(name)
@@ -211,6 +267,9 @@ class Hub:
     def _replay(
         self, stream: EventStream, targets: list[_Channel], last_event_id: str
     ) -> None:
+        if last_event_id == EARLIEST:
+            self._deliver_all(stream, [p for t in targets for p in t.history])
+            return
         position = self._position(last_event_id)
         events: list[_Past] = []
         for target in targets:
@@ -219,6 +278,9 @@ class Hub:
                 stream._deliver(reset_wire(target.name, last_event_id))
                 continue
             events.extend(p for p in target.history if p.seq > position)
+        self._deliver_all(stream, events)
+
+    def _deliver_all(self, stream: EventStream, events: list[_Past]) -> None:
         events.sort(key=lambda p: p.seq)
         for past in events:
             if not stream._deliver(past.wire):
@@ -241,7 +303,7 @@ class Hub:
         # Channels are forgotten once they hold neither history nor
         # subscribers, so per-user channels cannot pile up. What they had
         # evicted raises the floor: a client older than it gets a reset.
-        if not target.subscribers and not target.history:
+        if not target.history and not self._locals.of(name):
             self._floor = max(self._floor, target.evicted)
             del self._channels[name]
 
@@ -259,50 +321,3 @@ class Hub:
             self._forget_if_idle(name, target)
         if any(t.history for t in self._channels.values()):
             self._schedule_sweep()
-
-
-def check_channel(name: Any) -> None:
-    """
-    :raises TypeError: for a channel name that is not a ``str``.
-    :raises ValueError: for one that is empty, too long, or holds CR, LF
-        or NUL.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"a channel name is a str, not {type(name).__name__}")
-    if (
-        not 0 < len(name) <= _MAX_CHANNEL
-        or "\r" in name
-        or "\n" in name
-        or ("\x00" in name)
-    ):
-        raise ValueError(
-            f"a channel name has 1 to {_MAX_CHANNEL} characters and no CR, LF "
-            f"or NUL: {name!r}"
-        )
-
-
-def channel_names(channels: Iterable[str]) -> list[str]:
-    """``channels`` checked (`check_channel`), each once, in order."""
-    names = list(dict.fromkeys(channels))
-    for name in names:
-        check_channel(name)
-    return names
-
-
-def reset_wire(channel: str, last_event_id: str) -> bytes:
-    """The ``reset`` event telling a subscriber it missed events of ``channel``."""
-    return encode_fields(
-        {"channel": channel, "last_event_id": last_event_id}, RESET_EVENT
-    )
-
-
-def fan_out(subscribers: Iterable[EventStream], wire: bytes, stats: HubStats) -> None:
-    """Hand ``wire`` to each subscriber, under its own slow-consumer policy."""
-    # A snapshot: a delivery may end a stream, which unsubscribes it.
-    targets = list(subscribers)
-    delivered = 0
-    for subscriber in targets:
-        if subscriber._deliver(wire):
-            delivered += 1
-    stats.delivered += delivered
-    stats.dropped += len(targets) - delivered
