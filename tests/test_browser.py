@@ -103,6 +103,70 @@ class DemoPageTests(BrowserTestCase):
             finally:
                 browser.close()
 
+    def test_history_presence_and_charts(self) -> None:
+        """
+        A message posted before the page loaded is shown on load (history);
+        the chat lists who is in the room and follows joins and leaves; the
+        dashboard and ticker charts open already drawn from history.
+        """
+        status, _, _ = self.server.request(
+            "POST",
+            "/rooms/general/send",
+            body=b'{"username": "early", "message": "posted before you came"}',
+            headers={"Content-Type": "application/json"},
+        )
+        self.assertEqual(status, 200)
+        url = f"http://127.0.0.1:{self.server.port}/"
+
+        def drawn(chart: str, at_least: int) -> str:
+            """JavaScript: the chart's line has ``at_least`` points."""
+            return (
+                f"(document.querySelector('#{chart} polyline').getAttribute('points')"
+                f" || '').split(' ').filter(Boolean).length >= {at_least}"
+            )
+
+        with self.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=self.chromium,
+                headless=True,
+                args=["--no-sandbox", "--disable-dev-shm-usage"],
+            )
+            try:
+                first = browser.new_context().new_page()
+                first.set_default_timeout(TIMEOUT_MS)
+                first.goto(url)
+                first.locator(
+                    "#messages li.chat-message",
+                    has_text="early: posted before you came",
+                ).wait_for()
+                me = first.input_value("input[name=username]")
+                first.locator("#people li", has_text=me).wait_for()
+
+                # Another visitor (its own storage, its own name) joins.
+                second = browser.new_context().new_page()
+                second.set_default_timeout(TIMEOUT_MS)
+                second.goto(url)
+                second.locator("#people li", has_text=me).wait_for()
+                other = second.input_value("input[name=username]")
+                self.assertNotEqual(other, me)
+                first.locator("#people li", has_text=other).wait_for()
+                self.assertEqual(first.locator("#people li").count(), 2)
+                second.context.close()
+                first.locator("#people li", has_text=other).wait_for(state="detached")
+
+                # Charts: filled live, and from history for a later visitor.
+                first.wait_for_function(drawn("memory-chart", 5))
+                first.select_option("#symbol", "MSFT")
+                first.wait_for_function(drawn("price-chart", 1))
+                late = browser.new_context().new_page()
+                late.goto(url)
+                # Live alone would take 5 s for 5 points: these come from history.
+                late.wait_for_function(drawn("memory-chart", 5), timeout=900)
+                late.select_option("#symbol", "MSFT")
+                late.wait_for_function(drawn("price-chart", 3), timeout=900)
+            finally:
+                browser.close()
+
 
 class DemoPageOverH2Tests(BrowserTestCase):
     """

@@ -97,8 +97,9 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         self.assertEqual(headers["content-type"], "text/html; charset=utf-8")
         for needle in (
             b"/rooms/general/events",
-            b"/dashboard/metrics",
-            b"/stocks/",
+            b"/rooms/general/who",
+            b"/live/dashboard",
+            b"/live/stocks/",
             b"/download/",
         ):
             self.assertIn(needle, body)
@@ -305,8 +306,16 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         """
         The hub chat: a message reaches the room; a client that left comes
         back with its last id and gets exactly what it missed, then live.
+        A newcomer gets the room's recent messages first (history); who is
+        in the room is known (presence), with join/leave events.
         """
-        listener, events = self.events("/rooms/e2e/events", 0)
+
+        def messages(client: SseClient) -> list[Event]:
+            return [e for e in client.events if e.event == "message"]
+
+        listener, _ = self.events("/rooms/e2e/events?user=grace", 1)
+        self.assertEqual(listener.events[0].event, "join")
+        self.assertEqual(json.loads(listener.events[0].data)["info"], {"user": "grace"})
 
         def send(text: str) -> str:
             status, _, body = self.request(
@@ -318,21 +327,42 @@ class ExamplesEndToEndTests(SynchronousTestCase):
             self.assertEqual(status, 200)
             return str(json.loads(body)["messageId"])
 
+        def who() -> list[str]:
+            status, _, body = self.request("GET", "/rooms/e2e/who")
+            self.assertEqual(status, 200)
+            return [entry["user"] for entry in json.loads(body)["users"]]
+
+        self.assertEqual(who(), ["grace"])
         first = send("one")
-        pump([listener], lambda: len(listener.events) >= 1, timeout=10)
-        self.assertEqual(listener.events[0].id, first)
+        pump([listener], lambda: len(messages(listener)) >= 1, timeout=10)
+        self.assertEqual(messages(listener)[0].id, first)
         listener.abort()
+        pump([], lambda: who() == [], timeout=10)
         missed = [send("two"), send("three")]
-        again, events = self.events(
-            "/rooms/e2e/events", 2, headers={"Last-Event-ID": first}
+        again, _ = self.events(
+            "/rooms/e2e/events?user=grace", 3, headers={"Last-Event-ID": first}
         )
-        self.assertEqual([e.id for e in events], missed)
-        live = send("four")
-        pump([again], lambda: len(again.events) >= 3, timeout=10)
-        self.assertEqual(again.events[2].id, live)
+        self.assertEqual([e.id for e in messages(again)], missed)
+        newcomer, _ = self.events("/rooms/e2e/events?user=linus", 4)
         self.assertEqual(
-            [json.loads(e.data)["message"] for e in again.events],
+            [json.loads(e.data)["message"] for e in messages(newcomer)],
+            ["one", "two", "three"],
+        )
+        self.assertEqual(who(), ["grace", "linus"])
+        live = send("four")
+        pump([again], lambda: len(messages(again)) >= 3, timeout=10)
+        self.assertEqual(messages(again)[2].id, live)
+        self.assertEqual(
+            [json.loads(e.data)["message"] for e in messages(again)],
             ["two", "three", "four"],
+        )
+        self.assertEqual(
+            [
+                (e.event, json.loads(e.data)["info"]["user"])
+                for e in again.events
+                if e.event != "message"
+            ],
+            [("join", "grace"), ("join", "linus")],
         )
         status, _, _ = self.request("GET", "/rooms/" + "x" * 65 + "/events")
         self.assertEqual(status, 400)
@@ -342,4 +372,4 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         )
         text = body.decode()
         self.assertIn("oxian_hub_published_total 4\n", text)
-        self.assertIn("oxian_hub_replayed_total 2\n", text)
+        self.assertIn("oxian_hub_replayed_total 5\n", text)
