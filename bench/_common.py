@@ -37,11 +37,17 @@ def oxian_command(routes: str, *args: str, **kwargs: str) -> tuple[list[str], st
     return twistd_command("--routes", routes, *args, **kwargs), LISTENING
 
 
-def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]:
-    """Start a server on CPU 0; return it and the port its output names."""
+def start(
+    command: list[str], pattern: str, top: str = TOP
+) -> tuple[subprocess.Popen[str], int]:
+    """
+    Start a server on CPU 0; return it and the port its output names.
+
+    :param top: the checkout whose oxian_tw (and twistd plugin) it runs:
+        this one, installed or not, unless another is named.
+    """
     env = dict(os.environ)
-    # This checkout's oxian_tw, installed or not.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (TOP, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (top, env.get("PYTHONPATH")) if p)
     process = subprocess.Popen(
         pinned(0, command),
         stdout=subprocess.PIPE,

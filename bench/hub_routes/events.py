@@ -1,5 +1,5 @@
-"""The SSE benchmark's subscribe route on the hub: one channel."""
+"""The SSE benchmark's subscribe route on the hub: one channel (``bench``)."""
 
 
 def GET(data, ctx):
-    ctx.response.sse(channels=["bench"])
+    ctx.response.sse(channels=[data.get("channel", "bench")])

@@ -8,7 +8,8 @@ import time
 
 def POST(data, ctx):
     first = int(data["seq"])
+    channel = data.get("channel", "bench")
     for seq in range(first, first + int(data.get("count", 1))):
         message = {"seq": seq, "t": time.time(), "pad": data["pad"]}
-        ctx.hub.publish("bench", message, event="message")
+        ctx.hub.publish(channel, message, event="message")
     return {"sent": ctx.app.hub.stats().subscribers}

@@ -87,8 +87,6 @@ def check_idempotency_key(key: Any) -> None:
     :raises TypeError: for a key that is not a ``str``.
     :raises ValueError: for an empty one or one over 256 characters.
     """
-    if key is None:
-        return
     if not isinstance(key, str):
         raise TypeError(f"an idempotency key is a str, not {type(key).__name__}")
     if not 0 < len(key) <= _MAX_KEY:
@@ -149,6 +147,10 @@ def fan_out(subscribers: Iterable[EventStream], wire: bytes, stats: HubStats) ->
     stats.dropped += len(targets) - delivered
 
 
+#: No subscribers (shared, never changed).
+_NONE: dict[Any, None] = {}
+
+
 @attrs.define(eq=False)
 class Presence:
     """One stream's presence: its id, its info, whether others hear of it."""
@@ -158,15 +160,23 @@ class Presence:
     events: bool
     channels: list[str] = attrs.Factory(list)
 
+    #: channel -> (join, leave) events, made once.
+    _wires: dict[str, tuple[bytes, bytes]] = attrs.Factory(dict)
+
     def join(self, channel: str) -> bytes | None:
-        if not self.events:
-            return None
-        return presence_wire("join", channel, self.id, self.info)
+        return self._events(channel)[0] if self.events else None
 
     def leave(self, channel: str) -> bytes | None:
-        if not self.events:
-            return None
-        return presence_wire("leave", channel, self.id, self.info)
+        return self._events(channel)[1] if self.events else None
+
+    def _events(self, channel: str) -> tuple[bytes, bytes]:
+        wires = self._wires.get(channel)
+        if wires is None:
+            wires = self._wires[channel] = (
+                presence_wire("join", channel, self.id, self.info),
+                presence_wire("leave", channel, self.id, self.info),
+            )
+        return wires
 
 
 class Locals:
@@ -211,7 +221,7 @@ class Locals:
 
     def of(self, channel: str) -> dict[EventStream, None]:
         """The streams subscribed to ``channel`` here (do not change it)."""
-        return self._by_channel.get(channel) or {}
+        return self._by_channel.get(channel, _NONE)
 
     def channels_of(self, stream: EventStream) -> list[str]:
         return self._by_stream.get(stream, [])

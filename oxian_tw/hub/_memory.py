@@ -132,7 +132,8 @@ class MemoryHub:
         """
         try:
             check_channel(channel)
-            check_idempotency_key(idempotency_key)
+            if idempotency_key is not None:
+                check_idempotency_key(idempotency_key)
             now = self._clock().seconds()
             if idempotency_key is not None:
                 earlier = self._earlier(channel, idempotency_key, now)
@@ -153,7 +154,9 @@ class MemoryHub:
         self._evict(target, now)
         self._schedule_sweep()
         self._stats.published += 1
-        fan_out(self._locals.of(channel), wire, self._stats)
+        subscribers = self._locals.of(channel)
+        if subscribers:
+            fan_out(subscribers, wire, self._stats)
         return succeed(event_id)
 
     def subscribe(

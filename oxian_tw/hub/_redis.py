@@ -226,7 +226,8 @@ class RedisHub:
         """
         try:
             check_channel(channel)
-            check_idempotency_key(idempotency_key)
+            if idempotency_key is not None:
+                check_idempotency_key(idempotency_key)
             # The id line is Redis's to add, after the other lines.
             body = encode_fields(data, event)[:-1]
         except (TypeError, ValueError):
@@ -364,6 +365,9 @@ class RedisHub:
         """
         assert self._seen is not None
         old = self._refill
+        # The new replay starts before everything the old one would have
+        # had to check.
+        self._pending = []
         epoch, ms, n = self._seen
         refill = self._refill = _Fetch(
             self._locals.channels(), "after", f"{epoch}-{ms}-{n}", own=True
