@@ -179,10 +179,21 @@ class RequestInfo:
 
 
 class Dependencies(Mapping[str, Any]):
-    """``ctx.dependencies``: a read-only mapping, also readable by attribute."""
+    """
+    ``ctx.dependencies``: a read-only mapping, also readable by attribute
+    (SPEC §3); setting or deleting either way raises ``TypeError``.
+    """
+
+    __slots__ = ("_values",)
 
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
-        self._values = MappingProxyType(dict(values or {}))
+        object.__setattr__(self, "_values", MappingProxyType(dict(values or {})))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError(f"dependencies are read-only: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise TypeError(f"dependencies are read-only: cannot delete {name!r}")
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]

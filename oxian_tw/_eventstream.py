@@ -285,13 +285,13 @@ class EventStream:
         stream = self._stream
         if stream.closed:
             return
-        stream.end_reason = "shutdown"
+        stream._end_reason = "shutdown"
         stream._push(encode_retry(retry))
         stream.close()
 
     def _cut(self, reason: str = "shutdown") -> None:
         """Drop the connection now (the shutdown grace is over, by default)."""
-        self._stream.abort(reason)
+        self._stream._abort(reason)
 
     def _tick(self, now: float, write_timeout: float) -> None:
         """
@@ -303,10 +303,10 @@ class EventStream:
         if getattr(stream._request, "channel", None) is None:
             # The connection is gone and nobody said so (a transport that
             # does not stop its producer): end the stream now.
-            stream.lost()
+            stream._lost()
             return
         if stream._paused or stream._held_bytes:
-            mark = stream.resumed
+            mark = stream._resumed
             if self._stalled is None or self._stalled[0] != mark:
                 self._stalled = (mark, now)
             elif now - self._stalled[1] >= write_timeout:
@@ -316,10 +316,10 @@ class EventStream:
                     seconds=now - self._stalled[1],
                     request_id=self.request_id,
                 )
-                stream.abort("stuck")
+                stream._abort("stuck")
             return
         self._stalled = None
-        if self.ping is not None and now - stream.last_write >= self.ping:
+        if self.ping is not None and now - stream._last_write >= self.ping:
             if stream._state is _OPEN:
                 stream._push(HEARTBEAT)
 
@@ -347,7 +347,7 @@ class EventStream:
         if dropping:
             self.dropped += 1
         else:
-            self._stream.abort("too_slow")
+            self._stream._abort("too_slow")
 
     def _ended(self) -> None:
         """The stream ended (the response controller says so)."""

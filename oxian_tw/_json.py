@@ -8,12 +8,22 @@ standard library only, so the SSE codec can use it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+
+def compact_encoder(default: Callable[[Any], Any] | None = None) -> json.JSONEncoder:
+    """
+    An encoder with the one set of options: compact, UTF-8 as is, no NaN;
+    ``default`` turns other objects into JSON-able ones.
+    """
+    return json.JSONEncoder(
+        separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default
+    )
+
+
 #: One instance: ``json.dumps`` with options builds a new encoder per call.
-COMPACT_JSON = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
+COMPACT_JSON = compact_encoder()
 
 
 def dump_json(value: Any) -> bytes:

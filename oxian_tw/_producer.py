@@ -151,25 +151,25 @@ class Stream:
     :param owner: the request's owner, told when the stream has ended.
     :param request_id: for log lines.
     :param keep_open: stay open after the handler finishes, until `close`.
-    :ivar keep_open: stay open after the handler finishes, until `close`.
-    :ivar resumed: how many times the transport resumed the stream; a
-        paused stream whose count has not moved has not drained since.
-    :ivar broken: the stream ended without `close`: the client left, the
-        connection was aborted, or it answered ``HEAD``.
-    :ivar last_write: when bytes were last written (the end of that reactor
-        turn, by the app's clock).
-    :ivar end_reason: how a `close` ends the stream, for the access log
-        (``"complete"``; the shutdown says ``"shutdown"``).
+
+    Its public API is `write`, `close`, `closed` and `done` (SPEC §4), and
+    the ``IPushProducer`` methods the transport calls. What the framework
+    keeps on it is private: ``_resumed`` (how many times the transport
+    resumed it: a paused stream whose count has not moved has not drained
+    since), ``_broken`` (it ended without `close`: the client left, the
+    connection was aborted, or it answered ``HEAD``), ``_last_write`` (when
+    bytes were last written, by the app's clock) and ``_end_reason`` (how a
+    `close` ends it, for the access log).
     """
 
     _log = Logger()
     # Slots: every open stream pays for its attributes, idle or not.
     __slots__ = (
-        "keep_open",
-        "broken",
-        "resumed",
-        "last_write",
-        "end_reason",
+        "_keep_open",
+        "_broken",
+        "_resumed",
+        "_last_write",
+        "_end_reason",
         "_request",
         "_owner",
         "_flusher",
@@ -200,12 +200,12 @@ class Stream:
         request_id: str,
         keep_open: bool = False,
     ) -> None:
-        self.keep_open = keep_open
-        self.broken = False
-        self.resumed = 0
-        self.last_write = 0.0
+        self._keep_open = keep_open
+        self._broken = False
+        self._resumed = 0
+        self._last_write = 0.0
         #: How the stream will say it ended when it is closed.
-        self.end_reason = "complete"
+        self._end_reason = "complete"
         self._request: Any = request
         self._owner: ResponseController | None = owner
         self._flusher = flusher
@@ -230,7 +230,7 @@ class Stream:
         self._joined = False
         self._chunked = False
 
-    def start(self) -> None:
+    def _start(self) -> None:
         """Send the response head and start producing."""
         request = self._request
         length = request.responseHeaders.getRawHeaders(b"content-length")
@@ -238,7 +238,7 @@ class Stream:
         request.registerProducer(self, True)
         request.write(b"")
         # The head is a write: a stream's silence (heartbeats) starts here.
-        self.last_write = self._flusher.now()
+        self._last_write = self._flusher.now()
         self._chunked = bool(request.chunked)
         channel = request.channel
         if isinstance(channel, HTTPChannel):
@@ -257,12 +257,7 @@ class Stream:
         return self._state is _ENDED
 
     @property
-    def paused(self) -> bool:
-        """Whether the client's window is full (writes wait)."""
-        return self._paused
-
-    @property
-    def queued(self) -> int:
+    def _queued(self) -> int:
         """Bytes written and held here, not yet handed to the network."""
         return self._held_bytes
 
@@ -307,14 +302,14 @@ class Stream:
         of chunks. Fires when the source is exhausted or the stream closed.
         """
         if hasattr(source, "read"):
-            return self.pull(source)
+            return self._pull_file(source)
         if hasattr(source, "__aiter__"):
             return Deferred.fromCoroutine(self._pipe_async(source))
         if isinstance(source, str | bytes | bytearray | memoryview):
             raise TypeError("pipe() takes a file or an iterable; use write() for data")
         return Deferred.fromCoroutine(self._pipe_iter(iter(source)))
 
-    def pull(self, file: Any, length: int | None = None) -> Deferred[None]:
+    def _pull_file(self, file: Any, length: int | None = None) -> Deferred[None]:
         """
         Stream ``length`` bytes (all when ``None``) of ``file`` from its
         current position through a pull producer; the file is closed at the
@@ -330,7 +325,7 @@ class Stream:
         self._pull()
         return reader.deferred
 
-    def abort(self, reason: str = "aborted") -> None:
+    def _abort(self, reason: str = "aborted") -> None:
         """
         Drop the connection: the client sees an incomplete body. ``reason``
         is how the access log says it ended.
@@ -349,7 +344,7 @@ class Stream:
         # running, too early to cancel it.
         self._end(False, reason)
 
-    def lost(self) -> None:
+    def _lost(self) -> None:
         """
         The client is gone: fail what waits with `StreamClosed`, fire
         ``done``, stop the handler. Idempotent.
@@ -365,12 +360,12 @@ class Stream:
         if self._state is _ENDED:
             return
         self._paused = False
-        self.resumed += 1
+        self._resumed += 1
         self._send()
         self._pull()
 
     def stopProducing(self) -> None:
-        self.lost()
+        self._lost()
 
     # Internals.
 
@@ -384,7 +379,7 @@ class Stream:
                     "aborted (request {request_id})",
                     request_id=self._request_id,
                 )
-                self.abort()
+                self._abort()
                 return succeed(False)
             self._remaining = remaining - len(data)
         self._push(data)
@@ -437,7 +432,7 @@ class Stream:
         """The reactor turn in which this stream was written is ending."""
         self._dirty = False
         self._turn_cost = 0
-        self.last_write = now
+        self._last_write = now
         self._send()
 
     def _send(self) -> None:
@@ -493,7 +488,7 @@ class Stream:
             limit=self._buffer_limit,
             request_id=self._request_id,
         )
-        self.abort("too_slow")
+        self._abort("too_slow")
 
     def _finish(self) -> None:
         if self._remaining:
@@ -503,7 +498,7 @@ class Stream:
                 missing=self._remaining,
                 request_id=self._request_id,
             )
-            self.abort()
+            self._abort()
             return
         self._state = _ENDED
         self._stop_puller()
@@ -514,13 +509,13 @@ class Stream:
         waiting, self._waiting = self._waiting, None
         for d in waiting or ():
             d.callback(True)
-        self._fire_done(self.end_reason, False, True)
+        self._fire_done(self._end_reason, False, True)
 
     def _end(self, immediate: bool, reason: str) -> None:
         if self._state is _ENDED:
             return
         self._state = _ENDED
-        self.broken = True
+        self._broken = True
         waiting, self._waiting = self._waiting, None
         self._held, self._held_bytes = None, 0
         self._stop_puller(StreamClosed("the client went away"))
@@ -560,13 +555,13 @@ class Stream:
 class HeadStream(Stream):
     """
     The body of a ``HEAD`` response: the head is sent and the request
-    finished at `start`; writes wait until the handler is stopped (`lost`,
+    finished at `_start`; writes wait until the handler is stopped (`_lost`,
     on the next turn), exactly as after a disconnect.
     """
 
     __slots__ = ()
 
-    def start(self) -> None:
+    def _start(self) -> None:
         request = self._request
         request.write(b"")
         request.finish()
@@ -580,13 +575,13 @@ class HeadStream(Stream):
     def _push(self, data: bytes) -> None:
         pass
 
-    def pull(self, file: Any, length: int | None = None) -> Deferred[None]:
+    def _pull_file(self, file: Any, length: int | None = None) -> Deferred[None]:
         reader = _FileReader(self, file, length)
         reader.stopProducing()
         return reader.deferred
 
-    def lost(self) -> None:
-        """The response was complete at `start`: stop the handler."""
+    def _lost(self) -> None:
+        """The response was complete at `_start`: stop the handler."""
         self._end(True, "complete")
 
 

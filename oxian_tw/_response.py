@@ -360,7 +360,7 @@ class ResponseController:
             return succeed(None)
         file = open(info.path, "rb")  # the reader closes it
         file.seek(first)
-        d = stream.pull(file, last - first + 1)
+        d = stream._pull_file(file, last - first + 1)
         d.addCallback(lambda _: stream.close())
         return d
 
@@ -424,7 +424,7 @@ class ResponseController:
 
     def _client_left(self, failure: Failure) -> None:
         if self._stream is not None:
-            self._stream.lost()
+            self._stream._lost()
         elif self._state is _PENDING:
             self._state = _GONE
             self._cancel_handler()
@@ -433,7 +433,7 @@ class ResponseController:
     def _handler_returned(self, result: Any) -> None:
         self._handler = None
         if self._stream is not None:
-            if not self._stream.keep_open:
+            if not self._stream._keep_open:
                 self._stream.close()
             return
         if self._state is not _PENDING:
@@ -450,7 +450,7 @@ class ResponseController:
     def _handler_failed(self, failure: Failure) -> None:
         self._handler = None
         stream = self._stream
-        broken = self._state is _GONE or (stream is not None and stream.broken)
+        broken = self._state is _GONE or (stream is not None and stream._broken)
         if broken and failure.check(CancelledError, StreamClosed):
             # We stopped the handler because its client left: expected.
             return
@@ -479,7 +479,7 @@ class ResponseController:
                 failure,
                 request_id=self._request_id,
             )
-            stream.abort()
+            stream._abort()
             return
         self._fail(failure)
 
@@ -605,10 +605,10 @@ class ResponseController:
         self._state = _OPEN
         if self._foreign:
             request.finish = self._guarded_finish
-        stream.start()
+        stream._start()
         if head_only:
             # The head is all there is; stop the handler once it has yielded.
-            self._app.clock.callLater(0, stream.lost)
+            self._app.clock.callLater(0, stream._lost)
         elif not isinstance(request.channel, HTTPChannel):
             # An HTTP/1.1 connection that drops stops its producer (the
             # stream); an HTTP/2 stream tells only its request.
@@ -635,7 +635,8 @@ class ResponseController:
         Send the whole response now, with ``value`` as its body (encoded
         as a handler's result), and end the request.
 
-        :raises TypeError: for a value with no HTTP form; nothing was sent.
+        :raises HttpError: ``500`` for a value with no HTTP form; nothing was
+            sent.
         """
         content_type, payload = encode_body(value)
         request = self._request

@@ -7,23 +7,50 @@ and bytes. Pure: no Twisted.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from ._json import dump_json
+from ._errors import HttpError
+from ._json import compact_encoder
 
 JSON_TYPE = b"application/json; charset=utf-8"
 TEXT_TYPE = b"text/plain; charset=utf-8"
 BYTES_TYPE = b"application/octet-stream"
 
 
+#: What a handler may return, said in the 500 for anything else.
+_FORMS = "None, str, bytes, a dict, list, number or bool, a dataclass or attrs instance, or a Response"
+
+
+def _plain(value: Any) -> Any:
+    """Dataclass and attrs instances as dicts, wherever they are in a result."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if attrs.has(type(value)):
+        return {a.name: getattr(value, a.name) for a in attrs.fields(type(value))}
+    raise _Unencodable(value)
+
+
+class _Unencodable(TypeError):
+    def __init__(self, value: Any) -> None:
+        super().__init__(type(value))
+        self.value = value
+
+
+_RESULT_JSON = compact_encoder(default=_plain)
+
+
 def encode_body(value: Any) -> tuple[bytes | None, bytes]:
     """
-    A handler's return value as ``(default content type, bytes)``.
+    A handler's return value as ``(default content type, bytes)``: JSON for
+    dicts, lists, numbers, bools and dataclass or attrs instances (also
+    nested).
 
-    :raises TypeError: for values with no HTTP form (they become a 500).
+    :raises HttpError: a ``500`` naming the type of a value with no HTTP
+        form (code ``unencodable_result``).
     """
     if value is None:
         return None, b""
@@ -31,13 +58,24 @@ def encode_body(value: Any) -> tuple[bytes | None, bytes]:
         return TEXT_TYPE, value.encode("utf-8")
     if isinstance(value, bytes | bytearray | memoryview):
         return BYTES_TYPE, bytes(value)
-    if isinstance(value, dict | list | tuple | int | float | bool):
-        try:
-            return JSON_TYPE, dump_json(value)
-        except ValueError as exc:
-            raise TypeError(f"cannot encode the result as JSON: {exc}") from exc
-    raise TypeError(
-        f"a handler returned {type(value).__name__!r}, which has no HTTP form"
+    try:
+        return JSON_TYPE, _RESULT_JSON.encode(value).encode("utf-8")
+    except _Unencodable as exc:
+        found = exc.value
+    except ValueError as exc:
+        # NaN or infinity, or a circular reference.
+        raise HttpError(
+            500,
+            f"The handler's result is not JSON: {exc}",
+            code="unencodable_result",
+        ) from exc
+    what = type(found)
+    where = "" if found is value else " inside its result"
+    raise HttpError(
+        500,
+        f"The handler returned a {what.__module__}.{what.__qualname__}{where}, "
+        f"which has no HTTP form; return {_FORMS}",
+        code="unencodable_result",
     )
 
 

@@ -66,7 +66,26 @@ ROUTES = {
             return "id\\n1\\n"
     """,
     "returns.py": """
+        import dataclasses
+
+        import attrs
+
         from oxian_tw import Response
+
+        @dataclasses.dataclass
+        class Inner:
+            x: int
+            y: list
+
+        @attrs.define
+        class Stats:
+            n: int
+
+        @dataclasses.dataclass
+        class Outer:
+            name: str
+            inner: Inner
+            stats: Stats
 
         VALUES = {
             "none": None,
@@ -84,6 +103,8 @@ ROUTES = {
             "response-text": Response("plain", status=202),
             "nan": float("nan"),
             "object": object(),
+            "dataclass": Outer("a", Inner(1, [1, 2]), Stats(2)),
+            "nested-object": {"a": [object()]},
         }
 
         def GET(data, ctx):
@@ -538,11 +559,34 @@ class ReturnValueTests(AppTestCase):
         self.assertEqual(response.text(), "plain")
 
     def test_unencodable(self) -> None:
-        """NaN or an arbitrary object: a 500, logged."""
-        for kind in ("nan", "object"):
-            with self.subTest(kind=kind):
-                self.assertEqual(self.kind(kind).code, 500)
-        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 2)
+        """
+        NaN or an arbitrary object: a 500 saying what was returned (the
+        type, not its repr), logged with the request id.
+        """
+        nan = self.kind("nan")
+        self.assertEqual(nan.code, 500)
+        self.assertEqual(nan.json()["error"]["code"], "unencodable_result")
+        response = self.kind("object")
+        self.assertEqual(response.code, 500)
+        error = response.json()["error"]
+        self.assertEqual(error["code"], "unencodable_result")
+        self.assertIn("returned a builtins.object,", error["message"])
+        self.assertIn("a dataclass or attrs instance", error["message"])
+
+    def test_dataclass_and_attrs(self) -> None:
+        """Dataclass and attrs instances are JSON objects, nested too."""
+        response = self.kind("dataclass")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(
+            response.headers.get("content-type"), "application/json; charset=utf-8"
+        )
+        self.assertEqual(
+            response.json(),
+            {"name": "a", "inner": {"x": 1, "y": [1, 2]}, "stats": {"n": 2}},
+        )
+        nested = self.kind("nested-object")
+        self.assertEqual(nested.code, 500)
+        self.assertIn("inside its result", nested.json()["error"]["message"])
 
 
 class ErrorTests(AppTestCase):

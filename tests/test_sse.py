@@ -594,7 +594,7 @@ class SlowConsumerTests(SSETestCase):
         self.client.advance(30)
         state = self.module("awaited.py").STATE
         stream = state["streams"][0]._stream
-        self.assertLess(stream.queued, 1024 * 1024)
+        self.assertLess(stream._queued, 1024 * 1024)
         self.assertLess(state["sent"], 100)
         response.resume_reading()
         self.assertTrue(response.complete)
