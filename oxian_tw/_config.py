@@ -22,6 +22,12 @@ from ._limits import GC_THRESHOLD
 HEADER_TIMEOUT = 15.0
 BODY_TIMEOUT = 30.0
 
+#: The hub's defaults, also those of its classes when built directly.
+HUB_HISTORY = 1000
+HUB_HISTORY_BYTES = 1024 * 1024
+HUB_HISTORY_AGE = 3600.0
+HUB_PRESENCE_TTL = 30.0
+
 
 class ConfigError(ValueError):
     """A setting is unknown or its value is invalid."""
@@ -165,7 +171,6 @@ class Option:
     """
 
     name: str
-    default: Any
     parse: Callable[[Any], Any]
     help: str
     flag: bool = False
@@ -176,22 +181,29 @@ class Option:
         """The `Settings` attribute: the name with ``_`` for ``-``."""
         return self.name.replace("-", "_")
 
+    @property
+    def default(self) -> Any:
+        """
+        The default, read from `Settings` (where every default is written,
+        once); ``None`` for one computed when used (``listen``).
+        """
+        default = attrs.fields_dict(Settings)[self.attribute].default
+        return None if isinstance(default, attrs.Factory) else default  # type: ignore[arg-type]
+
 
 OPTIONS: tuple[Option, ...] = (
-    Option("routes", "./routes", str, "The route directory."),
+    Option("routes", str, "The route directory."),
     Option(
         "listen",
-        None,
         _listen,
         "An endpoint to listen on (strports: tcp:8080, "
         "ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/path); "
         "repeatable. Default tcp:8080, or tcp:$PORT.",
         repeatable=True,
     ),
-    Option("base-path", "/", _base_path, "Serve the routes under this path."),
+    Option("base-path", _base_path, "Serve the routes under this path."),
     Option(
         "cors-origin",
-        (),
         _origins,
         "An origin allowed to read responses cross-origin (scheme://host[:port], "
         "or * for any); repeatable. Default: none, no CORS headers.",
@@ -199,7 +211,6 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "cors-credentials",
-        False,
         _flag,
         "Allow credentialed CORS requests (cookies, Authorization): the "
         "origin is echoed, never *.",
@@ -207,7 +218,6 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "cors-methods",
-        None,
         _names,
         "Methods a preflight allows (comma-separated or repeated). Default: "
         "the route's methods.",
@@ -215,7 +225,6 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "cors-headers",
-        None,
         _names,
         "Request headers a preflight allows (comma-separated or repeated). "
         "Default: those the preflight asks for.",
@@ -223,7 +232,6 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "cors-expose-headers",
-        (),
         _names,
         "Response headers cross-origin scripts may read (comma-separated or "
         "repeated). Default: none beyond the CORS-safelisted ones.",
@@ -231,45 +239,38 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "cors-max-age",
-        None,
         _non_negative_int,
         "Seconds a browser may cache a preflight answer. Default: not sent.",
     ),
     Option(
         "body-limit",
-        1024 * 1024,
         _positive_int,
         "Largest request body in bytes; larger ones get 413.",
     ),
     Option(
         "header-timeout",
-        HEADER_TIMEOUT,
         _positive_seconds,
         "Seconds an HTTP/1.1 request head may take from its first byte; "
         "past it the connection gets 408 and is closed.",
     ),
     Option(
         "body-timeout",
-        BODY_TIMEOUT,
         _positive_seconds,
         "Seconds a request body may go without progress; past it the request gets 408.",
     ),
     Option(
         "form-fields",
-        FORM_FIELDS,
         _positive_int,
         "Most fields a form body (urlencoded or multipart) may have; more get 413.",
     ),
     Option(
         "buffer-limit",
-        4 * 1024 * 1024,
         _positive_int,
         "Bytes a stream may buffer for writes that were not awaited; past "
         "it the connection is aborted.",
     ),
     Option(
         "sse-budget",
-        1024 * 1024,
         _positive_int,
         "Bytes of events an SSE stream may hold for a slow client; sends "
         "that were not awaited past it apply the stream's slow_consumer "
@@ -277,35 +278,30 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "ping",
-        15.0,
         _seconds,
         "Seconds of silence after which an SSE stream gets a ':' heartbeat; "
         "0 turns heartbeats off.",
     ),
     Option(
         "write-timeout",
-        60.0,
         _positive_seconds,
         "Seconds a stream's buffer may stay undrained before the stream is "
         "closed as stuck.",
     ),
     Option(
         "max-connections",
-        None,
         _positive_int,
         "Most client connections open at once; more get 503 and are closed. "
         "Default: the file-descriptor limit less 128.",
     ),
     Option(
         "max-streams",
-        None,
         _positive_int,
         "Most SSE streams open at once; more get 503 with Retry-After. "
         "Default unlimited.",
     ),
     Option(
         "hub",
-        "memory",
         _hub,
         "Where hub channels live: 'memory' (this process) or "
         "redis://[[user]:password@]host[:port][/db] (shared by every process "
@@ -313,25 +309,21 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "hub-history",
-        1000,
         _non_negative_int,
         "Events each hub channel keeps for replay to reconnecting clients.",
     ),
     Option(
         "hub-history-bytes",
-        1024 * 1024,
         _non_negative_int,
         "Encoded bytes each hub channel keeps for replay.",
     ),
     Option(
         "hub-history-age",
-        3600.0,
         _seconds,
         "Seconds an event stays in its hub channel's history.",
     ),
     Option(
         "hub-presence-ttl",
-        30.0,
         _positive_seconds,
         "Seconds a process that stopped without saying goodbye (killed) "
         "stays present on hub channels; it renews its presence every third "
@@ -339,13 +331,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "shutdown-grace",
-        5.0,
         _seconds,
         "Seconds open SSE streams get to end on shutdown before they are cut.",
     ),
     Option(
         "access-log",
-        "combined",
         _access_log,
         "One line per request when its response ends: 'combined' (the "
         "Combined Log Format, then request_id=, duration_ms=, ended=), 'json' "
@@ -353,7 +343,6 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "gc-threshold",
-        GC_THRESHOLD,
         _non_negative_int,
         "twistd oxian only (it is the whole process's): the garbage "
         "collector's young-generation threshold; larger makes the full "
@@ -362,7 +351,6 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "debug",
-        False,
         _flag,
         "Put tracebacks of unexpected errors in error bodies.",
         flag=True,
@@ -396,10 +384,10 @@ class Settings:
     max_connections: int | None = None
     max_streams: int | None = None
     hub: str = "memory"
-    hub_history: int = 1000
-    hub_history_bytes: int = 1024 * 1024
-    hub_history_age: float = 3600.0
-    hub_presence_ttl: float = 30.0
+    hub_history: int = HUB_HISTORY
+    hub_history_bytes: int = HUB_HISTORY_BYTES
+    hub_history_age: float = HUB_HISTORY_AGE
+    hub_presence_ttl: float = HUB_PRESENCE_TTL
     shutdown_grace: float = 5.0
     access_log: str = "combined"
     gc_threshold: int = GC_THRESHOLD

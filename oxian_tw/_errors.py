@@ -10,7 +10,7 @@ import traceback
 from http import HTTPStatus
 from typing import Any
 
-from ._json import dump_json
+from ._json import JSON_CONTENT_TYPE, dump_json
 
 
 class HttpError(Exception):
@@ -157,6 +157,18 @@ def error_body(status: int, message: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message or reason_phrase(status)}}
 
 
+def error_entity(
+    status: int, message: str | None = None
+) -> tuple[dict[str, str], bytes]:
+    """
+    The headers (type and length) and bytes of a framework error's body:
+    what every writer that has no response object sends (the early answers
+    of a connection), the same as a handler's error goes out.
+    """
+    body = dump_json(error_body(status, message))
+    return {"Content-Type": JSON_CONTENT_TYPE, "Content-Length": str(len(body))}, body
+
+
 def closing_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> bytes:
@@ -165,11 +177,10 @@ def closing_response(
     close``, for what a connection answers before (or without) a request
     object: a head that is too slow or too large, a connection past the cap.
     """
-    body = dump_json(error_body(status, message))
+    entity, body = error_entity(status, message)
     lines = [
         f"HTTP/1.1 {status} {reason_phrase(status)}",
-        "Content-Type: application/json; charset=utf-8",
-        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in entity.items()),
         *(f"{name}: {value}" for name, value in (headers or {}).items()),
         "Connection: close",
     ]

@@ -11,6 +11,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+#: The content type of every JSON body the framework writes.
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
 
 def compact_encoder(default: Callable[[Any], Any] | None = None) -> json.JSONEncoder:
     """

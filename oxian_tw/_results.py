@@ -14,15 +14,18 @@ from typing import Any
 import attrs
 
 from ._errors import HttpError
-from ._json import compact_encoder
+from ._json import JSON_CONTENT_TYPE, compact_encoder
 
-JSON_TYPE = b"application/json; charset=utf-8"
+JSON_TYPE = JSON_CONTENT_TYPE.encode("ascii")
 TEXT_TYPE = b"text/plain; charset=utf-8"
 BYTES_TYPE = b"application/octet-stream"
 
 
 #: What a handler may return, said in the 500 for anything else.
-_FORMS = "None, str, bytes, a dict, list, number or bool, a dataclass or attrs instance, or a Response"
+_FORMS = (
+    "None, str, bytes, a dict, list, number or bool, a dataclass or attrs "
+    "instance, or a Response"
+)
 
 
 def _plain(value: Any) -> Any:

@@ -46,12 +46,11 @@ from ._errors import (
     TOO_LARGE_MESSAGE,
     HttpError,
     closing_response,
-    error_body,
+    error_entity,
     reason_phrase,
 )
 from ._host import host_problem
 from ._internals import H2, H2_PREFACE, switch_to_h2
-from ._json import dump_json
 
 if TYPE_CHECKING:
     from ._accesslog import AccessLog
@@ -276,12 +275,9 @@ class OxianRequest(Request):
         self._guard_request_received()
         request_id = request_id_for(self)
         self._log.info(log_format, request_id=request_id, **log_fields)
-        body = dump_json(error_body(status, message))
-        headers = {
-            "Content-Type": ["application/json; charset=utf-8"],
-            "Content-Length": [str(len(body))],
-            "X-Request-Id": [request_id],
-        }
+        entity, body = error_entity(status, message)
+        headers = {name: [value] for name, value in entity.items()}
+        headers["X-Request-Id"] = [request_id]
         site = self._site()
         cors = getattr(site, "cors", None)
         if cors is not None:

@@ -4,6 +4,7 @@ Tests for settings given as a mapping (``OxianApp(config=...)``).
 
 from __future__ import annotations
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from oxian_tw._config import ConfigError, settings_from
@@ -39,4 +40,39 @@ class SettingsTests(SynchronousTestCase):
         self.assertEqual(settings_from({"listen": "tcp:1"}).listen, ("tcp:1",))
         self.assertEqual(
             settings_from({"listen": ["tcp:1", "tcp:2"]}).listen, ("tcp:1", "tcp:2")
+        )
+
+
+class DefaultsWrittenOnceTests(SynchronousTestCase):
+    """Every option's default is `Settings`'s: one place (issue 18)."""
+
+    def test_option_defaults_are_the_settings(self) -> None:
+        from oxian_tw._config import OPTIONS, Settings
+
+        settings = Settings()
+        self.assertEqual(
+            {o.attribute for o in OPTIONS}, set(attrs.fields_dict(Settings))
+        )
+        for option in OPTIONS:
+            if option.name == "listen":
+                self.assertIsNone(option.default)
+                continue
+            self.assertEqual(option.default, getattr(settings, option.attribute))
+
+    def test_hub_defaults(self) -> None:
+        from twisted.internet.task import Clock
+
+        from oxian_tw._config import Settings
+        from oxian_tw.hub import MemoryHub
+
+        clock = Clock()
+        hub = MemoryHub(lambda: clock)
+        settings = Settings()
+        self.assertEqual(
+            (hub._history, hub._history_bytes, hub._history_age),
+            (
+                settings.hub_history,
+                settings.hub_history_bytes,
+                settings.hub_history_age,
+            ),
         )

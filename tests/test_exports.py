@@ -159,7 +159,8 @@ class ReadOnlyDependencyTests(RoutesTestCase):
         """,
         "read.py": """
             def GET(data, ctx):
-                return {"level": ctx.dependencies.level, "key": ctx.dependencies["level"]}
+                deps = ctx.dependencies
+                return {"level": deps.level, "key": deps["level"]}
         """,
     }
 

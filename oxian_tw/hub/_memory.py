@@ -27,6 +27,12 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
+from .._config import (
+    HUB_HISTORY,
+    HUB_HISTORY_AGE,
+    HUB_HISTORY_BYTES,
+    HUB_PRESENCE_TTL,
+)
 from .._text import is_decimal
 from ..sse import encode_fields
 from ._channels import (
@@ -89,10 +95,10 @@ class MemoryHub:
         self,
         clock: Callable[[], IReactorTime],
         *,
-        history: int = 1000,
-        history_bytes: int = 1024 * 1024,
-        history_age: float = 3600.0,
-        presence_ttl: float = 30.0,
+        history: int = HUB_HISTORY,
+        history_bytes: int = HUB_HISTORY_BYTES,
+        history_age: float = HUB_HISTORY_AGE,
+        presence_ttl: float = HUB_PRESENCE_TTL,
     ) -> None:
         self._clock = clock
         self._history = history

@@ -49,6 +49,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._config import (
+    HUB_HISTORY,
+    HUB_HISTORY_AGE,
+    HUB_HISTORY_BYTES,
+    HUB_PRESENCE_TTL,
+)
 from .._errors import HubTimeout, HubUnavailable
 from ..sse import encode_fields
 from ._channels import (
@@ -172,10 +178,10 @@ class RedisHub:
         address: RedisAddress,
         clock: Callable[[], Any],
         *,
-        history: int = 1000,
-        history_bytes: int = 1024 * 1024,
-        history_age: float = 3600.0,
-        presence_ttl: float = 30.0,
+        history: int = HUB_HISTORY,
+        history_bytes: int = HUB_HISTORY_BYTES,
+        history_age: float = HUB_HISTORY_AGE,
+        presence_ttl: float = HUB_PRESENCE_TTL,
         connect: Callable[..., RedisConnection] = RedisConnection,
     ) -> None:
         self.address = address
