@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.application.service import IService, MultiService
 from twisted.application.strports import service as strports_service
@@ -127,8 +127,8 @@ class OxianApp:
         if self._reactor is None:
             from twisted.internet import reactor
 
-            self._reactor = reactor  # type: ignore[assignment]
-        return self._reactor  # type: ignore[return-value]
+            self._reactor = reactor
+        return self._reactor
 
     def resource(self) -> IResource:
         """
@@ -193,7 +193,7 @@ class OxianApp:
         site = self.site(root)
         for description in listen or self.settings.listen:
             strports_service(
-                with_backlog(description), site, reactor=self._reactor
+                with_backlog(description), site, reactor=cast(Any, self._reactor)
             ).setServiceParent(parent)
         return parent
 
@@ -296,16 +296,16 @@ class _AppService(MultiService):
     """The listening ports of an app; stopping it also shuts the app down."""
 
     def __init__(self, app: OxianApp) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._app = app
 
     def startService(self) -> None:
         self._app.streams.draining = False
         self._app.hub.start()
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
 
     def stopService(self) -> Deferred[None]:
-        ports = super().stopService()
+        ports = super().stopService()  # type: ignore[no-untyped-call]
         stopped = self._app.shutdown()
         return gatherResults([ports or succeed(None), stopped]).addCallback(
             lambda _: None

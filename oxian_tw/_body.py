@@ -36,7 +36,7 @@ def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
         return "", {}
     message = Message()
     message["content-type"] = content_type
-    params = {k.lower(): v for k, v in message.get_params()[1:]}
+    params = {k.lower(): v for k, v in (message.get_params() or [])[1:]}
     return message.get_content_type(), params
 
 
@@ -143,10 +143,10 @@ def _multipart(raw: bytes, content_type: str, max_fields: int) -> dict[str, Any]
         for line in raw[head_start:head_end].split(b"\r\n"):
             if not line:
                 continue
-            name, colon, value = line.partition(b":")
+            header, colon, value = line.partition(b":")
             if not colon:
                 raise HttpError(400, "Malformed multipart/form-data body")
-            headers[name.strip().lower()] = value.strip()
+            headers[header.strip().lower()] = value.strip()
         kind, params = _disposition(headers.get(b"content-disposition", b""))
         name = params.get("name")
         if kind != b"form-data" or not name:

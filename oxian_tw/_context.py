@@ -63,7 +63,7 @@ def request_id_for(request: IRequest) -> str:
     """
     sent = request.requestHeaders.getRawHeaders(b"x-request-id")
     if sent:
-        text = sent[-1].decode("latin-1")
+        text: str = sent[-1].decode("latin-1")
         if _SANE_REQUEST_ID.fullmatch(text):
             return text
     return new_request_id()
@@ -144,12 +144,14 @@ class RequestInfo:
     @property
     def method(self) -> str:
         """The HTTP method, e.g. ``"GET"``."""
-        return self.raw.method.decode("ascii", "replace")
+        method: bytes = self.raw.method
+        return method.decode("ascii", "replace")
 
     @property
     def path(self) -> str:
         """The path as sent (still percent-encoded, no query)."""
-        return self.raw.path.decode("latin-1")
+        path: bytes = self.raw.path
+        return path.decode("latin-1")
 
     @property
     def url(self) -> str:

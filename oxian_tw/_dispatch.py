@@ -228,7 +228,7 @@ class RouteResource(Resource):
     isLeaf = True
 
     def __init__(self, app: OxianApp, run: Callable[[ResponseController], Any]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._app = app
         self._run = run
 

@@ -7,10 +7,12 @@ byte ranges (RFC 9110 §8.8, §13, §14). No I/O beyond ``stat``.
 
 from __future__ import annotations
 
+import enum
 import mimetypes
 import os
 import stat
 from email.utils import formatdate, parsedate_to_datetime
+from typing import Literal
 
 import attrs
 
@@ -86,12 +88,18 @@ def not_modified(
 
 
 #: `byte_range`'s answer for a range that selects no byte of the file.
-UNSATISFIABLE = "unsatisfiable"
+class Unsatisfiable(enum.Enum):
+    """A typed sentinel: the ``Range`` asked for can be served by no byte."""
+
+    UNSATISFIABLE = "unsatisfiable"
+
+
+UNSATISFIABLE = Unsatisfiable.UNSATISFIABLE
 
 
 def byte_range(
     info: FileInfo, range_header: str | None, if_range: str | None
-) -> tuple[int, int] | str | None:
+) -> tuple[int, int] | Literal[Unsatisfiable.UNSATISFIABLE] | None:
     """
     The single byte range ``(first, last)`` (inclusive) to send, `None`
     for the whole file, or `UNSATISFIABLE`.

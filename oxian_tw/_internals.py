@@ -279,7 +279,7 @@ class _CountedQueue(deque):  # type: ignore[type-arg]
 if H2:
     import priority as _priority
 
-    class BoundedH2Connection(_http2.H2Connection):  # type: ignore[misc,name-defined]
+    class BoundedH2Connection(_http2.H2Connection):
         """
         Twisted's ``H2Connection`` with O(1) writes, bounded queues, several
         frames per reactor turn, and no busy loop while a stream's window
@@ -287,12 +287,12 @@ if H2:
         """
 
         def __init__(self, reactor: Any = None) -> None:
-            super().__init__(reactor)
+            super().__init__(reactor)  # type: ignore[no-untyped-call]
             self._drained: set[int] = set()
             self._closing: Any = None
 
         def _requestReceived(self, event: Any) -> None:
-            super()._requestReceived(event)
+            super()._requestReceived(event)  # type: ignore[no-untyped-call]
             stream_id = event.stream_id
             self._outboundStreamQueues[stream_id] = _CountedQueue(
                 lambda: self._drained.add(stream_id)
@@ -301,7 +301,7 @@ if H2:
         def remainingOutboundWindow(self, streamID: int) -> int:  # noqa: N803
             queue = self._outboundStreamQueues[streamID]
             window = self.conn.local_flow_control_window(streamID)
-            return min(window, H2_HIGH_WATER) - queue.size
+            return min(int(window), H2_HIGH_WATER) - int(queue.size)
 
         def _sendPrioritisedData(self, *args: Any) -> None:  # noqa: N802
             # Twisted's loop sends one frame per reactor turn, each in its
@@ -321,7 +321,7 @@ if H2:
             queues = self._outboundStreamQueues
             tree = self.priority
             frames = sent = 0
-            self.resetTimeout()
+            self.resetTimeout()  # type: ignore[no-untyped-call]
             while frames < H2_FRAMES_PER_TURN and sent < H2_BYTES_PER_TURN:
                 try:
                     stream_id = next(tree)
@@ -339,7 +339,8 @@ if H2:
                     # end it.
                     self._flush()
                     if self._sendingDeferred is None:
-                        self._sendingDeferred = waiting = Deferred()
+                        waiting: Deferred[Any] = Deferred()
+                        self._sendingDeferred = waiting
                         waiting.addCallback(self._next_turn)
                     self._after_turn()
                     return
@@ -349,7 +350,7 @@ if H2:
                     queue.popleft()
                     conn.end_stream(stream_id)
                     self._flush()
-                    self._requestDone(stream_id)
+                    self._requestDone(stream_id)  # type: ignore[no-untyped-call]
                     continue
                 window = conn.local_flow_control_window(stream_id)
                 room = min(conn.max_outbound_frame_size, window)
@@ -380,6 +381,7 @@ if H2:
         def _flush(self) -> None:
             data = self.conn.data_to_send()
             if data:
+                assert self.transport is not None
                 self.transport.write(data)
 
         def _wake_drained(self) -> None:
@@ -405,10 +407,12 @@ if H2:
             waiting, self._sendingDeferred = self._sendingDeferred, None
             try:
                 if event.stream_id:
-                    super()._handleWindowUpdate(event)
+                    super()._handleWindowUpdate(event)  # type: ignore[no-untyped-call]
                 else:
-                    for stream_id, stream in list(self.streams.items()):
-                        if self.streams.get(stream_id) is not stream:
+                    for stream_id in list(self.streams):
+                        # One that ended while others woke is gone.
+                        stream: Any = self.streams.get(stream_id)
+                        if stream is None:
                             continue
                         if self._outboundStreamQueues.get(stream_id):
                             self.priority.unblock(stream_id)
@@ -420,6 +424,7 @@ if H2:
         def _close_when_idle(self, close: Any) -> None:
             """Send ``GOAWAY``; call ``close`` once no stream is left."""
             self.conn.close_connection()
+            assert self.transport is not None
             self.transport.write(self.conn.data_to_send())
             if not self.streams:
                 close()
@@ -437,7 +442,8 @@ if H2:
         transport = channel.transport
         transport.unregisterProducer()
         channel.setTimeout(None)
-        connection = BoundedH2Connection(reactor)
+        # Twisted's ALPN path sets these after building the connection.
+        connection: Any = BoundedH2Connection(reactor)
         connection.requestFactory = protocol._requestFactory
         connection.site = protocol._site
         connection.factory = protocol._factory

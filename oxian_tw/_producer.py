@@ -413,7 +413,7 @@ class Stream:
         held = self._held
         if held is None:
             self._held = data
-        elif type(held) is bytes:
+        elif isinstance(held, bytes):
             self._held = [held, data]
         else:
             held.append(data)
@@ -444,7 +444,7 @@ class Stream:
             size = self._held_bytes
             self._held, self._held_bytes = None, 0
             request = self._request
-            if type(held) is bytes:
+            if isinstance(held, bytes):
                 parts = [b"%x\r\n" % size, held, b"\r\n"] if self._chunked else [held]
             else:
                 parts = held

@@ -341,7 +341,7 @@ class ResponseController:
         span = byte_range(
             info, header_value(request, b"range"), header_value(request, b"if-range")
         )
-        if span == UNSATISFIABLE:
+        if span is UNSATISFIABLE:
             self._error(
                 416,
                 error_body(416, "Range Not Satisfiable"),
@@ -455,8 +455,9 @@ class ResponseController:
             # We stopped the handler because its client left: expected.
             return
         if self._sse is not None and not broken:
-            _, _, body = error_response(failure.value, debug=self._app.settings.debug)
-            if http_status_of(failure.value) is None:
+            error = failure.value or Exception(failure.getErrorMessage())
+            _, _, body = error_response(error, debug=self._app.settings.debug)
+            if http_status_of(error) is None:
                 self._log.failure(
                     "Handler failed after its SSE stream opened; sent an error "
                     "event and closed (request {request_id})",
@@ -488,7 +489,7 @@ class ResponseController:
         Answer with the error body for ``failure``; once the response is
         committed (or the client left), only log it.
         """
-        exc = failure.value
+        exc = failure.value or Exception(failure.getErrorMessage())
         status, headers, body = error_response(exc, debug=self._app.settings.debug)
         if http_status_of(exc) is None:
             self._log.failure(

@@ -21,6 +21,7 @@ import enum
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes as unquote
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import (
@@ -32,7 +33,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, datetimeToString, unquote
+from twisted.web.http import HTTPChannel, datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource, getChildForRequest
 from twisted.web.server import Request, Site
@@ -138,7 +139,7 @@ class OxianRequest(Request):
         and nginx do): for a site whose root is the app's route tree. Any
         other root, and ``*``, take Twisted's own ``process``.
         """
-        site = self.channel.site
+        site = self.channel.site  # type: ignore[attr-defined]
         if not getattr(site, "routes_root", False) or self.path == b"*":
             Request.process(self)
             return
@@ -149,14 +150,14 @@ class OxianRequest(Request):
         self.prepath = []
         self.postpath = list(map(unquote, self.path[1:].split(b"/")))
         try:
-            self.render(site.getResourceFor(self))
+            self.render(site.getResourceFor(self))  # type: ignore[no-untyped-call]
         except BaseException:
-            self.processingFailed(Failure())
+            self.processingFailed(Failure())  # type: ignore[no-untyped-call]
 
     def gotLength(self, length: int | None) -> None:
         site = getattr(self.channel, "site", None)
         if not isinstance(site, OxianSite):
-            super().gotLength(length)
+            super().gotLength(length)  # type: ignore[no-untyped-call]
             return
         connection = site._connections.get(self.transport)
         if connection is not None:
@@ -178,12 +179,12 @@ class OxianRequest(Request):
             if length is not None and length > site.body_limit:
                 self._refuse_body()
                 length = 0
-        super().gotLength(length)
+        super().gotLength(length)  # type: ignore[no-untyped-call]
 
     def handleContentChunk(self, data: bytes) -> None:
         timer = self._body_timer
         if timer is not None:
-            timer.reset(self.channel.site.body_timeout)
+            timer.reset(self.channel.site.body_timeout)  # type: ignore[attr-defined]
         if self.body_too_large:
             return
         self._body_received += len(data)
@@ -191,7 +192,7 @@ class OxianRequest(Request):
         if limit is not None and self._body_received > limit:
             self._refuse_body()
             return
-        super().handleContentChunk(data)
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
 
     def _guard_request_received(self) -> None:
         """
@@ -225,12 +226,12 @@ class OxianRequest(Request):
             # The response is out (before Twisted goes on to a pipelined
             # request): the next bytes begin the next request head.
             connection._phase = _IDLE
-        super().finish()
+        super().finish()  # type: ignore[no-untyped-call]
 
     def connectionLost(self, reason: Failure) -> None:
         self.__dict__.pop("requestReceived", None)
         self._stop_body_timer()
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
     def _stop_body_timer(self) -> None:
         timer, self._body_timer = self._body_timer, None
@@ -239,7 +240,7 @@ class OxianRequest(Request):
 
     def _body_timed_out(self) -> None:
         self._body_timer = None
-        timeout = self.channel.site.body_timeout
+        timeout = self.channel.site.body_timeout  # type: ignore[attr-defined]
         self._answer_early(
             408,
             "Request body not received in time",
@@ -303,7 +304,7 @@ class OxianRequest(Request):
             self.write(body)
             self.finish()
         access_log = getattr(site, "access_log", None)
-        if access_log is not None:
+        if site is not None and access_log is not None:
             # The request line is not the request's yet (Twisted sets it once
             # the body has arrived): the line says "-" for it.
             self.sentLength = len(body)
@@ -462,7 +463,7 @@ class OxianConnection:
         """
         negotiated = getattr(self.transport, "negotiatedProtocol", None)
         if negotiated is not None:
-            return negotiated == b"h2"
+            return bool(negotiated == b"h2")
         if ISSLTransport.providedBy(self.transport):
             return False
         if len(data) < len(H2_PREFACE):
@@ -520,6 +521,7 @@ class _Refused(Protocol):
     _RESPONSE = closing_response(503, "Too many connections", {"Retry-After": "1"})
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(self._RESPONSE)
         self.transport.loseConnection()
 
@@ -565,7 +567,7 @@ class OxianSite(Site):
         routes_root: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(resource, **kwargs)
+        super().__init__(resource, **kwargs)  # type: ignore[no-untyped-call]
         #: The root is the app's route tree (a leaf no encoder wraps): its
         #: requests take `OxianRequest.process`'s short path.
         self.routes_root = routes_root
@@ -594,26 +596,30 @@ class OxianSite(Site):
                     cap=cap,
                 )
             return _Refused()
-        inner = super().buildProtocol(addr)
+        inner = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         if inner is None:
             return None
         return OxianConnection(inner, self)
 
     def getResourceFor(self, request: Request) -> IResource:
         if self._refusal is not None:
+            hosts = request.requestHeaders.getRawHeaders(b"host")
             problem = host_problem(
-                request.requestHeaders.getRawHeaders(b"host"), request.clientproto
+                None if hosts is None else list(hosts), request.clientproto
             )
             if problem is not None:
                 return self._refusal(HttpError(400, problem))
         # Site.getResourceFor, but for its copy.copy of the prepath, which
         # is empty here (Request.process has just set it).
         request.site = self
-        request.sitepath = request.prepath[:]
-        root = self.resource
-        return root if root.isLeaf else getChildForRequest(root, request)
+        request.sitepath = list(request.prepath or ())  # type: ignore[attr-defined]
+        root: IResource = self.resource
+        if root.isLeaf:
+            return root
+        child: IResource = getChildForRequest(root, request)
+        return child
 
-    def log(self, request: Request) -> None:
+    def log(self, request: Any) -> None:
         """No line here: the app logs each request when its response ends."""
 
     @property

@@ -80,7 +80,7 @@ class Options(usage.Options):
     settings: Settings
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         for option in OPTIONS:
             if option.repeatable:
                 self[option.name] = []

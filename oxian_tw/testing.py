@@ -78,7 +78,7 @@ class _ServerTransport(iosim.FakeTransport):
     bufferSize = 64 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         self.reading = True
         #: Bytes the client will still read before it stalls (``None``: all).
         self.read_limit: int | None = None
@@ -88,7 +88,7 @@ class _ServerTransport(iosim.FakeTransport):
     def write(self, data: bytes) -> None:
         if self.disconnecting:
             return
-        super().write(data)
+        super().write(data)  # type: ignore[no-untyped-call]
         self._buffered += len(data)
         if (
             self._buffered > self.bufferSize
@@ -103,7 +103,7 @@ class _ServerTransport(iosim.FakeTransport):
         # Unlike iosim's, an abort drops what was not delivered.
         self.stream = []
         self._buffered = 0
-        self.loseConnection()
+        self.loseConnection()  # type: ignore[no-untyped-call]
 
     def reportDisconnect(self) -> None:
         # As a TCP transport does: its producer (the HTTP channel, and
@@ -111,12 +111,12 @@ class _ServerTransport(iosim.FakeTransport):
         producer, self.producer = self.producer, None
         if producer is not None:
             producer.stopProducing()
-        super().reportDisconnect()
+        super().reportDisconnect()  # type: ignore[no-untyped-call]
 
     def getOutBuffer(self) -> bytes | None:
         if not self.reading:
             return None
-        data = super().getOutBuffer()
+        data: bytes = super().getOutBuffer()  # type: ignore[no-untyped-call]
         limit = self.read_limit
         if limit is not None and data:
             data, rest = data[:limit], data[limit:]
@@ -142,7 +142,7 @@ class _ClientTransport(iosim.FakeTransport):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         self.head = b""
         self._head_done = False
 
@@ -152,7 +152,7 @@ class _ClientTransport(iosim.FakeTransport):
             if b"\r\n\r\n" in self.head:
                 self.head = self.head.partition(b"\r\n\r\n")[0]
                 self._head_done = True
-        super().bufferReceived(buf)
+        super().bufferReceived(buf)  # type: ignore[no-untyped-call]
 
     def connection_headers(self) -> list[tuple[bytes, bytes]]:
         """The connection headers of the response head received."""
@@ -353,9 +353,9 @@ class TestClient:
             method.encode("ascii"), url.encode("ascii"), raw_headers, producer
         )
         pump = self._connect(read_limit)
-        d.addCallback(TestResponse, self, pump)
+        response: Deferred[TestResponse] = d.addCallback(TestResponse, self, pump)
         self.flush()
-        return d
+        return response
 
     def get(self, path: str, **kwargs: Any) -> Deferred[TestResponse]:
         """``GET path``; keywords as for `request`."""
@@ -446,4 +446,5 @@ class TestClient:
             clock=self.clock,
         )
         self._pumps.append(pump)
-        return pump
+        connected: iosim.IOPump = pump
+        return connected

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from .._context import new_request_id
 from .._json import COMPACT_JSON
 from ..sse import encode_fields
-
-if TYPE_CHECKING:
-    from .._eventstream import EventStream
+from ._interface import ISubscriber
 
 #: The event a subscriber gets when its ``Last-Event-ID`` cannot be resumed.
 RESET_EVENT = "reset"
@@ -135,7 +133,7 @@ def presence_wire(kind: str, channel: str, subscriber_id: str, info: str) -> byt
     return encode_fields(data, kind)
 
 
-def fan_out(subscribers: Iterable[EventStream], wire: bytes, stats: HubStats) -> None:
+def fan_out(subscribers: Iterable[ISubscriber], wire: bytes, stats: HubStats) -> None:
     """Hand ``wire`` to each subscriber, under its own slow-consumer policy."""
     # A snapshot: a delivery may end a stream, which unsubscribes it.
     targets = list(subscribers)
@@ -198,11 +196,11 @@ class Locals:
     def __init__(
         self,
         stats: HubStats,
-        on_end: Callable[[EventStream, list[str], Presence | None], None],
+        on_end: Callable[[ISubscriber, list[str], Presence | None], None],
     ) -> None:
-        self._by_channel: dict[str, dict[EventStream, None]] = {}
-        self._by_stream: dict[EventStream, list[str]] = {}
-        self._presence: dict[EventStream, Presence] = {}
+        self._by_channel: dict[str, dict[ISubscriber, None]] = {}
+        self._by_stream: dict[ISubscriber, list[str]] = {}
+        self._presence: dict[ISubscriber, Presence] = {}
         self._on_end = on_end
         self._stats = stats
         # One bound method for every stream's end, not one per stream.
@@ -215,20 +213,20 @@ class Locals:
         """The channels with a subscriber here."""
         return iter(self._by_channel)
 
-    def streams(self) -> Iterator[EventStream]:
+    def streams(self) -> Iterator[ISubscriber]:
         """The subscribed streams."""
         return iter(self._by_stream)
 
-    def of(self, channel: str) -> dict[EventStream, None]:
+    def of(self, channel: str) -> dict[ISubscriber, None]:
         """The streams subscribed to ``channel`` here (do not change it)."""
         return self._by_channel.get(channel, _NONE)
 
-    def channels_of(self, stream: EventStream) -> list[str]:
+    def channels_of(self, stream: ISubscriber) -> list[str]:
         return self._by_stream.get(stream, [])
 
     def add(
         self,
-        stream: EventStream,
+        stream: ISubscriber,
         names: list[str],
         presence: tuple[str, bool] | None = None,
     ) -> tuple[list[str], Presence | None]:
@@ -260,7 +258,7 @@ class Locals:
 
     def admit(
         self,
-        stream: EventStream,
+        stream: ISubscriber,
         channels: Iterable[str],
         history: Any,
         presence: Any,
@@ -294,7 +292,7 @@ class Locals:
     def presences(self) -> Iterator[Presence]:
         return iter(self._presence.values())
 
-    def _ended(self, stream: EventStream) -> None:
+    def _ended(self, stream: ISubscriber) -> None:
         names = self._by_stream.pop(stream, [])
         for name in names:
             subscribers = self._by_channel[name]

@@ -111,7 +111,7 @@ class RedisProtocol(Protocol):
             return fail(ConnectionLost("not connected to Redis"))
         reply: Deferred[Any] = Deferred()
         self._replies.append(reply)
-        self.transport.write(encode_command(*args))
+        self._write(encode_command(*args))
         return reply
 
     def subscribe(self, channel: bytes) -> Deferred[None]:
@@ -120,8 +120,15 @@ class RedisProtocol(Protocol):
             return fail(ConnectionLost("not connected to Redis"))
         confirmed: Deferred[None] = Deferred()
         self._subscribing[channel] = confirmed
-        self.transport.write(encode_command(b"SUBSCRIBE", channel))
+        self._write(encode_command(b"SUBSCRIBE", channel))
         return confirmed
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None, "written only while open"
+        self.transport.write(data)
+
+    def _abort(self) -> None:
+        _abort(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         try:
@@ -130,7 +137,7 @@ class RedisProtocol(Protocol):
             self._log.error(
                 "hub: Redis sent what is not RESP ({why}); reconnecting", why=e
             )
-            self.transport.abortConnection()
+            self._abort()
             return
         for reply in replies:
             if isinstance(reply, Push):
@@ -145,7 +152,7 @@ class RedisProtocol(Protocol):
                 self._log.error(
                     "hub: Redis sent a reply nobody asked for; reconnecting"
                 )
-                self.transport.abortConnection()
+                self._abort()
                 return
 
     def _push(self, push: Push) -> None:
@@ -163,7 +170,7 @@ class RedisProtocol(Protocol):
         self._subscribing.clear()
         for d in waiting:
             d.errback(ConnectionLost(f"lost the connection to Redis: {reason.value}"))
-        self.lost.callback(reason.value)
+        self.lost.callback(reason.value or ConnectionLost())
 
 
 class RedisConnection:
@@ -203,7 +210,7 @@ class RedisConnection:
             Factory.forProtocol(lambda: RedisProtocol(on_push)),
             retryPolicy=backoffPolicy(initialDelay=RETRY_FIRST, maxDelay=RETRY_MAX),
             clock=reactor,
-            prepareConnection=self._prepare,
+            prepareConnection=self._prepare,  # type: ignore[arg-type]
         )
 
     @property
@@ -223,7 +230,10 @@ class RedisConnection:
 
     def first_attempt(self) -> Deferred[RedisProtocol]:
         """The ready protocol once the attempt under way succeeds; fails if it fails."""
-        return self._service.whenConnected(failAfterFailures=1)
+        connected: Deferred[RedisProtocol] = self._service.whenConnected(
+            failAfterFailures=1
+        )  # type: ignore[assignment]
+        return connected
 
     def _prepare(self, protocol: RedisProtocol) -> Deferred[None]:
         address = self.address
@@ -251,8 +261,7 @@ class RedisConnection:
         def refused(failure: Failure) -> Failure:
             # A refused HELLO/AUTH/SELECT leaves a connection open that the
             # ClientService does not know about.
-            if protocol.transport is not None:
-                protocol.transport.abortConnection()
+            _abort(protocol.transport)
             self._log.warn(
                 "hub: cannot use Redis at {address}: {why}",
                 address=address,
@@ -272,3 +281,11 @@ class RedisConnection:
                 address=self.address,
                 why=why,
             )
+
+
+def _abort(transport: object) -> None:
+    """Drop a connection at once (its transport, if it still has one)."""
+    # ITCPTransport's, also on TLS and test transports that do not declare it.
+    abort = getattr(transport, "abortConnection", None)
+    if abort is not None:
+        abort()

@@ -7,6 +7,9 @@ response controller know a hub only through `IHub`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from zope.interface import Attribute, Interface
 
 
@@ -26,7 +29,7 @@ class ISubscriber(Interface):
     def _cut(reason: str) -> None:
         """Drop the connection now (it cannot be caught up)."""
 
-    def _on_end(callback: object) -> None:
+    def _on_end(callback: Callable[[Any], None]) -> None:
         """
         Call ``callback(subscriber)`` once when the subscriber ends, before
         its ``done`` fires (at once if it has ended).
@@ -43,10 +46,10 @@ class IHub(Interface):
 
     def publish(
         channel: str,
-        data: object,
+        data: Any,
         event: str | None = None,
         idempotency_key: str | None = None,
-    ) -> object:
+    ) -> Any:
         """
         Publish an event on ``channel``: a Deferred firing with its id. With
         an ``idempotency_key`` already used on that channel within
@@ -55,11 +58,11 @@ class IHub(Interface):
         """
 
     def subscribe(
-        stream: object,
-        channels: object,
+        stream: ISubscriber,
+        channels: Iterable[str],
         last_event_id: str | None = None,
         history: int = 0,
-        presence: object = None,
+        presence: Any = None,
         presence_events: bool = False,
     ) -> None:
         """
@@ -70,14 +73,14 @@ class IHub(Interface):
         present on those channels while it is open.
         """
 
-    def presence(channel: str) -> object:
+    def presence(channel: str) -> Any:
         """A Deferred of ``{subscriber_id: info}`` of every process."""
 
-    def stats() -> object:
+    def stats() -> Any:
         """A snapshot of the counters (`HubStats`)."""
 
     def start() -> None:
         """Get ready (connect); publishing and subscribing do it too."""
 
-    def stop() -> object:
+    def stop() -> Any:
         """A Deferred firing once the hub has let go of its resources."""

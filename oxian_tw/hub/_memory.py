@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -47,10 +47,7 @@ from ._channels import (
     fan_out,
     reset_wire,
 )
-from ._interface import IHub
-
-if TYPE_CHECKING:
-    from .._eventstream import EventStream
+from ._interface import IHub, ISubscriber
 
 #: The most idempotency keys remembered at once; past it the oldest are
 #: forgotten before their window ends (logged).
@@ -167,7 +164,7 @@ class MemoryHub:
 
     def subscribe(
         self,
-        stream: EventStream,
+        stream: ISubscriber,
         channels: Iterable[str],
         last_event_id: str | None = None,
         history: int = 0,
@@ -228,7 +225,7 @@ class MemoryHub:
     # Internals.
 
     def _ended(
-        self, stream: EventStream, names: list[str], presence: Presence | None
+        self, stream: ISubscriber, names: list[str], presence: Presence | None
     ) -> None:
         for name in names:
             target = self._channels.get(name)
@@ -274,7 +271,7 @@ class MemoryHub:
         return seq if seq <= self._seq else None
 
     def _replay(
-        self, stream: EventStream, targets: list[_Channel], last_event_id: str
+        self, stream: ISubscriber, targets: list[_Channel], last_event_id: str
     ) -> None:
         if last_event_id == EARLIEST:
             self._deliver_all(stream, [p for t in targets for p in t.history])
@@ -289,7 +286,7 @@ class MemoryHub:
             events.extend(p for p in target.history if p.seq > position)
         self._deliver_all(stream, events)
 
-    def _deliver_all(self, stream: EventStream, events: list[_Past]) -> None:
+    def _deliver_all(self, stream: ISubscriber, events: list[_Past]) -> None:
         events.sort(key=lambda p: p.seq)
         for past in events:
             if not stream._deliver(past.wire):

@@ -39,7 +39,7 @@ import hashlib
 import importlib.resources
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -70,11 +70,8 @@ from ._channels import (
     reset_wire,
 )
 from ._client import RedisAddress, RedisConnection, RedisProtocol
-from ._interface import IHub
+from ._interface import IHub, ISubscriber
 from ._resp import Push, RespError
-
-if TYPE_CHECKING:
-    from .._eventstream import EventStream
 
 #: Seconds a publish waits for Redis's answer before failing with 504.
 PUBLISH_TIMEOUT = 5.0
@@ -196,7 +193,7 @@ class RedisHub:
         self._connection: RedisConnection | None = None
         self._stats = HubStats()
         self._locals = Locals(self._stats, self._ended)
-        self._catching_up: dict[EventStream, _CatchUp] = {}
+        self._catching_up: dict[ISubscriber, _CatchUp] = {}
         #: The newest event this process knows was published (``None``: not
         #: connected yet); a reconnection or a gap replays what followed it.
         self._seen: Place | None = None
@@ -245,7 +242,7 @@ class RedisHub:
 
     def subscribe(
         self,
-        stream: EventStream,
+        stream: ISubscriber,
         channels: Iterable[str],
         last_event_id: str | None = None,
         history: int = 0,
@@ -290,15 +287,16 @@ class RedisHub:
         asked = self._when_ready(self._ask_presence, (channel,))
         asked.addTimeout(PUBLISH_TIMEOUT, self._clock())
 
-        def unavailable(failure: Failure) -> None:
+        def unavailable(failure: Failure) -> Failure:
             self._log.warn(
                 "hub: presence of {channel} unavailable: {why}",
                 channel=channel,
                 why=failure.value,
             )
-            raise HubUnavailable()
+            return Failure(HubUnavailable())
 
-        return asked.addErrback(unavailable)
+        answer: Deferred[dict[str, Any]] = asked.addErrback(unavailable)
+        return answer
 
     def stats(self) -> HubStats:
         """A snapshot of this process's counters (``channels``: subscribed here)."""
@@ -359,6 +357,7 @@ class RedisHub:
             for f in catch_up.fetches
             if f.result is None
         ]
+        assert self._refill is not None
         # Each once, the refill first: a fetch shared by streams runs once.
         self._run(list(dict.fromkeys([self._refill, *waiting])), protocol)
         # Presence may have been lost with the connection (or with Redis).
@@ -380,8 +379,8 @@ class RedisHub:
         )
         for stream in self._locals.streams():
             catch_up = self._catching_up.setdefault(stream, _CatchUp())
-            if old in catch_up.fetches:
-                catch_up.fetches.remove(old)  # type: ignore[arg-type]
+            if old is not None and old in catch_up.fetches:
+                catch_up.fetches.remove(old)
             catch_up.fetches.append(refill)
         self._log.info(
             "hub: {why}; catching {count} streams up from {seen}",
@@ -528,7 +527,7 @@ class RedisHub:
         )
 
     def _ended(
-        self, stream: EventStream, names: list[str], presence: Presence | None
+        self, stream: ISubscriber, names: list[str], presence: Presence | None
     ) -> None:
         self._catching_up.pop(stream, None)
         if presence is None:
@@ -660,7 +659,10 @@ class RedisHub:
                 keys=1 + len(keys),
             )
             replayed.addCallbacks(
-                self._replayed, self._not_replayed, (fetch, names), None, (fetch,)
+                self._replayed,
+                self._not_replayed,
+                callbackArgs=(fetch, names),
+                errbackArgs=(fetch,),
             )
 
     def _replayed(self, reply: list[Any], fetch: _Fetch, names: list[str]) -> None:
@@ -731,7 +733,7 @@ class RedisHub:
                 del self._catching_up[stream]
                 self._caught_up(stream, catch_up)
 
-    def _caught_up(self, stream: EventStream, catch_up: _CatchUp) -> None:
+    def _caught_up(self, stream: ISubscriber, catch_up: _CatchUp) -> None:
         own = set(self._locals.channels_of(stream))
         events: dict[Place, bytes] = {}
         results = []
@@ -746,8 +748,8 @@ class RedisHub:
                     self._reset(stream, name, fetch.arg)
                 events.update(replay)
         stats = self._stats
-        for place in sorted(events):
-            if not stream._deliver(events[place]):
+        for order in sorted(events):
+            if not stream._deliver(events[order]):
                 return
             stats.replayed += 1
         for place, channel, wire in catch_up.buffer:
@@ -757,7 +759,7 @@ class RedisHub:
                 else:
                     stats.dropped += 1
 
-    def _reset(self, stream: EventStream, channel: str, last_event_id: str) -> None:
+    def _reset(self, stream: ISubscriber, channel: str, last_event_id: str) -> None:
         self._stats.resets += 1
         stream._deliver(reset_wire(channel, last_event_id))
 
@@ -789,7 +791,7 @@ def _step(seen: Place, place: Place) -> object:
 
 def _mark_sent(failure: Failure, sent: bool) -> Failure:
     if sent and not failure.check(RespError):
-        raise _Sent(failure.value)
+        raise _Sent(failure.value or ConnectionLost())
     return failure
 
 
@@ -826,9 +828,9 @@ def _evaluate(
 ) -> Deferred[Any]:
     """Run a script by its digest, sending its text only when Redis lacks it."""
 
-    def unknown(failure: Failure) -> Deferred[Any]:
-        failure.trap(RespError)
-        if failure.value.kind != "NOSCRIPT":
+    def unknown(failure: Failure) -> Deferred[Any] | Failure:
+        error = failure.value
+        if not isinstance(error, RespError) or error.kind != "NOSCRIPT":
             return failure
         return protocol.command(b"EVAL", script, keys, *args)
 

@@ -92,7 +92,8 @@ class RespParser:
         :raises ProtocolError: for bytes that are not RESP.
         """
         self._buffer += data
-        buffer, pos, replies = self._buffer, 0, []
+        buffer, pos = self._buffer, 0
+        replies: list[Any] = []
         while True:
             end = buffer.find(b"\r\n", pos)
             if end < 0:
