@@ -59,7 +59,7 @@ class ErrorWriterTests(RoutesTestCase):
     def assertSameError(self, *answers: tuple[int, dict[str, str], bytes]) -> None:
         bodies = {body for _, _, body in answers}
         self.assertEqual(len(bodies), 1, bodies)
-        for status, headers, body in answers:
+        for _, headers, body in answers:
             self.assertEqual(headers["content-type"], JSON_CONTENT_TYPE)
             self.assertEqual(int(headers["content-length"]), len(body))
             self.assertEqual(
