@@ -14,8 +14,7 @@ from ._errors import HttpError, HubTimeout, HubUnavailable, RouteTreeError, Stre
 from ._eventstream import EventStream
 from ._producer import Stream
 from ._results import Response
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = (
     "ConfigError",

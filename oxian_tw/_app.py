@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from twisted.application.service import IService, MultiService
-from twisted.application.strports import service as strports_service
 from twisted.internet.defer import Deferred, TimeoutError, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -30,31 +29,14 @@ from ._config import Settings, read_config_file, settings_from
 from ._context import Dependencies
 from ._dispatch import Dispatcher, RouteResource
 from ._limits import default_max_connections, fd_limit
+from ._listen import Listener
 from ._producer import Flusher
 from ._registry import StreamRegistry
 from ._response import ResponseController
 from ._site import OxianSite
-from ._text import is_decimal
+from ._version import __version__
 from .hub import IHub, make_hub
-
-#: The listen backlog of a listener whose description names none
-#: (Twisted's default of 50 dropped thousands of SYNs under a connect
-#: burst); the kernel caps it at ``net.core.somaxconn``.
-LISTEN_BACKLOG = 1024
-
-_BACKLOG_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix"})
-
-
-def with_backlog(description: str) -> str:
-    """``description`` (strports) with ``backlog=`` `LISTEN_BACKLOG` if it has none."""
-    kind, _, rest = description.partition(":")
-    if is_decimal(description):  # the old "8080" form: TCP
-        return f"tcp:{description}:backlog={LISTEN_BACKLOG}"
-    if kind.lower() not in _BACKLOG_TYPES:
-        return description
-    if any(part.startswith("backlog=") for part in rest.split(":")):
-        return description
-    return f"{description}:backlog={LISTEN_BACKLOG}"
+from .hub._client import parse_redis_url
 
 
 class OxianApp:
@@ -177,6 +159,40 @@ class OxianApp:
         self._sites.append(site)
         return site
 
+    def _log_summary(self) -> None:
+        """What is being served, in the log of a starting service."""
+        settings = self.settings
+        self._log.info(
+            "oxian_tw {version}: {count} routes from {tree}",
+            version=__version__,
+            count=len(self.routes.routes),
+            tree=os.path.abspath(self.settings.routes),
+        )
+        self._log.info(
+            "oxian_tw: hub {hub} (history {history} events, {history_bytes} "
+            "bytes, {history_age:g} s per channel)",
+            hub=_safe_hub(settings.hub),
+            history=settings.hub_history,
+            history_bytes=settings.hub_history_bytes,
+            history_age=settings.hub_history_age,
+        )
+        self._log.info(
+            "oxian_tw: limits: body {body_limit} bytes, write buffer "
+            "{buffer_limit} bytes, SSE budget {sse_budget} bytes, "
+            "{max_connections} connections, {max_streams} streams, head "
+            "{header_timeout:g} s, body {body_timeout:g} s, SSE ping "
+            "{ping:g} s, write deadline {write_timeout:g} s",
+            body_limit=settings.body_limit,
+            buffer_limit=settings.buffer_limit,
+            sse_budget=settings.sse_budget,
+            max_connections=settings.max_connections or "unlimited",
+            max_streams=settings.max_streams or "unlimited",
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            ping=settings.ping,
+            write_timeout=settings.write_timeout,
+        )
+
     def service(
         self,
         listen: list[str] | tuple[str, ...] | None = None,
@@ -192,9 +208,7 @@ class OxianApp:
         parent = _AppService(self)
         site = self.site(root)
         for description in listen or self.settings.listen:
-            strports_service(
-                with_backlog(description), site, reactor=cast(Any, self._reactor)
-            ).setServiceParent(parent)
+            Listener(description, site, self._reactor).setServiceParent(parent)  # type: ignore[no-untyped-call]
         return parent
 
     def drain(self, grace: float | None = None) -> Deferred[None]:
@@ -299,6 +313,11 @@ class _AppService(MultiService):
         super().__init__()  # type: ignore[no-untyped-call]
         self._app = app
 
+    def privilegedStartService(self) -> None:
+        # Before the listeners say where they listen.
+        self._app._log_summary()
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+
     def startService(self) -> None:
         self._app.streams.draining = False
         self._app.hub.start()
@@ -310,3 +329,10 @@ class _AppService(MultiService):
         return gatherResults([ports or succeed(None), stopped]).addCallback(
             lambda _: None
         )
+
+
+def _safe_hub(where: str) -> str:
+    """``--hub`` for a log line: a Redis URL without its credentials."""
+    if where == "memory":
+        return where
+    return str(parse_redis_url(where))

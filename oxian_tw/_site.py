@@ -552,6 +552,8 @@ class OxianSite(Site):
 
     requestFactory = OxianRequest
     _log = Logger()
+    #: The listener logs a URL instead of Twisted's "Starting factory" lines.
+    noisy = False
 
     def __init__(
         self,

@@ -98,7 +98,7 @@ def skip_unless(available: bool, reason: str) -> None:
 
 
 #: What ``twistd oxian`` logs once it listens, with the port.
-LISTENING = r"OxianSite starting on (\d+)"
+LISTENING = r"listening on http://[^ ]+:(\d+)/"
 
 
 def twistd_command(*args: str, listen: str = "tcp:0:interface=127.0.0.1") -> list[str]:
@@ -423,7 +423,7 @@ def make_certificate(directory: str) -> tuple[str, str]:
 
 
 #: What ``twistd oxian`` logs once its TLS listener listens, with the port.
-LISTENING_TLS = r"OxianSite \(TLS\) starting on (\d+)"
+LISTENING_TLS = r"listening on https://[^ ]+:(\d+)/"
 
 
 def tls_listener(directory: str) -> dict[str, str]:

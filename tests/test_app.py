@@ -1162,7 +1162,7 @@ class EmbeddingTests(AppTestCase):
 
     def test_listen_backlog(self) -> None:
         """A listener without ``backlog=`` gets 1024; one that names it keeps it."""
-        from oxian_tw._app import with_backlog
+        from oxian_tw._listen import with_backlog
 
         self.assertEqual(with_backlog("tcp:8080"), "tcp:8080:backlog=1024")
         self.assertEqual(with_backlog("8080"), "tcp:8080:backlog=1024")
