@@ -26,7 +26,8 @@ setup(
         "attrs>=23.1",
     ],
     extras_require={
-        "dev": ["ruff", "hypothesis"],
+        # python -m oxian_tw dev: the server, restarted on every change.
+        "dev": ["watchfiles>=0.21"],
         # Only for examples/klein_app.py and its tests: oxian_tw itself
         # does not import Klein.
         "klein": ["klein>=24.8"],

@@ -1,6 +1,10 @@
 """
 ``python -m oxian_tw routes DIR``: list a route tree's routes in precedence
 order, one line each: methods, URL pattern, file.
+
+``python -m oxian_tw dev --routes DIR [twistd oxian options]``: the server,
+restarted when a file of the tree or the config file changes
+(`oxian_tw._dev`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     routes = commands.add_parser("routes", help="list the routes of a route tree")
     routes.add_argument("directory", help="the route directory")
-    args = parser.parse_args(argv)
+    dev = commands.add_parser(
+        "dev",
+        help="serve, restarting on every change (needs oxian_tw[dev])",
+        description="Any other option is passed to twistd oxian.",
+    )
+    dev.add_argument("--routes", default="./routes", help="the route directory")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "dev":
+        from ._dev import run
+
+        return run(args.routes, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         for line in list_routes(args.directory):
             print(line)

@@ -105,7 +105,7 @@ class RouteModules:
 
 def _describe_import_error(path: str, exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
-        return f"{exc.filename}:{exc.lineno}: {exc.msg}"
+        return f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}"
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)
