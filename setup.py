@@ -5,11 +5,21 @@ Packaging for oxian_tw.
 ``oxian`` plugin; that directory deliberately has no ``__init__.py``.
 """
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+
+def _version() -> str:
+    """oxian_tw/_version.py's, the one place the version is written."""
+    text = (Path(__file__).parent / "oxian_tw" / "_version.py").read_text()
+    return re.search(r'__version__ = "([^"]+)"', text).group(1)
+
 
 setup(
     name="oxian_tw",
-    version="0.1.0",
+    version=_version(),
     description="File-based routes, streaming and Server-Sent Events on Twisted",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
