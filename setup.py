@@ -34,6 +34,8 @@ setup(
     install_requires=[
         "twisted[tls,http2]>=24.7",
         "attrs>=23.1",
+        # ctx.response.pipe(response) relays what treq fetches.
+        "treq>=23.11",
     ],
     extras_require={
         # python -m oxian_tw dev: the server, restarted on every change.

@@ -47,6 +47,7 @@ from zope.interface import implementer
 
 from ._errors import StreamClosed
 from ._internals import DirectWriter
+from ._relay import relay
 
 if TYPE_CHECKING:
     from ._response import ResponseController
@@ -299,8 +300,13 @@ class Stream:
         """
         Stream ``source``: a binary or text file object (read in blocks by a
         pull producer, closed at the end), an iterable or an async iterable
-        of chunks. Fires when the source is exhausted or the stream closed.
+        of chunks, or an HTTP response (``IResponse``: what treq and
+        ``Agent`` return; fetch with ``unbuffered=True``), paused while the
+        client's window is full and dropped when the client leaves. Fires
+        when the source is exhausted or the stream closed.
         """
+        if hasattr(source, "deliverBody"):
+            return relay(self, source)
         if hasattr(source, "read"):
             return self._pull_file(source)
         if hasattr(source, "__aiter__"):

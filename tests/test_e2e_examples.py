@@ -104,6 +104,15 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         ):
             self.assertIn(needle, body)
 
+    def test_relay(self) -> None:
+        """``/relay`` pipes this app's own ``/events``, fetched with treq."""
+        client, events = self.events("/relay", 2)
+        self.assertEqual(
+            client.headers["content-type"], "text/event-stream; charset=utf-8"
+        )
+        self.assertEqual([e.event for e in events[:2]], ["counter", "counter"])
+        self.assertEqual([json.loads(e.data)["count"] for e in events[:2]], [1, 2])
+
     def test_stream(self) -> None:
         status, headers, body = self.request("GET", "/stream")
         self.assertEqual((status, body), (200, b"Hello streaming world!"))
