@@ -36,6 +36,8 @@ setup(
         "attrs>=23.1",
         # ctx.response.pipe(response) relays what treq fetches.
         "treq>=23.11",
+        # oxian_tw.metrics, --metrics
+        "prometheus-client>=0.20",
     ],
     extras_require={
         # python -m oxian_tw dev: the server, restarted on every change.

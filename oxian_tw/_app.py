@@ -12,7 +12,7 @@ it to a new `oxian_tw._response.ResponseController`, its one owner.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from twisted.application.service import IService, MultiService
@@ -33,10 +33,12 @@ from ._listen import Listener
 from ._producer import Flusher
 from ._registry import StreamRegistry
 from ._response import ResponseController
+from ._results import Response
 from ._site import OxianSite
 from ._version import __version__
 from .hub import IHub, make_hub
 from .hub._client import parse_redis_url
+from .metrics import CONTENT_TYPE, Metrics
 
 
 class OxianApp:
@@ -95,7 +97,12 @@ class OxianApp:
         #: The route table, in precedence order.
         self.routes = self._dispatcher.routes
         self._modules = self._dispatcher.modules
-        self._resource = RouteResource(self, self._dispatcher.run)
+        self._metrics: Metrics | None = None
+        run: Callable[[ResponseController], Any] = self._dispatcher.run
+        if settings.metrics is not None:
+            self._metrics = Metrics(self)
+            run = _serving_metrics(run, settings.metrics.encode(), self._metrics)
+        self._resource = RouteResource(self, run)
         self._access_log: AccessLog | None = None
         if self.settings.access_log != "off":
             self._access_log = AccessLog(self.settings.access_log, LoggerSink())
@@ -111,6 +118,17 @@ class OxianApp:
 
             self._reactor = reactor
         return self._reactor
+
+    @property
+    def metrics(self) -> Metrics:
+        """
+        The app's Prometheus metrics (`oxian_tw.metrics.Metrics`; its
+        ``registry`` to serve or scrape). Requests are recorded from the
+        first use on (from startup with ``--metrics``).
+        """
+        if self._metrics is None:
+            self._metrics = Metrics(self)
+        return self._metrics
 
     def resource(self) -> IResource:
         """
@@ -280,7 +298,7 @@ class OxianApp:
         log: ``0.0`` when there is none).
         """
         self._in_flight += 1
-        if self._access_log is None:
+        if self._access_log is None and self._metrics is None:
             return 0.0
         return self.clock.seconds()
 
@@ -289,16 +307,23 @@ class OxianApp:
     ) -> None:
         """A request's response ended (`oxian_tw._accesslog.ENDINGS`)."""
         access_log = self._access_log
-        if access_log is not None:
+        metrics = self._metrics
+        if access_log is not None or metrics is not None:
             request = owner._request
-            access_log.record(
-                request,
-                request_id=owner._request_id,
-                status=request.code,
-                started=started,
-                now=self.clock.seconds(),
-                ended=how,
-            )
+            now = self.clock.seconds()
+            if access_log is not None:
+                access_log.record(
+                    request,
+                    request_id=owner._request_id,
+                    status=request.code,
+                    started=started,
+                    now=now,
+                    ended=how,
+                )
+            if metrics is not None and started:
+                metrics._request(
+                    owner._route or "", request.code, now - started, request.sentLength
+                )
         self._in_flight -= 1
         if not self._in_flight and self._quiet:
             quiet, self._quiet = self._quiet, []
@@ -336,3 +361,19 @@ def _safe_hub(where: str) -> str:
     if where == "memory":
         return where
     return str(parse_redis_url(where))
+
+
+def _serving_metrics(
+    run: Callable[[ResponseController], Any], path: bytes, metrics: Metrics
+) -> Callable[[ResponseController], Any]:
+    """``run``, except that ``GET path`` answers the metrics (``--metrics``)."""
+
+    def serve(controller: ResponseController) -> Any:
+        request = controller._request
+        if request.path == path and request.method in (b"GET", b"HEAD"):
+            return Response(
+                metrics.exposition(), headers={"Content-Type": CONTENT_TYPE}
+            )
+        return run(controller)
+
+    return serve

@@ -87,6 +87,15 @@ def _base_path(value: Any) -> str:
     return "/" + "/".join(p for p in text.split("/") if p)
 
 
+def _metrics_path(value: Any) -> str | None:
+    text = str(value)
+    if text in ("", "off"):
+        return None
+    if not text.startswith("/"):
+        raise ValueError("must start with '/' (or be 'off')")
+    return text
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -330,6 +339,12 @@ OPTIONS: tuple[Option, ...] = (
         "of it.",
     ),
     Option(
+        "metrics",
+        _metrics_path,
+        "Serve Prometheus metrics (requests, streams, hub, process) at this "
+        "path, e.g. /metrics. Default: off.",
+    ),
+    Option(
         "shutdown-grace",
         _seconds,
         "Seconds open SSE streams get to end on shutdown before they are cut.",
@@ -388,6 +403,7 @@ class Settings:
     hub_history_bytes: int = HUB_HISTORY_BYTES
     hub_history_age: float = HUB_HISTORY_AGE
     hub_presence_ttl: float = HUB_PRESENCE_TTL
+    metrics: str | None = None
     shutdown_grace: float = 5.0
     access_log: str = "combined"
     gc_threshold: int = GC_THRESHOLD

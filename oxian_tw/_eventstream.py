@@ -99,6 +99,22 @@ class _LastEvent:
 _last_event = _LastEvent()
 
 
+class _SseCounters:
+    """What SSE streams of this process did, for ``oxian_tw.metrics``."""
+
+    __slots__ = ("kicked", "dropped", "stuck", "heartbeats")
+
+    def __init__(self) -> None:
+        self.kicked = 0
+        self.dropped = 0
+        self.stuck = 0
+        self.heartbeats = 0
+
+
+#: Process-wide: kicks, drops, stuck closes and heartbeats of every stream.
+SSE_COUNTERS = _SseCounters()
+
+
 @implementer(ISubscriber)
 class EventStream:
     """
@@ -316,11 +332,13 @@ class EventStream:
                     seconds=now - self._stalled[1],
                     request_id=self.request_id,
                 )
+                SSE_COUNTERS.stuck += 1
                 stream._abort("stuck")
             return
         self._stalled = None
         if self.ping is not None and now - stream._last_write >= self.ping:
             if stream._state is _OPEN:
+                SSE_COUNTERS.heartbeats += 1
                 stream._push(HEARTBEAT)
 
     def _write(self, payload: bytes) -> Deferred[bool]:
@@ -346,7 +364,9 @@ class EventStream:
             )
         if dropping:
             self.dropped += 1
+            SSE_COUNTERS.dropped += 1
         else:
+            SSE_COUNTERS.kicked += 1
             self._stream._abort("too_slow")
 
     def _ended(self) -> None:

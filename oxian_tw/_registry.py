@@ -80,6 +80,10 @@ class StreamRegistry:
     def __repr__(self) -> str:
         return f"<StreamRegistry {len(self)} open>"
 
+    def _by_route(self) -> dict[str, int]:
+        """Open streams per route pattern (for metrics)."""
+        return dict(self._per_route)
+
     # Called by the response controller.
 
     def admit(self) -> None:

@@ -94,6 +94,10 @@ def check_status(status: Any) -> int:
     return status
 
 
+def _header_dict(headers: Mapping[str, str]) -> dict[str, str]:
+    return dict(headers)
+
+
 @attrs.frozen
 class Response:
     """
@@ -104,4 +108,4 @@ class Response:
 
     body: Any = None
     status: int = attrs.field(default=200, validator=lambda _i, _a, v: check_status(v))
-    headers: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_header_dict)

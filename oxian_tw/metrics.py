@@ -1,7 +1,13 @@
-# -*- test-case-name: tests.test_hub -*-
+# -*- test-case-name: tests.test_metrics -*-
 """
-The app's counters in the Prometheus text exposition format (version
-0.0.4), to serve from a route:
+The app's metrics with prometheus-client, in a registry of its own
+(``app.metrics.registry``): request durations by route and status, bytes
+sent, open SSE streams by route, slow-consumer kicks and drops, stuck
+streams closed, heartbeats, the hub's counters, and the process's CPU,
+memory and open files.
+
+``twistd oxian --metrics /metrics`` serves them; embedded, mount
+``app.metrics.registry`` wherever you serve Prometheus, or from a route:
 
 .. code-block:: python
 
@@ -11,18 +17,38 @@ The app's counters in the Prometheus text exposition format (version
 
     def GET(data, ctx):
         return Response(exposition(ctx.app), headers={"Content-Type": CONTENT_TYPE})
+
+Requests are recorded from the moment ``app.metrics`` is first used (at
+startup with ``--metrics``); until then they cost nothing.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+
+from ._eventstream import SSE_COUNTERS
 
 if TYPE_CHECKING:
     from ._app import OxianApp
 
-__all__ = ("CONTENT_TYPE", "exposition")
+__all__ = ("CONTENT_TYPE", "Metrics", "exposition")
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The content type of `exposition`'s text: the classic text format, which
+#: every Prometheus-compatible scraper reads.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 # (name, type, help, attribute of HubStats)
 _HUB = (
@@ -33,39 +59,24 @@ _HUB = (
         "Stream subscriptions to channels.",
         "subscribers",
     ),
-    ("oxian_hub_published_total", "counter", "Events published.", "published"),
+    ("oxian_hub_published", "counter", "Events published.", "published"),
+    ("oxian_hub_delivered", "counter", "Events handed to subscribers.", "delivered"),
     (
-        "oxian_hub_delivered_total",
-        "counter",
-        "Events handed to subscribers.",
-        "delivered",
-    ),
-    (
-        "oxian_hub_dropped_total",
+        "oxian_hub_dropped",
         "counter",
         "Deliveries refused (closed or over budget).",
         "dropped",
     ),
+    ("oxian_hub_replayed", "counter", "Events replayed from history.", "replayed"),
+    ("oxian_hub_resets", "counter", "Reset events sent for unresumable ids.", "resets"),
     (
-        "oxian_hub_replayed_total",
-        "counter",
-        "Events replayed from history.",
-        "replayed",
-    ),
-    (
-        "oxian_hub_resets_total",
-        "counter",
-        "Reset events sent for unresumable ids.",
-        "resets",
-    ),
-    (
-        "oxian_hub_duplicates_total",
+        "oxian_hub_duplicates",
         "counter",
         "Publishes answered with an earlier id (same idempotency key).",
         "duplicates",
     ),
     (
-        "oxian_hub_gaps_total",
+        "oxian_hub_gaps",
         "counter",
         "Holes in the live sequence caught up from history.",
         "gaps",
@@ -78,17 +89,95 @@ _HUB = (
     ),
 )
 
+# (name, help, attribute of SSE_COUNTERS)
+_SSE = (
+    (
+        "oxian_sse_slow_consumer_disconnects",
+        "SSE clients disconnected for falling behind.",
+        "kicked",
+    ),
+    (
+        "oxian_sse_slow_consumer_drops",
+        "Events dropped for SSE clients that fell behind.",
+        "dropped",
+    ),
+    (
+        "oxian_sse_stuck_closes",
+        "SSE streams closed after their write deadline.",
+        "stuck",
+    ),
+    ("oxian_sse_heartbeats", "Heartbeats sent to silent SSE streams.", "heartbeats"),
+)
+
+
+class _AppCollector(Collector):
+    """What is read when scraped: open streams by route, hub and SSE counters."""
+
+    def __init__(self, app: OxianApp) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Any]:
+        streams = GaugeMetricFamily(
+            "oxian_sse_streams", "Open SSE streams, by route.", labels=["route"]
+        )
+        for route, count in sorted(self._app.streams._by_route().items()):
+            streams.add_metric([route], count)
+        yield streams
+        stats = self._app.hub.stats()
+        for name, kind, text, attribute in _HUB:
+            family = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+            yield family(name, text, value=getattr(stats, attribute))
+        for name, text, attribute in _SSE:
+            yield CounterMetricFamily(
+                name, text, value=getattr(SSE_COUNTERS, attribute)
+            )
+
+
+class Metrics:
+    """
+    ``app.metrics``: the app's Prometheus registry and the request metrics
+    it records.
+
+    :ivar registry: a ``prometheus_client.CollectorRegistry`` of this app.
+    """
+
+    def __init__(self, app: OxianApp) -> None:
+        self.registry = CollectorRegistry()
+        self._duration = Histogram(
+            "oxian_http_request_duration_seconds",
+            "Time from a request's arrival to its response's end, by route and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self._sent = Counter(
+            "oxian_http_response_bytes",
+            "Response body bytes sent, by route.",
+            ["route"],
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(_AppCollector(app))
+        # (route, status) -> the children: labels() is slow for every request.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def _request(self, route: str, status: int, seconds: float, sent: int) -> None:
+        children = self._children.get((route, status))
+        if children is None:
+            children = self._children[route, status] = (
+                self._duration.labels(route, str(status)),
+                self._sent.labels(route),
+            )
+        duration, body = children
+        duration.observe(seconds)
+        if sent:
+            body.inc(sent)
+
 
 def exposition(app: OxianApp) -> bytes:
-    """The metrics of ``app`` as Prometheus text."""
-    stats = app.hub.stats()
-    lines = []
-    for name, kind, text, attribute in _HUB:
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-        lines.append(f"{name} {getattr(stats, attribute)}")
-    lines += [
-        "# HELP oxian_sse_streams Open SSE streams.",
-        "# TYPE oxian_sse_streams gauge",
-        f"oxian_sse_streams {len(app.streams)}",
-    ]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    """The metrics of ``app`` as Prometheus text (``app.metrics``'s)."""
+    return app.metrics.exposition()

@@ -380,5 +380,5 @@ class ExamplesEndToEndTests(SynchronousTestCase):
             headers["content-type"], "text/plain; version=0.0.4; charset=utf-8"
         )
         text = body.decode()
-        self.assertIn("oxian_hub_published_total 4\n", text)
-        self.assertIn("oxian_hub_replayed_total 5\n", text)
+        self.assertIn("oxian_hub_published_total 4.0\n", text)
+        self.assertIn("oxian_hub_replayed_total 5.0\n", text)

@@ -295,14 +295,20 @@ class ExpositionTests(HubTestCase):
 
         self.subscribe()
         self.publish("news", 1)
-        text = exposition(self.app).decode("utf-8")
-        for line in (
-            "# TYPE oxian_hub_published_total counter",
-            "oxian_hub_published_total 1",
-            "oxian_hub_delivered_total 1",
-            "# TYPE oxian_hub_channels gauge",
-            "oxian_hub_channels 1",
-            "oxian_hub_subscriptions 1",
-            "oxian_sse_streams 1",
+        from prometheus_client.parser import text_string_to_metric_families
+
+        families = {
+            f.name: f
+            for f in text_string_to_metric_families(exposition(self.app).decode())
+        }
+        self.assertEqual(families["oxian_hub_published"].type, "counter")
+        self.assertEqual(families["oxian_hub_channels"].type, "gauge")
+        for name, value in (
+            ("oxian_hub_published", 1),
+            ("oxian_hub_delivered", 1),
+            ("oxian_hub_channels", 1),
+            ("oxian_hub_subscriptions", 1),
         ):
-            self.assertIn(line + "\n", text)
+            self.assertEqual(families[name].samples[0].value, value, name)
+        (streams,) = families["oxian_sse_streams"].samples
+        self.assertEqual((streams.labels, streams.value), ({"route": "/sub"}, 1))

@@ -214,6 +214,7 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
             4096,
         ),
         "hub-history-age": (["--hub-history-age", "60"], "hub-history-age = 60", 60.0),
+        "metrics": (["--metrics", "/metrics"], 'metrics = "/metrics"', "/metrics"),
         "hub-presence-ttl": (
             ["--hub-presence-ttl", "9"],
             "hub-presence-ttl = 9",
