@@ -28,7 +28,7 @@ setup(
     packages=find_packages(include=["oxian_tw", "oxian_tw.*"]) + ["twisted.plugins"],
     package_data={
         "twisted.plugins": ["oxian_plugin.py"],
-        "oxian_tw": ["py.typed"],
+        "oxian_tw": ["py.typed", "static/*.js"],
         "oxian_tw.hub": ["lua/*.lua"],
     },
     install_requires=[

@@ -17,6 +17,8 @@ Servers:
 - "oxian_tw": ``twistd -n oxian`` with the default access log
   (``--access-log combined``) to its stdout;
 - "oxian_tw, log off": the same with ``--access-log off``;
+- "oxian_tw, log off, metrics on": the same with ``--metrics /metrics``
+  (every request recorded in the Prometheus histogram);
 - "oxian_tw + pipeline": the default log, and the route below a
   ``dependencies.py`` (a singleton), a ``middleware.py`` (adds
   ``ctx.user``) and an ``interceptors.py`` (``before_run`` and
@@ -144,6 +146,9 @@ def main() -> None:
         "oxian_tw": oxian_command(hello),
         "oxian_tw, log off": oxian_command(hello, "--access-log", "off"),
         "oxian_tw + pipeline": oxian_command(tree(PIPELINE)),
+        "oxian_tw, log off, metrics on": oxian_command(
+            hello, "--access-log", "off", "--metrics", "/metrics"
+        ),
     }
     chosen = {n: v for n, v in servers.items() if not args.only or n in args.only}
     rates: dict[str, list[float]] = {n: [] for n in chosen}

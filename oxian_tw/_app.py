@@ -24,6 +24,7 @@ from twisted.python.filepath import FilePath
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
+from . import client
 from ._accesslog import AccessLog, LoggerSink, StreamSink
 from ._config import Settings, read_config_file, settings_from
 from ._context import Dependencies
@@ -38,7 +39,8 @@ from ._site import OxianSite
 from ._version import __version__
 from .hub import IHub, make_hub
 from .hub._client import parse_redis_url
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import CONTENT_TYPE as METRICS_TYPE
+from .metrics import Metrics
 
 
 class OxianApp:
@@ -98,10 +100,19 @@ class OxianApp:
         self.routes = self._dispatcher.routes
         self._modules = self._dispatcher.modules
         self._metrics: Metrics | None = None
-        run: Callable[[ResponseController], Any] = self._dispatcher.run
+        fixed: dict[bytes, Callable[[], Response]] = {}
         if settings.metrics is not None:
-            self._metrics = Metrics(self)
-            run = _serving_metrics(run, settings.metrics.encode(), self._metrics)
+            metrics = self._metrics = Metrics(self)
+            fixed[settings.metrics.encode()] = lambda: Response(
+                metrics.exposition(), headers={"Content-Type": METRICS_TYPE}
+            )
+        if settings.client_script is not None:
+            fixed[settings.client_script.encode()] = lambda: Response(
+                client.script(), headers={"Content-Type": client.CONTENT_TYPE}
+            )
+        run: Callable[[ResponseController], Any] = self._dispatcher.run
+        if fixed:
+            run = _serving_fixed(run, fixed)
         self._resource = RouteResource(self, run)
         self._access_log: AccessLog | None = None
         if self.settings.access_log != "off":
@@ -363,17 +374,20 @@ def _safe_hub(where: str) -> str:
     return str(parse_redis_url(where))
 
 
-def _serving_metrics(
-    run: Callable[[ResponseController], Any], path: bytes, metrics: Metrics
+def _serving_fixed(
+    run: Callable[[ResponseController], Any],
+    fixed: dict[bytes, Callable[[], Response]],
 ) -> Callable[[ResponseController], Any]:
-    """``run``, except that ``GET path`` answers the metrics (``--metrics``)."""
+    """
+    ``run``, except that ``GET`` (or ``HEAD``) of a path of ``fixed``
+    answers what it makes (``--metrics``, ``--client-script``).
+    """
 
     def serve(controller: ResponseController) -> Any:
         request = controller._request
-        if request.path == path and request.method in (b"GET", b"HEAD"):
-            return Response(
-                metrics.exposition(), headers={"Content-Type": CONTENT_TYPE}
-            )
+        answer = fixed.get(request.path)
+        if answer is not None and request.method in (b"GET", b"HEAD"):
+            return answer()
         return run(controller)
 
     return serve

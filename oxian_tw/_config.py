@@ -87,7 +87,7 @@ def _base_path(value: Any) -> str:
     return "/" + "/".join(p for p in text.split("/") if p)
 
 
-def _metrics_path(value: Any) -> str | None:
+def _optional_path(value: Any) -> str | None:
     text = str(value)
     if text in ("", "off"):
         return None
@@ -340,9 +340,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "metrics",
-        _metrics_path,
+        _optional_path,
         "Serve Prometheus metrics (requests, streams, hub, process) at this "
         "path, e.g. /metrics. Default: off.",
+    ),
+    Option(
+        "client-script",
+        _optional_path,
+        "Serve oxian-sse.js, the browser SSE client (ES module), at this "
+        "path, e.g. /oxian-sse.js. Default: off.",
     ),
     Option(
         "shutdown-grace",
@@ -404,6 +410,7 @@ class Settings:
     hub_history_age: float = HUB_HISTORY_AGE
     hub_presence_ttl: float = HUB_PRESENCE_TTL
     metrics: str | None = None
+    client_script: str | None = None
     shutdown_grace: float = 5.0
     access_log: str = "combined"
     gc_threshold: int = GC_THRESHOLD

@@ -24,18 +24,21 @@ startup with ``--metrics``); until then they cost nothing.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
@@ -133,6 +136,70 @@ class _AppCollector(Collector):
             )
 
 
+#: Request duration buckets, seconds (prometheus-client's defaults).
+BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+
+
+_LABELS = (*(str(bound) for bound in BUCKETS), "+Inf")
+
+
+class _Series:
+    """One route and status: bucket counts (the last is +Inf), sum, bytes."""
+
+    __slots__ = ("buckets", "seconds", "sent")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.seconds = 0.0
+        self.sent = 0
+
+
+class _RequestCollector(Collector):
+    """The request series, turned into metric families when scraped."""
+
+    def __init__(self, series: dict[tuple[str, int], _Series]) -> None:
+        self._series = series
+
+    def collect(self) -> Iterator[Any]:
+        duration = HistogramMetricFamily(
+            "oxian_http_request_duration_seconds",
+            "Time from a request's arrival to its response's end, by route and status.",
+            labels=["route", "status"],
+        )
+        sent: dict[str, int] = {}
+        for (route, status), series in sorted(self._series.items()):
+            total, buckets = 0, []
+            for bound, count in zip(_LABELS, series.buckets, strict=True):
+                total += count
+                buckets.append((bound, total))
+            duration.add_metric([route, str(status)], buckets, series.seconds)
+            sent[route] = sent.get(route, 0) + series.sent
+        yield duration
+        body = CounterMetricFamily(
+            "oxian_http_response_bytes",
+            "Response body bytes sent, by route.",
+            labels=["route"],
+        )
+        for route, count in sorted(sent.items()):
+            body.add_metric([route], count)
+        yield body
+
+
 class Metrics:
     """
     ``app.metrics``: the app's Prometheus registry and the request metrics
@@ -143,39 +210,25 @@ class Metrics:
 
     def __init__(self, app: OxianApp) -> None:
         self.registry = CollectorRegistry()
-        self._duration = Histogram(
-            "oxian_http_request_duration_seconds",
-            "Time from a request's arrival to its response's end, by route and status.",
-            ["route", "status"],
-            registry=self.registry,
-        )
-        self._sent = Counter(
-            "oxian_http_response_bytes",
-            "Response body bytes sent, by route.",
-            ["route"],
-            registry=self.registry,
-        )
+        # Counted here, per request, in plain lists (no lock, no label
+        # lookup); made into metric families only when scraped.
+        self._series: dict[tuple[str, int], _Series] = {}
+        self.registry.register(_RequestCollector(self._series))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(_AppCollector(app))
-        # (route, status) -> the children: labels() is slow for every request.
-        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
 
     def _request(self, route: str, status: int, seconds: float, sent: int) -> None:
-        children = self._children.get((route, status))
-        if children is None:
-            children = self._children[route, status] = (
-                self._duration.labels(route, str(status)),
-                self._sent.labels(route),
-            )
-        duration, body = children
-        duration.observe(seconds)
-        if sent:
-            body.inc(sent)
+        series = self._series.get((route, status))
+        if series is None:
+            series = self._series[route, status] = _Series()
+        series.buckets[bisect_left(BUCKETS, seconds)] += 1
+        series.seconds += seconds
+        series.sent += sent
 
 
 def exposition(app: OxianApp) -> bytes:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -41,7 +43,10 @@ class BrowserTestCase(SynchronousTestCase):
         self.server = TwistdProcess(
             "--routes",
             os.path.join(EXAMPLES, "routes"),
-            env={"OXIAN_EXAMPLES_DB": os.path.join(work, "examples.sqlite3")},
+            env={
+                "OXIAN_EXAMPLES_DB": os.path.join(work, "examples.sqlite3"),
+                **self.environment(work),
+            },
             **self.listener(work),
         )
         self.addCleanup(assert_clean_exit, self, self.server)
@@ -49,6 +54,17 @@ class BrowserTestCase(SynchronousTestCase):
     def listener(self, work: str) -> dict[str, str]:
         """``TwistdProcess`` keywords for the listener (default: plain TCP)."""
         return {}
+
+    def environment(self, work: str) -> dict[str, str]:
+        """More environment for the server."""
+        return {}
+
+    def launch(self, playwright: Any) -> Any:
+        return playwright.chromium.launch(
+            executable_path=self.chromium,
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
+        )
 
 
 class DemoPageTests(BrowserTestCase):
@@ -164,6 +180,111 @@ class DemoPageTests(BrowserTestCase):
                 late.wait_for_function(drawn("memory-chart", 5), timeout=900)
                 late.select_option("#symbol", "MSFT")
                 late.wait_for_function(drawn("price-chart", 3), timeout=900)
+            finally:
+                browser.close()
+
+
+class ClientScriptTests(BrowserTestCase):
+    """oxian-sse.js in the browser: JSON data, reset as a callback, backoff."""
+
+    def test_client(self) -> None:
+        url = f"http://127.0.0.1:{self.server.port}/"
+        with self.sync_playwright() as playwright:
+            browser = self.launch(playwright)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(TIMEOUT_MS)
+                page.goto(url)
+                result = page.evaluate(
+                    """async () => {
+                      const { SSEClient } = await import("/oxian-sse.js");
+                      const got = { states: [], counts: [], resets: [] };
+                      // An id the hub cannot know: one reset, as a callback.
+                      const room = new SSEClient("/rooms/js/events", {
+                        lastEventId: "0-0-0",
+                        onReset: (info) => got.resets.push(info),
+                      });
+                      await new Promise((done) => {
+                        room.on("reset", () => done());
+                        room.connect();
+                      });
+                      room.close();
+                      // JSON data, and the state as it goes.
+                      const events = new SSEClient("/events");
+                      events.on("state", (s) => got.states.push(s));
+                      await new Promise((done) => {
+                        events.on("counter", (data) => {
+                          got.counts.push(data.count);
+                          if (got.counts.length === 2) done();
+                        });
+                        events.connect();
+                      });
+                      events.close();
+                      // A stream the server refuses: the client retries.
+                      const refused = new SSEClient(
+                        "/no-such-stream", { initialDelay: 50 });
+                      const retried = new Promise((done) => {
+                        let errors = 0;
+                        refused.on("error", () => { if (++errors === 2) done(); });
+                      });
+                      refused.connect();
+                      await retried;
+                      got.refusedState = refused.state;
+                      refused.close();
+                      got.closedState = refused.state;
+                      return got;
+                    }"""
+                )
+            finally:
+                browser.close()
+        self.assertEqual(
+            result["resets"], [{"channel": "room:js", "last_event_id": "0-0-0"}]
+        )
+        self.assertEqual(result["counts"], [1, 2])
+        self.assertEqual(result["states"][:2], ["connecting", "open"])
+        self.assertEqual(result["states"][-1], "closed")
+        self.assertEqual(result["refusedState"], "reconnecting")
+        self.assertEqual(result["closedState"], "closed")
+
+
+class ReactHookTests(BrowserTestCase):
+    """The seed's React hook on oxian-sse.js, with React's UMD build from npm."""
+
+    def environment(self, work: str) -> dict[str, str]:
+        npm = shutil.which("npm")
+        skip_unless(npm is not None, "npm is not installed (apt-get install npm)")
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                work,
+                "react@18.3.1",
+                "react-dom@18.3.1",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        return {"OXIAN_EXAMPLES_VENDOR": os.path.join(work, "node_modules")}
+
+    def test_live_counter(self) -> None:
+        url = f"http://127.0.0.1:{self.server.port}/react"
+        with self.sync_playwright() as playwright:
+            browser = self.launch(playwright)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(TIMEOUT_MS)
+                page.goto(url)
+                page.wait_for_function(
+                    "document.getElementById('state')?.textContent === 'live'"
+                )
+                page.wait_for_function(
+                    "Number(document.getElementById('count')?.textContent) >= 2"
+                )
             finally:
                 browser.close()
 

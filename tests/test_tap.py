@@ -215,6 +215,11 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         ),
         "hub-history-age": (["--hub-history-age", "60"], "hub-history-age = 60", 60.0),
         "metrics": (["--metrics", "/metrics"], 'metrics = "/metrics"', "/metrics"),
+        "client-script": (
+            ["--client-script", "/sse.js"],
+            'client-script = "/sse.js"',
+            "/sse.js",
+        ),
         "hub-presence-ttl": (
             ["--hub-presence-ttl", "9"],
             "hub-presence-ttl = 9",

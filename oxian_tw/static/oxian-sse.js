@@ -1,0 +1,145 @@
+// oxian-sse.js: the seed's SSEClient, dependency-free, as an ES module,
+// with what a hub stream needs. Served by `twistd oxian --client-script
+// /oxian-sse.js` (opt-in), or copied into your front end.
+//
+//   import { SSEClient } from "/oxian-sse.js";
+//   const client = new SSEClient("/rooms/general/events", {
+//     onReset: (info) => reloadFromTheSource(info.channel),
+//   });
+//   client.on("message", (data, event) => show(data));
+//   client.on("state", (state) => badge.textContent = state);
+//   client.connect();
+//
+// - `on(event, handler)`: handler(data, event) for a server event (`data`
+//   parsed as JSON when it is JSON, else the text); several handlers per
+//   event. Client events: "connected", "error", "state" (handler(state)),
+//   "reset" (handler(info): the hub could not resume; also `onReset`).
+// - `lastEventId` (option): resume from it on the first connect; after
+//   that the id of the last event received is used on every reconnect.
+// - The browser reconnects by itself after network errors (after the
+//   server's `retry`). When it gives up (an error status such as a 503 at
+//   `--max-streams`, or a server that is down), the client reconnects
+//   with exponential backoff (1 s doubling to 30 s, with jitter), resuming
+//   from the last id.
+
+const STATES = ["idle", "connecting", "open", "reconnecting", "closed"];
+
+export class SSEClient {
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = options;
+    this.eventSource = null;
+    this.listeners = new Map();
+    this.lastEventId = options.lastEventId ?? null;
+    this._state = "idle";
+    this._delay = options.initialDelay ?? 1000;
+    this._timer = null;
+    this._attached = new Set();
+  }
+
+  get state() {
+    return this._state;
+  }
+
+  on(event, handler) {
+    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
+    this.listeners.get(event).add(handler);
+    if (this.eventSource) this._attach(event);
+    return this;
+  }
+
+  off(event, handler) {
+    this.listeners.get(event)?.delete(handler);
+    return this;
+  }
+
+  connect() {
+    this._stopTimer();
+    if (this.eventSource) this.eventSource.close();
+    this._setState(this._state === "idle" || this._state === "closed" ? "connecting" : "reconnecting");
+    const source = new EventSource(this._address(), {
+      withCredentials: Boolean(this.options.withCredentials),
+    });
+    this.eventSource = source;
+    this._attached = new Set();
+    source.onopen = () => {
+      this._delay = this.options.initialDelay ?? 1000;
+      this._setState("open");
+      this.emit("connected");
+    };
+    source.onerror = (error) => {
+      this.emit("error", error);
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser gave up: try again later, from the last id.
+        this.eventSource = null;
+        this._retryLater();
+      } else {
+        this._setState("reconnecting");
+      }
+    };
+    this._attach("message");
+    this._attach("reset");
+    for (const event of this.listeners.keys()) this._attach(event);
+    return this;
+  }
+
+  close() {
+    this._stopTimer();
+    if (this.eventSource) {
+      this.eventSource.close();
+      this.eventSource = null;
+    }
+    this._setState("closed");
+  }
+
+  emit(event, ...args) {
+    for (const handler of this.listeners.get(event) ?? []) handler(...args);
+  }
+
+  _attach(event) {
+    if (this._attached.has(event) || ["connected", "error", "state"].includes(event)) return;
+    this._attached.add(event);
+    this.eventSource.addEventListener(event, (message) => {
+      if (message.lastEventId) this.lastEventId = message.lastEventId;
+      const data = parse(message.data);
+      if (event === "reset") this.options.onReset?.(data);
+      this.emit(event, data, message);
+    });
+  }
+
+  _address() {
+    if (this.lastEventId === null) return this.url;
+    // EventSource sets Last-Event-ID only on its own reconnects; a new one
+    // says where to resume with the query parameter oxian_tw reads too.
+    const url = new URL(this.url, globalThis.location?.href);
+    url.searchParams.set("lastEventId", this.lastEventId);
+    return url.toString();
+  }
+
+  _retryLater() {
+    this._setState("reconnecting");
+    const max = this.options.maxDelay ?? 30000;
+    const wait = Math.min(this._delay, max) * (0.5 + Math.random() / 2);
+    this._delay = Math.min(this._delay * 2, max);
+    this._timer = setTimeout(() => this.connect(), wait);
+  }
+
+  _stopTimer() {
+    if (this._timer !== null) clearTimeout(this._timer);
+    this._timer = null;
+  }
+
+  _setState(state) {
+    if (!STATES.includes(state) || state === this._state) return;
+    this._state = state;
+    this.emit("state", state);
+  }
+}
+
+function parse(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
