@@ -6,9 +6,11 @@ headless Chromium. Skips (or, under ``.ci/run``, fails) without them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -65,6 +67,19 @@ class BrowserTestCase(SynchronousTestCase):
             headless=True,
             args=["--no-sandbox", "--disable-dev-shm-usage"],
         )
+
+    @contextlib.contextmanager
+    def page(self, path: str) -> Iterator[Any]:
+        """A page of a fresh headless Chromium at ``path`` of the server."""
+        with self.sync_playwright() as playwright:
+            browser = self.launch(playwright)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(TIMEOUT_MS)
+                page.goto(f"http://127.0.0.1:{self.server.port}{path}")
+                yield page
+            finally:
+                browser.close()
 
 
 class DemoPageTests(BrowserTestCase):
@@ -188,55 +203,47 @@ class ClientScriptTests(BrowserTestCase):
     """oxian-sse.js in the browser: JSON data, reset as a callback, backoff."""
 
     def test_client(self) -> None:
-        url = f"http://127.0.0.1:{self.server.port}/"
-        with self.sync_playwright() as playwright:
-            browser = self.launch(playwright)
-            try:
-                page = browser.new_page()
-                page.set_default_timeout(TIMEOUT_MS)
-                page.goto(url)
-                result = page.evaluate(
-                    """async () => {
-                      const { SSEClient } = await import("/oxian-sse.js");
-                      const got = { states: [], counts: [], resets: [] };
-                      // An id the hub cannot know: one reset, as a callback.
-                      const room = new SSEClient("/rooms/js/events", {
-                        lastEventId: "0-0-0",
-                        onReset: (info) => got.resets.push(info),
-                      });
-                      await new Promise((done) => {
-                        room.on("reset", () => done());
-                        room.connect();
-                      });
-                      room.close();
-                      // JSON data, and the state as it goes.
-                      const events = new SSEClient("/events");
-                      events.on("state", (s) => got.states.push(s));
-                      await new Promise((done) => {
-                        events.on("counter", (data) => {
-                          got.counts.push(data.count);
-                          if (got.counts.length === 2) done();
-                        });
-                        events.connect();
-                      });
-                      events.close();
-                      // A stream the server refuses: the client retries.
-                      const refused = new SSEClient(
-                        "/no-such-stream", { initialDelay: 50 });
-                      const retried = new Promise((done) => {
-                        let errors = 0;
-                        refused.on("error", () => { if (++errors === 2) done(); });
-                      });
-                      refused.connect();
-                      await retried;
-                      got.refusedState = refused.state;
-                      refused.close();
-                      got.closedState = refused.state;
-                      return got;
-                    }"""
-                )
-            finally:
-                browser.close()
+        with self.page("/") as page:
+            result = page.evaluate(
+                """async () => {
+                  const { SSEClient } = await import("/oxian-sse.js");
+                  const got = { states: [], counts: [], resets: [] };
+                  // An id the hub cannot know: one reset, as a callback.
+                  const room = new SSEClient("/rooms/js/events", {
+                    lastEventId: "0-0-0",
+                    onReset: (info) => got.resets.push(info),
+                  });
+                  await new Promise((done) => {
+                    room.on("reset", () => done());
+                    room.connect();
+                  });
+                  room.close();
+                  // JSON data, and the state as it goes.
+                  const events = new SSEClient("/events");
+                  events.on("state", (s) => got.states.push(s));
+                  await new Promise((done) => {
+                    events.on("counter", (data) => {
+                      got.counts.push(data.count);
+                      if (got.counts.length === 2) done();
+                    });
+                    events.connect();
+                  });
+                  events.close();
+                  // A stream the server refuses: the client retries.
+                  const refused = new SSEClient(
+                    "/no-such-stream", { initialDelay: 50 });
+                  const retried = new Promise((done) => {
+                    let errors = 0;
+                    refused.on("error", () => { if (++errors === 2) done(); });
+                  });
+                  refused.connect();
+                  await retried;
+                  got.refusedState = refused.state;
+                  refused.close();
+                  got.closedState = refused.state;
+                  return got;
+                }"""
+            )
         self.assertEqual(
             result["resets"], [{"channel": "room:js", "last_event_id": "0-0-0"}]
         )
@@ -272,21 +279,13 @@ class ReactHookTests(BrowserTestCase):
         return {"OXIAN_EXAMPLES_VENDOR": os.path.join(work, "node_modules")}
 
     def test_live_counter(self) -> None:
-        url = f"http://127.0.0.1:{self.server.port}/react"
-        with self.sync_playwright() as playwright:
-            browser = self.launch(playwright)
-            try:
-                page = browser.new_page()
-                page.set_default_timeout(TIMEOUT_MS)
-                page.goto(url)
-                page.wait_for_function(
-                    "document.getElementById('state')?.textContent === 'live'"
-                )
-                page.wait_for_function(
-                    "Number(document.getElementById('count')?.textContent) >= 2"
-                )
-            finally:
-                browser.close()
+        with self.page("/react") as page:
+            page.wait_for_function(
+                "document.getElementById('state')?.textContent === 'live'"
+            )
+            page.wait_for_function(
+                "Number(document.getElementById('count')?.textContent) >= 2"
+            )
 
 
 class DemoPageOverH2Tests(BrowserTestCase):
