@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_browser -*-
 """
 The browser side: ``oxian-sse.js``, a dependency-free ES module with the
 seed's ``SSEClient`` API (``on``, ``connect``, ``close``, its state) plus
