@@ -137,6 +137,56 @@ class PublicAttributeTests(SynchronousTestCase):
         )
 
 
+class MorePublicAttributeTests(RoutesTestCase):
+    """``ctx.request``, the app and its hub: exactly these too."""
+
+    routes = {"index.py": "def GET(data, ctx):\n    return 1\n"}
+
+    def test_request_info(self) -> None:
+        self.assertEqual(
+            public(_context.RequestInfo),
+            {
+                "body",
+                "client",
+                "headers",
+                "method",
+                "path",
+                "path_params",
+                "query",
+                "raw",
+                "raw_body",
+                "url",
+            },
+        )
+
+    def test_app(self) -> None:
+        self.assertEqual(
+            {n for n in dir(self.app) if not n.startswith("_")},
+            {
+                "clock",
+                "dependencies",
+                "drain",
+                "hub",
+                "metrics",
+                "resource",
+                "response",
+                "routes",
+                "service",
+                "settings",
+                "shutdown",
+                "site",
+                "streams",
+            },
+        )
+
+    def test_hubs(self) -> None:
+        """The hub interface and nothing else (the Redis one names its address)."""
+        from oxian_tw.hub import IHub, MemoryHub, RedisHub
+
+        self.assertEqual(public(MemoryHub), set(IHub.names()))
+        self.assertEqual(public(RedisHub), set(IHub.names()))
+
+
 class ReadOnlyDependencyTests(RoutesTestCase):
     """SPEC §3: ``ctx.dependencies`` is read-only, by key and by attribute."""
 
