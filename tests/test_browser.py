@@ -260,18 +260,13 @@ class ReactHookTests(BrowserTestCase):
     def environment(self, work: str) -> dict[str, str]:
         npm = shutil.which("npm")
         skip_unless(npm is not None, "npm is not installed (apt-get install npm)")
+        # In the directory, not with --prefix: npm reads its global config
+        # (a CA file, a registry) relative to the prefix.
+        with open(os.path.join(work, "package.json"), "w") as f:
+            f.write('{"name": "vendor", "private": true}')
         subprocess.run(
-            [
-                npm,
-                "install",
-                "--silent",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                work,
-                "react@18.3.1",
-                "react-dom@18.3.1",
-            ],
+            [npm, "install", "--silent", "react@18.3.1", "react-dom@18.3.1"],
+            cwd=work,
             check=True,
             capture_output=True,
             timeout=300,

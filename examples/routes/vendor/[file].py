@@ -2,7 +2,8 @@
 ``/vendor/react.js`` and ``/vendor/react-dom.js``: React 18's UMD builds
 for the ``/react`` page, from the npm registry, not from this repository:
 
-    npm install --prefix examples/vendor react@18.3.1 react-dom@18.3.1
+    mkdir -p examples/vendor && cd examples/vendor
+    npm install react@18.3.1 react-dom@18.3.1
 
 (or ``$OXIAN_EXAMPLES_VENDOR`` naming another ``node_modules``).
 """
@@ -32,8 +33,8 @@ async def GET(data, ctx):
     if not os.path.exists(os.path.join(root, name)):
         raise HttpError(
             404,
-            "React is not installed: npm install --prefix examples/vendor "
-            "react@18.3.1 react-dom@18.3.1",
+            "React is not installed: mkdir -p examples/vendor && cd "
+            "examples/vendor && npm install react@18.3.1 react-dom@18.3.1",
         )
     ctx.response.headers({"Content-Type": "text/javascript; charset=utf-8"})
     await ctx.response.send_file(name, root)
