@@ -22,6 +22,22 @@ from typing import Any
 
 #: Seconds a server gets to stop (it drains its streams) before it is killed.
 STOP_GRACE = 10.0
+# Not sources: caches, tools' and editors' files, below a watched root.
+_IGNORED_DIRS = frozenset(
+    {
+        "__pycache__",
+        ".git",
+        ".hg",
+        ".svn",
+        ".tox",
+        ".venv",
+        "node_modules",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".hypothesis",
+    }
+)
+_IGNORED_ENDINGS = (".pyc", ".pyo", ".swp", ".swx", "~")
 _TWISTD = "import sys; from twisted.scripts.twistd import run; sys.exit(run())"
 
 
@@ -42,6 +58,30 @@ def watched(routes: str, twistd_args: list[str]) -> list[str]:
     if config is not None and os.path.exists(config):
         paths.append(config)
     return paths
+
+
+def relevant(roots: list[str]) -> Any:
+    """
+    A ``watchfiles`` filter: a change counts unless it is in a cache or
+    tool directory, or an editor's file, *below* its watched root
+    (watchfiles' own filter would also ignore a whole tree that happens
+    to sit under, say, ``.tox``).
+    """
+    absolute = [os.path.abspath(root) for root in roots]
+
+    def accept(change: Any, path: str) -> bool:
+        for root in absolute:
+            if path == root or path.startswith(root + os.sep):
+                parts = os.path.relpath(path, root).split(os.sep)
+                break
+        else:
+            parts = [os.path.basename(path)]
+        name = parts[-1]
+        if name.startswith(".#") or name.endswith(_IGNORED_ENDINGS):
+            return False
+        return not _IGNORED_DIRS.intersection(parts[:-1])
+
+    return accept
 
 
 def start(routes: str, twistd_args: list[str]) -> subprocess.Popen[bytes]:
@@ -95,7 +135,8 @@ def run(
         except ImportError:
             say("needs watchfiles: pip install 'oxian_tw[dev]'")
             return 2
-        changes = watchfiles.watch(*watched(routes, twistd_args))
+        paths = watched(routes, twistd_args)
+        changes = watchfiles.watch(*paths, watch_filter=relevant(paths))
     say(f"serving {os.path.abspath(routes)}; restarting on every change")
     server = start(routes, twistd_args)
     stopping = False

@@ -92,3 +92,20 @@ class DevServerTests(SynchronousTestCase):
         self.dev.process.send_signal(signal.SIGTERM)
         self.assertEqual(self.dev.process.wait(30), 0)
         self.assertIn("oxian_tw dev: stopped", self.dev.output(to_the_end=True))
+
+
+class FilterTests(SynchronousTestCase):
+    """What counts as a change: relative to the watched root."""
+
+    def test_relevant(self) -> None:
+        from oxian_tw._dev import relevant
+
+        root = "/srv/.tox/py/tmp/routes"
+        accept = relevant([root, "/srv/oxian.toml"])
+        self.assertTrue(accept(None, f"{root}/index.py"))
+        self.assertTrue(accept(None, f"{root}/users/[id].py"))
+        self.assertTrue(accept(None, "/srv/oxian.toml"))
+        self.assertFalse(accept(None, f"{root}/__pycache__/index.cpython-311.pyc"))
+        self.assertFalse(accept(None, f"{root}/.git/index"))
+        self.assertFalse(accept(None, f"{root}/index.py~"))
+        self.assertFalse(accept(None, f"{root}/.#index.py"))
