@@ -32,6 +32,12 @@ from .sse import Comment, encode, encode_fields, encode_retry
 
 #: Subscribes a stream to channels: the app's hub's ``subscribe``.
 Subscribe = Callable[..., None]
+_EndCallbacks = (
+    Callable[["EventStream"], None]
+    | list[Callable[["EventStream"], None]]
+    | tuple[()]
+    | None
+)
 
 #: What `EventStream` does with a send that would pass its budget.
 SLOW_CONSUMER_POLICIES = ("disconnect", "drop")
@@ -169,10 +175,10 @@ class EventStream:
         self._stream = stream
         self._clock = clock
         self._subscribe_to = subscribe_to
-        # None: nothing to call yet; a list: to call at the end; _FIRED: ended.
-        self._end_callbacks: list[Callable[[EventStream], None]] | tuple[()] | None = (
-            None
-        )
+        # None: nothing to call yet; one callable, or a list of them only
+        # from the second (most streams have one: an idle stream's bytes
+        # count); _FIRED: ended.
+        self._end_callbacks: _EndCallbacks = None
         self._budget = budget
         # (the stream's resume count, when it was first seen undrained)
         self._stalled: tuple[int, float] | None = None
@@ -270,9 +276,11 @@ class EventStream:
         if callbacks is _FIRED:
             callback(self)
         elif callbacks is None:
-            self._end_callbacks = [callback]
+            self._end_callbacks = callback
+        elif isinstance(callbacks, list):
+            callbacks.append(callback)
         else:
-            callbacks.append(callback)  # type: ignore[union-attr]
+            self._end_callbacks = [callbacks, callback]  # type: ignore[list-item]
 
     def _deliver(self, payload: bytes) -> bool:
         """
@@ -372,8 +380,11 @@ class EventStream:
     def _ended(self) -> None:
         """The stream ended (the response controller says so)."""
         callbacks, self._end_callbacks = self._end_callbacks, _FIRED
-        for callback in callbacks or ():
-            callback(self)
+        if isinstance(callbacks, list):
+            for callback in callbacks:
+                callback(self)
+        elif callbacks is not None and callbacks is not _FIRED:
+            callbacks(self)  # type: ignore[operator]
         if self._done:
             # Later, never inside the send/close that ended the stream.
             self._clock.callLater(0, self._fire_done)
