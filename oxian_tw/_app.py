@@ -42,6 +42,9 @@ from .hub._client import parse_redis_url
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import Metrics
 
+#: `OxianApp._request_began` without an access log or metrics: not timed.
+_UNMEASURED = -1.0
+
 
 class OxianApp:
     """
@@ -306,11 +309,12 @@ class OxianApp:
     def _request_began(self) -> float:
         """
         A request is in flight; returns the time it began (for the access
-        log: ``0.0`` when there is none).
+        log and metrics: `_UNMEASURED` when there are neither, so that no
+        clock is read).
         """
         self._in_flight += 1
         if self._access_log is None and self._metrics is None:
-            return 0.0
+            return _UNMEASURED
         return self.clock.seconds()
 
     def _request_ended(
@@ -331,7 +335,8 @@ class OxianApp:
                     now=now,
                     ended=how,
                 )
-            if metrics is not None and started:
+            # One that began before metrics were asked for was not timed.
+            if metrics is not None and started != _UNMEASURED:
                 metrics._request(
                     owner._route or "", request.code, now - started, request.sentLength
                 )

@@ -91,11 +91,7 @@ class DemoPageTests(BrowserTestCase):
         """
         url = f"http://127.0.0.1:{self.server.port}/"
         with self.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=self.chromium,
-                headless=True,
-                args=["--no-sandbox", "--disable-dev-shm-usage"],
-            )
+            browser = self.launch(playwright)
             try:
                 # Narrow enough that a layout overlap would block the clicks.
                 context = browser.new_context(viewport={"width": 1024, "height": 700})
@@ -157,11 +153,7 @@ class DemoPageTests(BrowserTestCase):
             )
 
         with self.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=self.chromium,
-                headless=True,
-                args=["--no-sandbox", "--disable-dev-shm-usage"],
-            )
+            browser = self.launch(playwright)
             try:
                 first = browser.new_context().new_page()
                 first.set_default_timeout(TIMEOUT_MS)
