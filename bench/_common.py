@@ -54,6 +54,10 @@ def start(
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        # ``python -c`` puts its working directory first on the path, before
+        # PYTHONPATH: run in ``top``, or another checkout's oxian_tw (the
+        # caller's directory's) would be the one measured.
+        cwd=top,
     )
     assert process.stdout is not None
     for line in process.stdout:

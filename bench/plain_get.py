@@ -5,7 +5,7 @@ doing the same work, measured with ``wrk`` (Debian's ``wrk``) in the same
 run. A script that prints numbers, not a test.
 
     python bench/plain_get.py [--seconds 8] [--connections 50] [--repeat 3]
-                              [--only NAME ...]
+                              [--only NAME ...] [--against REV]
 
 Servers:
 
@@ -23,6 +23,11 @@ Servers:
   ``dependencies.py`` (a singleton), a ``middleware.py`` (adds
   ``ctx.user``) and an ``interceptors.py`` (``before_run`` and
   ``after_run``).
+
+With ``--against REV`` each oxian_tw server also runs from the git
+revision ``REV`` (checked out in a temporary worktree), as "NAME @ REV",
+alternating with this checkout's in every round: a before/after of a
+change in one run.
 
 Each server is pinned to CPU 0 and wrk to CPU 1 when ``taskset`` exists.
 Every round runs each server in turn (fresh processes, a 2 s warm-up);
@@ -42,7 +47,7 @@ import sys
 import tempfile
 import textwrap
 
-from _common import oxian_command, pinned, start
+from _common import TOP, oxian_command, pinned, start
 
 PLAIN_SERVER = """
 import sys
@@ -135,6 +140,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", nargs="+", help="servers to run")
+    parser.add_argument(
+        "--against", metavar="REV", help="also run the oxian_tw servers of REV"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk (apt-get install wrk)")
@@ -150,12 +158,38 @@ def main() -> None:
             hello, "--access-log", "off", "--metrics", "/metrics"
         ),
     }
-    chosen = {n: v for n, v in servers.items() if not args.only or n in args.only}
+    chosen = {
+        n: (*v, TOP) for n, v in servers.items() if not args.only or n in args.only
+    }
+    worktree = None
+    if args.against:
+        worktree = tempfile.mkdtemp()
+        subprocess.run(
+            ["git", "-C", TOP, "worktree", "add", "--detach", worktree, args.against],
+            check=True,
+            capture_output=True,
+        )
+        for name, (command, pattern, _) in list(chosen.items()):
+            if name.startswith("oxian_tw"):
+                chosen[f"{name} @ {args.against}"] = (command, pattern, worktree)
+    try:
+        run(chosen, args)
+    finally:
+        if worktree is not None:
+            subprocess.run(
+                ["git", "-C", TOP, "worktree", "remove", "--force", worktree],
+                check=False,
+            )
+
+
+def run(
+    chosen: dict[str, tuple[list[str], str, str]], args: argparse.Namespace
+) -> None:
     rates: dict[str, list[float]] = {n: [] for n in chosen}
     p99s: dict[str, list[float]] = {n: [] for n in chosen}
     for _ in range(args.repeat):
-        for name, (command, pattern) in chosen.items():
-            process, port = start(command, pattern)
+        for name, (command, pattern, top) in chosen.items():
+            process, port = start(command, pattern, top)
             try:
                 wrk(port, "/hello", 2, args.connections)  # warm-up
                 rate, p99 = wrk(port, "/hello", args.seconds, args.connections)
@@ -171,7 +205,9 @@ def main() -> None:
     print(f"{'server':<22}{'requests/s':>28}{'p99 ms':>22}   vs twisted.web")
     for name in chosen:
         ratios = []
-        for base in ("twisted.web", "twisted.web, no log"):
+        before = f"{name} @ {args.against}"
+        bases = ("twisted.web", "twisted.web, no log", before)
+        for base in bases:
             if base in chosen and base != name:
                 ratio = statistics.median(rates[name]) / statistics.median(rates[base])
                 p99 = statistics.median(p99s[name]) / statistics.median(p99s[base])

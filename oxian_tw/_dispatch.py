@@ -233,5 +233,9 @@ class RouteResource(Resource):
         self._run = run
 
     def render(self, request: Any) -> Any:
-        ResponseController(self._app, request)._serve(self._run)
+        self._serve(request)
         return NOT_DONE_YET
+
+    def _serve(self, request: Any) -> None:
+        """Serve ``request``: its owner runs the route tree."""
+        ResponseController(self._app, request)._serve(self._run)

@@ -158,7 +158,9 @@ class DirectWriter:
 # Connections are switched to it by `switch_to_h2`, which replaces what
 # ``_GenericHTTPChannelProtocol.dataReceived`` does on ALPN ``h2`` (it
 # builds Twisted's class with the global reactor) and also serves h2c
-# (the client's preface on a cleartext connection).
+# (the client's preface on a cleartext connection). An `OxianSite` offers
+# ``h2`` in ALPN only when `H2` holds: its connections are plain
+# ``HTTPChannel``s, without Twisted's switching wrapper.
 
 #: The HTTP/2 client connection preface (RFC 9113 §3.4).
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -215,22 +217,14 @@ _H2_STATE = (
 def _h2_usable() -> bool:
     if _http2 is None:
         return False
-    from twisted.web import http
-
     connection = getattr(_http2, "H2Connection", None)
-    generic = getattr(http, "_GenericHTTPChannelProtocol", None)
     priority = getattr(_http2, "priority", None)
     if (
         connection is None
-        or generic is None
         or getattr(_http2, "_END_STREAM_SENTINEL", None) is None
         or not callable(getattr(priority, "PriorityTree", None))
         or not isinstance(getattr(priority, "DeadlockError", None), type)
         or not all(callable(getattr(connection, n, None)) for n in _H2_METHODS)
-        or not all(
-            hasattr(generic, name)
-            for name in ("_negotiatedProtocol", "_requestFactory", "_site", "_factory")
-        )
     ):
         return False
     try:
@@ -241,8 +235,8 @@ def _h2_usable() -> bool:
 
 
 #: Whether `BoundedH2Connection` and `switch_to_h2` can be used; without
-#: them Twisted's own ALPN switch serves h2 (unbounded, quadratic) and
-#: h2c is not served.
+#: them a site speaks HTTP/1.1 only (ALPN does not offer h2; h2c is not
+#: served).
 H2: bool = _h2_usable()
 
 
@@ -431,26 +425,23 @@ if H2:
             else:
                 self._closing = close
 
-    def switch_to_h2(protocol: Any, reactor: Any) -> Any:
+    def switch_to_h2(channel: Any, reactor: Any) -> Any:
         """
-        Serve ``protocol`` (a ``_GenericHTTPChannelProtocol`` that has not
+        Serve the connection of ``channel`` (an ``HTTPChannel`` that has not
         read anything yet) as HTTP/2 with `BoundedH2Connection` on
-        ``reactor``, as Twisted does after ALPN ``h2``; returns the
-        HTTP/2 connection.
+        ``reactor``, as Twisted does after ALPN ``h2``; returns the HTTP/2
+        connection, which takes the channel's place.
         """
-        channel = protocol._channel
         transport = channel.transport
         transport.unregisterProducer()
         channel.setTimeout(None)
         # Twisted's ALPN path sets these after building the connection.
         connection: Any = BoundedH2Connection(reactor)
-        connection.requestFactory = protocol._requestFactory
-        connection.site = protocol._site
-        connection.factory = protocol._factory
-        connection.timeOut = protocol._timeOut
-        connection.callLater = protocol._callLater
-        protocol._channel = connection
-        protocol._negotiatedProtocol = b"h2"
+        connection.requestFactory = channel.requestFactory
+        connection.site = channel.site
+        connection.factory = channel.factory
+        connection.timeOut = channel.timeOut
+        connection.callLater = channel.callLater
         connection.makeConnection(transport)
         transport.registerProducer(connection, True)
         return connection
@@ -458,5 +449,5 @@ if H2:
 else:  # pragma: no cover - exercised by the fallback test
     BoundedH2Connection = None  # type: ignore[assignment,misc]
 
-    def switch_to_h2(protocol: Any, reactor: Any) -> Any:
+    def switch_to_h2(channel: Any, reactor: Any) -> Any:
         raise RuntimeError("HTTP/2 switching is unavailable with this Twisted")

@@ -136,8 +136,9 @@ class OxianRequest(Request):
         """
         What ``Request.process`` does, with the ``Date`` header formatted
         once a second rather than for every request (as uvicorn, aiohttp
-        and nginx do): for a site whose root is the app's route tree. Any
-        other root, and ``*``, take Twisted's own ``process``.
+        and nginx do), and the route tree serving the request without
+        ``render``'s round trip: for a site whose root is the app's route
+        tree. Any other root, and ``*``, take Twisted's own ``process``.
         """
         site = self.channel.site  # type: ignore[attr-defined]
         if not getattr(site, "routes_root", False) or self.path == b"*":
@@ -150,7 +151,7 @@ class OxianRequest(Request):
         self.prepath = []
         self.postpath = list(map(unquote, self.path[1:].split(b"/")))
         try:
-            self.render(site.getResourceFor(self))  # type: ignore[no-untyped-call]
+            site._serve_routes(self)
         except BaseException:
             self.processingFailed(Failure())  # type: ignore[no-untyped-call]
 
@@ -320,12 +321,57 @@ class OxianRequest(Request):
             )
 
 
+class OxianChannel(HTTPChannel):
+    """
+    An HTTP/1.1 connection of an `OxianSite`: Twisted's ``HTTPChannel``,
+    writing each response head as one piece, and asking the transport for
+    its addresses once.
+    """
+
+    #: The connection's two ends, asked for by every request.
+    _host: Any = None
+    _peer: Any = None
+
+    def writeHeaders(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any
+    ) -> None:
+        if not isinstance(headers, Headers):
+            # Pairs: Twisted's own path sanitizes them into ``Headers``.
+            super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
+            return
+        # Twisted hands the head's 20-odd pieces to ``writeSequence``, which
+        # checks and counts each; one joined piece is one check.
+        head = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        transport: Any = self.transport
+        transport.write(b"".join(head))
+
+    def getHost(self) -> Any:
+        host = self._host
+        if host is None:
+            # A system call each time (``getsockname``); it never changes.
+            transport: Any = self.transport
+            host = self._host = transport.getHost()
+        return host
+
+    def getPeer(self) -> Any:
+        peer = self._peer
+        if peer is None:
+            transport: Any = self.transport
+            peer = self._peer = transport.getPeer()
+        return peer
+
+
 @implementer(IProtocol)
 class OxianConnection:
     """
-    One client connection of an `OxianSite`: the HTTP protocol Twisted
-    builds for it, tracked from ``makeConnection`` to ``connectionLost`` so
-    that a shutdown can close it once what was written has left.
+    One client connection of an `OxianSite`: its `OxianChannel` (or, once
+    the client speaks HTTP/2, its HTTP/2 connection), tracked from
+    ``makeConnection`` to ``connectionLost`` so that a shutdown can close
+    it once what was written has left.
     """
 
     __slots__ = (
@@ -390,7 +436,7 @@ class OxianConnection:
                 # HTTP/2 frames its own headers; Twisted's idle timeout and
                 # the body timeout of each stream apply.
                 self._phase = _H2
-                self._h2 = switch_to_h2(self._inner, self._site.reactor)
+                self._h2 = self._inner = switch_to_h2(self._inner, self._site.reactor)
         self._inner.dataReceived(data)
         if self._phase is _HEAD:
             # Most heads arrive whole: a timer only for those that do not.
@@ -551,6 +597,8 @@ class OxianSite(Site):
     """
 
     requestFactory = OxianRequest
+    # (Typed as a factory of Twisted's wrapper; any protocol factory does.)
+    protocol = OxianChannel  # type: ignore[assignment]
     _log = Logger()
     #: The listener logs a URL instead of Twisted's "Starting factory" lines.
     noisy = False
@@ -603,14 +651,27 @@ class OxianSite(Site):
             return None
         return OxianConnection(inner, self)
 
+    def acceptableProtocols(self) -> list[bytes]:
+        """
+        What ALPN may choose: ``h2`` only where its connections can switch
+        to HTTP/2 (`oxian_tw._internals.H2`), then ``http/1.1``.
+        """
+        return [b"h2", b"http/1.1"] if H2 else [b"http/1.1"]
+
+    def _refused(self, request: Request) -> IResource | None:
+        """The resource answering ``request`` when its ``Host`` is refused."""
+        if self._refusal is None:
+            return None
+        hosts = request.requestHeaders.getRawHeaders(b"host")
+        problem = host_problem(
+            None if hosts is None else list(hosts), request.clientproto
+        )
+        return None if problem is None else self._refusal(HttpError(400, problem))
+
     def getResourceFor(self, request: Request) -> IResource:
-        if self._refusal is not None:
-            hosts = request.requestHeaders.getRawHeaders(b"host")
-            problem = host_problem(
-                None if hosts is None else list(hosts), request.clientproto
-            )
-            if problem is not None:
-                return self._refusal(HttpError(400, problem))
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         # Site.getResourceFor, but for its copy.copy of the prepath, which
         # is empty here (Request.process has just set it).
         request.site = self
@@ -620,6 +681,17 @@ class OxianSite(Site):
             return root
         child: IResource = getChildForRequest(root, request)
         return child
+
+    def _serve_routes(self, request: OxianRequest) -> None:
+        """
+        Serve ``request`` at a site whose root is the app's route tree
+        (``routes_root``): what ``getResourceFor`` and ``render`` would do,
+        without their round trip through the resource interface.
+        """
+        request.sitepath = []  # type: ignore[attr-defined]
+        # The route tree's `oxian_tw._dispatch.RouteResource`, or a refusal.
+        resource: Any = self._refused(request) or self.resource
+        resource._serve(request)
 
     def log(self, request: Any) -> None:
         """No line here: the app logs each request when its response ends."""

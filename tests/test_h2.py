@@ -472,7 +472,7 @@ class FallbackTests(H2TestCase):
     def test_no_sniffing_without_them(self) -> None:
         """
         Without them the preface is not sniffed: the connection is plain
-        HTTP/1.1 (Twisted's own ALPN switch still serves h2 over TLS).
+        HTTP/1.1 (and ALPN does not offer h2: `tests.test_site.ChannelTests`).
         """
         self.patch(_site, "H2", False)
         protocol = self.app.site().buildProtocol(ADDRESS)

@@ -8,15 +8,18 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.http import datetimeToString
+from twisted.web.http import HTTPChannel, datetimeToString
+from twisted.web.http_headers import Headers
 from twisted.web.resource import EncodingResourceWrapper, Resource
 from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Site
 from zope.interface import implementer
 
-from oxian_tw._site import HttpDate
+from oxian_tw import _site
+from oxian_tw._site import HttpDate, OxianChannel
 
 from .helpers import RoutesTestCase
 
@@ -131,6 +134,108 @@ class ProcessTests(RoutesTestCase):
 
         exchange(Site(Events()), b"GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
         self.assertLessEqual(set(vars(ours)), set(vars(peer[0])))
+
+
+class _CountingTransport(StringTransport):
+    """Records each write, and counts the questions for its addresses."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
+            peerAddress=IPv4Address("TCP", "10.1.2.3", 5555),
+        )
+        self.writes: list[bytes] = []
+        self.asked = {"host": 0, "peer": 0}
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.writes.extend(data)
+        super().writeSequence(data)
+
+    def getHost(self) -> Any:
+        self.asked["host"] += 1
+        return super().getHost()
+
+    def getPeer(self) -> Any:
+        self.asked["peer"] += 1
+        return super().getPeer()
+
+
+class ChannelTests(RoutesTestCase):
+    """An `OxianSite`'s HTTP/1.1 connections are `OxianChannel`s."""
+
+    routes = {
+        "who.py": """
+            def GET(data, ctx):
+                return {"client": ctx.request.client, "url": ctx.request.url}
+        """,
+    }
+
+    def connect(self) -> tuple[Any, _CountingTransport]:
+        protocol = self.app.site().buildProtocol(None)
+        transport = _CountingTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_head_in_one_write(self) -> None:
+        """
+        A response head is one write to the transport, byte for byte what
+        Twisted's ``writeHeaders`` writes as many pieces.
+        """
+        protocol, transport = self.connect()
+        self.assertIsInstance(protocol._inner, OxianChannel)
+        protocol.dataReceived(b"GET /who HTTP/1.1\r\nHost: h\r\n\r\n")
+        head, body = transport.writes
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertTrue(head.endswith(b"\r\n\r\n"))
+        self.assertTrue(body.startswith(b'{"client":'))
+
+        headers = Headers({"Content-Type": ["text/plain"], "X-Two": ["a", "b"]})
+        ours, theirs = _CountingTransport(), _CountingTransport()
+        channels = ((OxianChannel(), ours), (HTTPChannel(), theirs))
+        for channel, to in channels:
+            channel.makeConnection(to)
+            channel.writeHeaders(b"HTTP/1.1", b"200", b"OK", headers)
+        self.assertEqual(len(ours.writes), 1)
+        self.assertEqual(ours.value(), theirs.value())
+        # Pairs (Twisted's old form) take Twisted's own path.
+        del ours.writes[:], theirs.writes[:]
+        for channel, _ in channels:
+            channel.writeHeaders(b"HTTP/1.1", b"200", b"OK", [(b"A", b"b")])
+        self.assertEqual(ours.writes, theirs.writes)
+        self.assertEqual(ours.value(), theirs.value())
+
+    def test_addresses_asked_once(self) -> None:
+        """
+        The connection's addresses are asked of the transport once (for
+        TCP, ``getHost`` is a system call), not once per request; every
+        request still has them.
+        """
+        protocol, transport = self.connect()
+        for _ in range(3):
+            protocol.dataReceived(b"GET /who HTTP/1.1\r\nHost: h\r\n\r\n")
+        self.assertEqual(transport.asked, {"host": 1, "peer": 1})
+        self.assertEqual(
+            transport.value().count(b'{"client":"10.1.2.3","url":"http://h/who"}'), 3
+        )
+        protocol.dataReceived(b"GET /who HTTP/1.0\r\n\r\n")
+        self.assertTrue(
+            transport.value().endswith(b'"url":"http://127.0.0.1:8080/who"}')
+        )
+
+    def test_alpn(self) -> None:
+        """
+        ALPN offers ``h2`` only when the connection can switch to HTTP/2
+        itself (its channel has no Twisted wrapper to do it).
+        """
+        site = self.app.site()
+        self.patch(_site, "H2", True)
+        self.assertEqual(site.acceptableProtocols(), [b"h2", b"http/1.1"])
+        self.patch(_site, "H2", False)
+        self.assertEqual(site.acceptableProtocols(), [b"http/1.1"])
 
 
 @implementer(IPushProducer)
