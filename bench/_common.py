@@ -29,12 +29,17 @@ def pinned(cpu: int, command: list[str]) -> list[str]:
     return command
 
 
+#: The port of a starting ``twistd -n oxian`` of this or an older revision
+#: (before the listener's URL lines, only Twisted's port line names it).
+ANY_REVISION = rf"(?:{LISTENING}|OxianSite starting on (\d+))"
+
+
 def oxian_command(routes: str, *args: str, **kwargs: str) -> tuple[list[str], str]:
     """
     ``twistd -n oxian`` on an ephemeral port with more ``args`` (keywords
     as for ``twistd_command``), and its port's log pattern.
     """
-    return twistd_command("--routes", routes, *args, **kwargs), LISTENING
+    return twistd_command("--routes", routes, *args, **kwargs), ANY_REVISION
 
 
 def start(
@@ -65,5 +70,5 @@ def start(
         if found:
             # Keep draining so the server never blocks on its log pipe.
             threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, int(found.group(1))
+            return process, int(next(g for g in found.groups() if g))
     raise SystemExit(f"server did not start: {command}")
