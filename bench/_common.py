@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +20,15 @@ from tests.helpers import (  # noqa: E402 - needs TOP on the path
     twistd_command,
 )
 
-__all__ = ("RedisServer", "oxian_command", "pinned", "rss_bytes", "start")
+__all__ = (
+    "RedisServer",
+    "checkout",
+    "oxian_command",
+    "pinned",
+    "remove_checkout",
+    "rss_bytes",
+    "start",
+)
 
 
 def pinned(cpu: int, command: list[str]) -> list[str]:
@@ -27,6 +36,30 @@ def pinned(cpu: int, command: list[str]) -> list[str]:
     if shutil.which("taskset"):
         return ["taskset", "-c", str(cpu), *command]
     return command
+
+
+def checkout(rev: str) -> str:
+    """
+    A detached checkout of ``rev`` in a temporary directory (a git
+    worktree of this one), to serve as `start`'s ``top``; `remove_checkout`
+    when done.
+    """
+    path = tempfile.mkdtemp(prefix="oxian-bench-rev-")
+    os.rmdir(path)
+    subprocess.run(
+        ["git", "-C", TOP, "worktree", "add", "--detach", path, rev],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def remove_checkout(path: str) -> None:
+    """Remove a `checkout`."""
+    subprocess.run(
+        ["git", "-C", TOP, "worktree", "remove", "--force", path],
+        capture_output=True,
+    )
 
 
 #: The port of a starting ``twistd -n oxian`` of this or an older revision

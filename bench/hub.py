@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 
-from _common import TOP, RedisServer, oxian_command, start
+from _common import TOP, RedisServer, checkout, oxian_command, remove_checkout, start
 from sse import PAD, build_client, fan_out, spread
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,18 +52,6 @@ FEATURE_ROUTES = os.path.join(HERE, "hub_features_routes")
 #: The last commit before issue 17's hub.
 BEFORE = "b720058"
 MODES = ("publish rate", "burst", "paced 20 ms")
-
-
-def worktree(rev: str) -> str:
-    """A detached checkout of ``rev`` in a temporary directory."""
-    path = tempfile.mkdtemp(prefix="oxian-bench-before-")
-    os.rmdir(path)
-    subprocess.run(
-        ["git", "-C", TOP, "worktree", "add", "--detach", path, rev],
-        check=True,
-        capture_output=True,
-    )
-    return path
 
 
 def request(port: int, method: str, path: str) -> dict:
@@ -102,7 +90,7 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=20000)
     parser.add_argument("--only", nargs="+", help="servers to run")
     args = parser.parse_args()
-    before = worktree(args.before)
+    before = checkout(args.before)
     redis = None
     hubs = [("memory", [])]
     if shutil.which("redis-server"):
@@ -149,10 +137,7 @@ def main() -> None:
                     if redis is not None:
                         redis_flush(redis)
     finally:
-        subprocess.run(
-            ["git", "-C", TOP, "worktree", "remove", "--force", before],
-            capture_output=True,
-        )
+        remove_checkout(before)
         if redis is not None:
             redis.stop()
     print(

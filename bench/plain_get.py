@@ -47,7 +47,7 @@ import sys
 import tempfile
 import textwrap
 
-from _common import TOP, oxian_command, pinned, start
+from _common import TOP, checkout, oxian_command, pinned, remove_checkout, start
 
 PLAIN_SERVER = """
 import sys
@@ -161,25 +161,16 @@ def main() -> None:
     chosen = {
         n: (*v, TOP) for n, v in servers.items() if not args.only or n in args.only
     }
-    worktree = None
-    if args.against:
-        worktree = tempfile.mkdtemp()
-        subprocess.run(
-            ["git", "-C", TOP, "worktree", "add", "--detach", worktree, args.against],
-            check=True,
-            capture_output=True,
-        )
+    older = checkout(args.against) if args.against else None
+    if older is not None:
         for name, (command, pattern, _) in list(chosen.items()):
             if name.startswith("oxian_tw"):
-                chosen[f"{name} @ {args.against}"] = (command, pattern, worktree)
+                chosen[f"{name} @ {args.against}"] = (command, pattern, older)
     try:
         run(chosen, args)
     finally:
-        if worktree is not None:
-            subprocess.run(
-                ["git", "-C", TOP, "worktree", "remove", "--force", worktree],
-                check=False,
-            )
+        if older is not None:
+            remove_checkout(older)
 
 
 def run(
