@@ -4,9 +4,11 @@ The access log (SPEC §8, ``--access-log combined|json|off``): one line per
 request when its response has ended, however it ended.
 
 ``combined`` is the Combined Log Format followed by ``request_id=``,
-``duration_ms=`` and ``ended=`` fields; ``json`` is one JSON object per
-line with ``ts``, ``request_id``, ``method``, ``path``, ``status``,
-``bytes``, ``duration_ms``, ``client`` and ``ended``. ``ended`` says how
+``duration_ms=`` and ``ended=`` fields (and ``client_request_id=`` when
+the client sent an ``X-Request-Id`` that was not taken as the request's
+id); ``json`` is one JSON object per line with ``ts``, ``request_id``,
+``method``, ``path``, ``status``, ``bytes``, ``duration_ms``, ``client``
+and ``ended`` (and ``client_request_id``). ``ended`` says how
 the response ended (`ENDINGS`).
 
 Where lines go (a sink): through ``twisted.logger`` (`LoggerSink`, the
@@ -148,6 +150,7 @@ class AccessLog:
         now: float,
         ended: str,
         request_line: bool = True,
+        client_request_id: str | None = None,
     ) -> None:
         """
         Write the line of ``request``, whose response ended at ``now``;
@@ -176,6 +179,11 @@ class AccessLog:
                     "duration_ms": round(duration, 3),
                     "client": client,
                     "ended": ended,
+                    **(
+                        {"client_request_id": client_request_id}
+                        if client_request_id is not None
+                        else {}
+                    ),
                 }
             ).decode("utf-8")
         else:
@@ -190,6 +198,9 @@ class AccessLog:
                 f'"{_quoted(agent[-1] if agent else None)}" '
                 f"request_id={request_id} duration_ms={duration:.1f} ended={ended}"
             )
+            if client_request_id is not None:
+                # Sane by construction (`oxian_tw._requestid`): no escaping.
+                line += f" client_request_id={client_request_id}"
         self.sink.write(line)
 
     def _stamp(self, second: int) -> None:

@@ -27,12 +27,14 @@ from twisted.web.resource import IResource
 from . import client
 from ._accesslog import AccessLog, LoggerSink, StreamSink
 from ._config import Settings, read_config_file, settings_from
+from ._connection import Timeouts
 from ._context import Dependencies
 from ._dispatch import Dispatcher, RouteResource
 from ._limits import default_max_connections, fd_limit
 from ._listen import Listener
 from ._producer import Flusher
 from ._registry import StreamRegistry
+from ._requestid import TrustedProxies
 from ._response import ResponseController
 from ._results import Response
 from ._site import OxianSite
@@ -89,6 +91,8 @@ class OxianApp:
             write_timeout=self.settings.write_timeout,
         )
         settings = self.settings
+        #: The peers (``--trusted-proxy``) whose forwarded headers are believed.
+        self.trusted_proxies = TrustedProxies(settings.trusted_proxy)
         #: The app's hub (`IHub`, SPEC §11): ``ctx.hub``.
         self.hub: IHub = make_hub(
             settings.hub,
@@ -183,8 +187,8 @@ class OxianApp:
             refusal=self._dispatcher.refusal,
             max_connections=self.settings.max_connections
             or default_max_connections(fd_limit()),
-            header_timeout=self.settings.header_timeout,
-            body_timeout=self.settings.body_timeout,
+            timeouts=Timeouts.from_settings(self.settings),
+            trusted_proxies=self.trusted_proxies,
             routes_root=root is None,
             reactor=self._reactor,
         )
@@ -330,6 +334,7 @@ class OxianApp:
                 access_log.record(
                     request,
                     request_id=owner._request_id,
+                    client_request_id=owner._client_request_id,
                     status=request.code,
                     started=started,
                     now=now,

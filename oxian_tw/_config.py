@@ -18,9 +18,17 @@ import attrs
 from ._body import FORM_FIELDS
 from ._limits import GC_THRESHOLD
 
-#: ``header-timeout`` and ``body-timeout`` defaults, in seconds.
+#: Connection deadlines (SPEC §12.1), in seconds: the request head (and an
+#: HTTP/2 header block) from its first byte, a request body without
+#: progress, a TLS handshake, a new connection's first byte, keep-alive
+#: between requests, an HTTP/2 connection without a stream. Compared with
+#: nginx's, h2o's and Go's in docs/deployment.md.
 HEADER_TIMEOUT = 15.0
 BODY_TIMEOUT = 30.0
+TLS_HANDSHAKE_TIMEOUT = 10.0
+FIRST_BYTE_TIMEOUT = 15.0
+KEEP_ALIVE_TIMEOUT = 30.0
+H2_IDLE_TIMEOUT = 30.0
 
 #: The hub's defaults, also those of its classes when built directly.
 HUB_HISTORY = 1000
@@ -154,6 +162,22 @@ def _hub(value: Any) -> str:
     return value
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    """CIDR networks (``10.0.0.0/8``, ``::1``); kept as text, validated here."""
+    import ipaddress
+
+    networks = [n.strip() for v in _strings(value) for n in v.split(",")]
+    networks = [n for n in networks if n]
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{network!r} is not an IP network (e.g. 10.0.0.0/8, 127.0.0.1)"
+            ) from None
+    return tuple(networks)
+
+
 def _access_log(value: Any) -> str:
     from ._accesslog import FORMATS
 
@@ -268,6 +292,29 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds a request body may go without progress; past it the request gets 408.",
     ),
     Option(
+        "tls-handshake-timeout",
+        _positive_seconds,
+        "Seconds a TLS handshake may take; past it the connection is closed.",
+    ),
+    Option(
+        "first-byte-timeout",
+        _positive_seconds,
+        "Seconds a new connection may wait before the first byte of its "
+        "first request; past it the connection is closed.",
+    ),
+    Option(
+        "keep-alive-timeout",
+        _positive_seconds,
+        "Seconds an HTTP/1.1 connection may wait for its next request; past "
+        "it the connection is closed.",
+    ),
+    Option(
+        "h2-idle-timeout",
+        _positive_seconds,
+        "Seconds an HTTP/2 connection may stay without an open stream; past "
+        "it it gets GOAWAY and is closed.",
+    ),
+    Option(
         "form-fields",
         _positive_int,
         "Most fields a form body (urlencoded or multipart) may have; more get 413.",
@@ -302,6 +349,14 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
         "Most client connections open at once; more get 503 and are closed. "
         "Default: the file-descriptor limit less 128.",
+    ),
+    Option(
+        "trusted-proxy",
+        _networks,
+        "A proxy's address or network (CIDR) whose X-Request-Id (and, "
+        "later, forwarded client address) is trusted; repeatable. Default: "
+        "none.",
+        repeatable=True,
     ),
     Option(
         "max-streams",
@@ -397,12 +452,17 @@ class Settings:
     body_limit: int = 1024 * 1024
     header_timeout: float = HEADER_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
+    tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
+    first_byte_timeout: float = FIRST_BYTE_TIMEOUT
+    keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
+    h2_idle_timeout: float = H2_IDLE_TIMEOUT
     form_fields: int = FORM_FIELDS
     buffer_limit: int = 4 * 1024 * 1024
     sse_budget: int = 1024 * 1024
     ping: float = 15.0
     write_timeout: float = 60.0
     max_connections: int | None = None
+    trusted_proxy: tuple[str, ...] = ()
     max_streams: int | None = None
     hub: str = "memory"
     hub_history: int = HUB_HISTORY

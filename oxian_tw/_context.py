@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_app -*-
 """
 What a handler receives besides ``data``: ``ctx`` and ``ctx.request``
-(SPEC §3), and request ids.
+(SPEC §3). Request ids are `oxian_tw._requestid`'s.
 
 Both cost next to nothing until used: ``ctx`` is one small object, and
 ``ctx.request``'s URL, headers, method and client are read from the
@@ -10,9 +10,6 @@ Both cost next to nothing until used: ``ctx`` is one small object, and
 
 from __future__ import annotations
 
-import itertools
-import os
-import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -27,46 +24,6 @@ if TYPE_CHECKING:
     from ._app import OxianApp
     from ._response import ResponseController
     from .hub import IHub
-
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
-
-
-class _RequestIds:
-    """
-    Fresh request ids: a random per-process prefix and a counter, unique
-    across processes (a new prefix after ``fork``) and cheap to make.
-    """
-
-    def __init__(self) -> None:
-        self.reset()
-        os.register_at_fork(after_in_child=self.reset)
-
-    def reset(self) -> None:
-        self._prefix = os.urandom(6).hex() + "-"
-        self._counter = itertools.count(1)
-
-    def new(self) -> str:
-        return f"{self._prefix}{next(self._counter):x}"
-
-
-_ids = _RequestIds()
-
-#: A fresh request id (``_RequestIds.new``; also for what the server
-#: answers before a request).
-new_request_id = _ids.new
-
-
-def request_id_for(request: IRequest) -> str:
-    """
-    The id of ``request``: a sane ``X-Request-Id`` from the client (up to 128
-    of ``A-Z a-z 0-9 . _ : + = / -``), else a fresh one.
-    """
-    sent = request.requestHeaders.getRawHeaders(b"x-request-id")
-    if sent:
-        text: str = sent[-1].decode("latin-1")
-        if _SANE_REQUEST_ID.fullmatch(text):
-            return text
-    return new_request_id()
 
 
 def header_value(request: IRequest, name: bytes) -> str | None:

@@ -15,7 +15,6 @@ in one reactor turn leave together (`oxian_tw._producer`).
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from operator import is_
 from types import NoneType
@@ -395,21 +394,3 @@ class EventStream:
         done, self._done = self._done, _FIRED
         for d in done or ():
             d.callback(None)
-
-
-def limit_unacknowledged(request: Any, seconds: float) -> None:
-    """
-    Have the kernel drop the connection when sent bytes stay unacknowledged
-    for ``seconds`` (``TCP_USER_TIMEOUT``), so a heartbeat to a peer that
-    vanished (half-open) ends the stream instead of retransmitting for
-    minutes. Linux TCP sockets only; elsewhere a no-op.
-    """
-    option = getattr(socket, "TCP_USER_TIMEOUT", None)
-    transport = getattr(request.channel, "transport", None)
-    sock = getattr(transport, "socket", None)
-    if option is None or sock is None:
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
-    except (OSError, AttributeError):
-        pass

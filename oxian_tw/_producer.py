@@ -10,7 +10,7 @@ reactor next waits for I/O) or at once when it holds more than its
 high-water mark (64 KiB). So a burst of events to one connection leaves in
 one system call, a lone event still leaves in the turn it was written, and
 a bulk body moves in large sends. Bytes are handed to the socket directly
-when the transport holds nothing (`oxian_tw._internals.DirectWriter`), else
+when the transport holds nothing (`oxian_tw._fastpath.DirectWriter`), else
 to the transport.
 
 The stream is the ``IPushProducer`` registered on the request: the
@@ -46,7 +46,7 @@ from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 from ._errors import StreamClosed
-from ._internals import DirectWriter
+from ._fastpath import DirectWriter
 from ._relay import relay
 
 if TYPE_CHECKING:

@@ -31,16 +31,17 @@ from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES, HTTPChannel
 from twisted.web.iweb import IRequest
 
-from ._context import header_value, request_id_for
+from ._context import header_value
 from ._errors import StreamClosed, error_body, error_response, http_status_of
 from ._eventstream import (
     SLOW_CONSUMER_POLICIES,
     EventStream,
-    limit_unacknowledged,
 )
+from ._fastpath import limit_unacknowledged
 from ._files import UNSATISFIABLE, byte_range, not_modified, resolve
 from ._invoke import is_deferred
 from ._producer import HeadStream, Stream, as_bytes
+from ._requestid import request_ids
 from ._results import Response, check_status, encode_body
 from .hub._channels import channel_names, check_history, presence_json
 from .sse import encode_retry
@@ -86,6 +87,7 @@ class ResponseController:
         "_app",
         "_request",
         "_request_id",
+        "_client_request_id",
         "_route",
         "_state",
         "_stream",
@@ -99,7 +101,8 @@ class ResponseController:
     def __init__(self, app: OxianApp, request: IRequest) -> None:
         self._app = app
         self._request: Any = request
-        self._request_id = request_id = request_id_for(request)
+        request_id, self._client_request_id = request_ids(request, app.trusted_proxies)
+        self._request_id = request_id
         request.responseHeaders.setRawHeaders(
             b"X-Request-Id", [request_id.encode("ascii")]
         )
@@ -263,7 +266,9 @@ class ResponseController:
             response_headers.setRawHeaders(name, [value])
         if headers:
             self.headers(headers)
-        limit_unacknowledged(request, settings.write_timeout)
+        limit_unacknowledged(
+            getattr(request.channel, "transport", None), settings.write_timeout
+        )
         # An event stream bounds what it holds itself (its budget).
         stream = self._start_stream(keep_open, buffer_limit=None)
         last_event_id = header_value(request, b"last-event-id")
@@ -367,6 +372,18 @@ class ResponseController:
     def __repr__(self) -> str:
         return f"<ResponseController {self._state} request {self._request_id}>"
 
+    def _log_ids(self) -> dict[str, Any]:
+        """
+        The fields naming this request in a log line whose format ends
+        ``(request {request_id}{also})``: the client's own id is said too.
+        """
+        client_id = self._client_request_id
+        return {
+            "request_id": self._request_id,
+            "client_request_id": client_id,
+            "also": "" if client_id is None else f", client's id {client_id}",
+        }
+
     # The app's side: serving a request, its handler, its end.
 
     @property
@@ -460,25 +477,25 @@ class ResponseController:
             if http_status_of(error) is None:
                 self._log.failure(
                     "Handler failed after its SSE stream opened; sent an error "
-                    "event and closed (request {request_id})",
+                    "event and closed (request {request_id}{also})",
                     failure,
-                    request_id=self._request_id,
+                    **self._log_ids(),
                 )
             else:
                 self._log.info(
                     "{error!r} raised after the SSE stream opened; sent an "
-                    "error event and closed (request {request_id})",
+                    "error event and closed (request {request_id}{also})",
                     error=body["error"]["message"],
-                    request_id=self._request_id,
+                    **self._log_ids(),
                 )
             self._sse._fail(body)
             return
         if stream is not None and not broken:
             self._log.failure(
                 "Handler failed after its stream started; connection aborted "
-                "(request {request_id})",
+                "(request {request_id}{also})",
                 failure,
-                request_id=self._request_id,
+                **self._log_ids(),
             )
             stream._abort()
             return
@@ -493,17 +510,17 @@ class ResponseController:
         status, headers, body = error_response(exc, debug=self._app.settings.debug)
         if http_status_of(exc) is None:
             self._log.failure(
-                "Unhandled error in handler (request {request_id})",
+                "Unhandled error in handler (request {request_id}{also})",
                 failure,
-                request_id=self._request_id,
+                **self._log_ids(),
             )
         elif status >= 500:
             # Raised on purpose (a 503 when full, say): no traceback.
             self._log.warn(
-                "{status}: {error} (request {request_id})",
+                "{status}: {error} (request {request_id}{also})",
                 status=status,
                 error=body["error"]["message"],
-                request_id=self._request_id,
+                **self._log_ids(),
             )
         if self._state is not _PENDING:
             if status < 500 and self._state is not _GONE:

@@ -76,6 +76,19 @@ def _event_text(event: dict[str, Any]) -> str:
     return f"{text}: {failure.type.__name__}: {failure.getErrorMessage()}"
 
 
+def own_timers(clock: Any) -> list[Any]:
+    """
+    The active calls pending on ``clock`` besides a site's two shared
+    deadline timers (`oxian_tw._deadlines.Deadlines`, one for all
+    connections): what a request, stream or connection left behind.
+    """
+    return [
+        c
+        for c in clock.getDelayedCalls()
+        if c.active() and "Deadlines._fire" not in c.func.__qualname__
+    ]
+
+
 def rss_bytes(pid: int) -> int:
     """The resident set size of process ``pid`` in bytes (Linux ``/proc``)."""
     with open(f"/proc/{pid}/status") as f:

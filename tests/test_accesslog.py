@@ -74,7 +74,9 @@ class AccessLogTestCase(RoutesTestCase):
 
 
 class CombinedTests(AccessLogTestCase):
-    """The default format."""
+    """The default format (the in-memory client is a trusted proxy here)."""
+
+    config = {"trusted-proxy": ["127.0.0.1"]}
 
     def test_line(self) -> None:
         """Combined Log Format, then request id, duration and how it ended."""
@@ -167,8 +169,40 @@ class StreamEndingTests(AccessLogTestCase):
         )
 
 
+class ClientRequestIdTests(AccessLogTestCase):
+    """
+    A client's ``X-Request-Id`` is not the request's id (SPEC §3): ours is,
+    and the client's is logged beside it.
+    """
+
+    def test_combined(self) -> None:
+        response = self.get("/hello", headers={"X-Request-Id": "r-1"})
+        ours = response.headers.get("x-request-id")
+        self.assertNotEqual(ours, "r-1")
+        (line,) = self.lines()
+        self.assertIn(f"request_id={ours} ", line)
+        self.assertTrue(line.endswith(" ended=complete client_request_id=r-1"), line)
+
+    def test_json(self) -> None:
+        self.app = OxianApp(
+            self.root, reactor=self.clock, config={"access-log": "json"}
+        )
+        self.client = TestClient(self.app)
+        response = self.get("/hello", headers={"X-Request-Id": "j-1"})
+        (line,) = self.lines()
+        logged = json.loads(line)
+        self.assertEqual(logged["request_id"], response.headers.get("x-request-id"))
+        self.assertEqual(logged["client_request_id"], "j-1")
+
+    def test_insane_id_not_logged(self) -> None:
+        """An id with characters outside the safe set is dropped, not logged."""
+        self.get("/hello", headers={"X-Request-Id": "a b\\"})
+        (line,) = self.lines()
+        self.assertNotIn("client_request_id", line)
+
+
 class JsonTests(AccessLogTestCase):
-    config = {"access-log": "json"}
+    config = {"access-log": "json", "trusted-proxy": ["127.0.0.1"]}
 
     def test_object(self) -> None:
         """One JSON object per line, with the contract's keys."""

@@ -10,16 +10,17 @@ from typing import Any
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from oxian_tw import OxianApp
+from oxian_tw._connection import Phase
 from oxian_tw._errors import RouteTreeError
 from oxian_tw.testing import TestClient, TestResponse
 
-from .helpers import RoutesTestCase, make_tree
+from .helpers import RoutesTestCase, make_tree, own_timers
 
 ROUTES = {
     "index.py": """
@@ -416,8 +417,9 @@ class HandlerTests(AppTestCase):
         self.assertEqual(body["body"], {"f": "v"})
         self.assertEqual(body["query"], {"a": ["1", "2"], "b": "x"})
         self.assertEqual(body["route"], "/echo")
-        self.assertEqual(body["request_id"], "req-123")
-        self.assertEqual(response.headers.get("x-request-id"), "req-123")
+        # The client's id is not the request's (SPEC §3): ours, echoed.
+        self.assertNotEqual(body["request_id"], "req-123")
+        self.assertEqual(response.headers.get("x-request-id"), body["request_id"])
         self.assertEqual(body["path"], "/echo")
         self.assertEqual(body["url"], "http://127.0.0.1/echo?a=1&a=2&b=x")
         self.assertEqual(body["client"], "127.0.0.1")
@@ -648,11 +650,16 @@ class ErrorTests(AppTestCase):
         events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        self.get("/errors", query={"kind": "boom"}, headers={"X-Request-Id": "rid-9"})
-        self.flushLoggedErrors(RuntimeError)
-        self.assertTrue(
-            any(e.get("request_id") == "rid-9" and "log_failure" in e for e in events)
+        response = self.get(
+            "/errors", query={"kind": "boom"}, headers={"X-Request-Id": "rid-9"}
         )
+        self.flushLoggedErrors(RuntimeError)
+        request_id = response.headers.get("x-request-id")
+        (failed,) = [e for e in events if "log_failure" in e]
+        self.assertEqual(failed["request_id"], request_id)
+        # The client's own id is logged beside ours.
+        self.assertEqual(failed["client_request_id"], "rid-9")
+        self.assertIn(", client's id rid-9)", formatEvent(failed))
 
 
 class BadHeaderTests(AppTestCase):
@@ -963,12 +970,11 @@ class TimeoutTests(AppTestCase):
         return channel, transport
 
     def timers(self) -> list[Any]:
-        """Pending calls besides Twisted's idle timeout of the connection."""
-        return [
-            c
-            for c in self.clock.getDelayedCalls()
-            if c.active() and "TimeoutMixin" not in c.func.__qualname__
-        ]
+        """
+        Pending calls besides the site's shared deadline timers (none per
+        connection: Twisted's idle timer is off).
+        """
+        return own_timers(self.clock)
 
     def assert_408(self, transport: StringTransport, message: str) -> None:
         head, body = transport.value().split(b"\r\n\r\n", 1)
@@ -1005,10 +1011,13 @@ class TimeoutTests(AppTestCase):
         """A head in two reads within the timeout is served; no timer stays."""
         channel, transport = self.connect()
         channel.dataReceived(b"GET / HTTP/1.1\r\n")
-        self.assertEqual(len(self.timers()), 1)
+        deadlines = self.app._sites[-1].phase_deadlines
+        self.assertEqual(channel.phase, Phase.HEAD)
+        self.assertTrue(deadlines.pending(channel, Phase.HEAD))
         self.clock.advance(14)
         channel.dataReceived(b"Host: x\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertFalse(deadlines.pending(channel, Phase.HEAD))
         self.assertEqual(self.timers(), [])
 
     def test_whole_heads_start_no_timer(self) -> None:
@@ -1021,7 +1030,8 @@ class TimeoutTests(AppTestCase):
         channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
         self.assertEqual(self.timers(), [])
-        self.clock.advance(30)
+        self.assertEqual(channel.phase, Phase.IDLE)
+        self.clock.advance(29)
         self.assertFalse(transport.disconnecting)
         transport.clear()
         channel.dataReceived(b"GET / HTTP/1.1\r\n")

@@ -90,18 +90,34 @@ class TwistdTests(SynchronousTestCase):
         return server
 
     def test_serves_and_exits_cleanly(self) -> None:
-        """JSON routes answer with a request id, logged; SIGTERM exits cleanly."""
+        """
+        JSON routes answer with a request id of the server's own, logged
+        with the client's beside it; SIGTERM exits cleanly.
+        """
         root = make_tree(self.mktemp(), ROUTES)
         server = self.start("--routes", root)
         status, headers, body = server.request(
             "GET", "/items/42", headers={"X-Request-Id": "e2e-1"}
         )
         self.assertEqual((status, json.loads(body)), (200, {"id": "42"}))
-        self.assertEqual(headers["x-request-id"], "e2e-1")
+        ours = headers["x-request-id"]
+        self.assertNotEqual(ours, "e2e-1")
         assert_clean_exit(self, server)
         output = server.output()
         self.assertIn('"GET /items/42 HTTP/1.1" 200', output)
-        self.assertIn("request_id=e2e-1", output)
+        self.assertIn(f"request_id={ours} ", output)
+        self.assertIn("client_request_id=e2e-1", output)
+
+    def test_trusted_proxy_request_id(self) -> None:
+        """From a ``--trusted-proxy`` peer, its ``X-Request-Id`` is the id."""
+        root = make_tree(self.mktemp(), ROUTES)
+        server = self.start("--routes", root, "--trusted-proxy", "127.0.0.0/8")
+        _, headers, _ = server.request(
+            "GET", "/items/42", headers={"X-Request-Id": "lb-7"}
+        )
+        self.assertEqual(headers["x-request-id"], "lb-7")
+        assert_clean_exit(self, server)
+        self.assertIn("request_id=lb-7 ", server.output())
 
     def test_bad_input_never_kills(self) -> None:
         """404, 405, 400, 413 and 500 answer JSON; the server keeps serving."""
@@ -186,7 +202,9 @@ class TwistdTests(SynchronousTestCase):
         self.assertIn("duration_ms=", line.string)
         assert_clean_exit(self, server)
 
-        server = self.start("--routes", root, "--access-log", "json")
+        server = self.start(
+            "--routes", root, "--access-log", "json", "--trusted-proxy", "127.0.0.1"
+        )
         server.request("GET", "/items/9", headers={"X-Request-Id": "json-1"})
         found = server.wait_for(r'^\{"ts":.*"request_id":"json-1".*\}$')
         record = json.loads(found.group(0))

@@ -16,6 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from oxian_tw import OxianApp
 from oxian_tw.testing import TestClient
 
+from .helpers import own_timers
+
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
 
 
@@ -104,14 +106,14 @@ class SSEExampleTests(SynchronousTestCase):
         self.assertEqual([e.id for e in events], [f"msg-{n}" for n in range(1, 11)])
         self.assertEqual({e.event for e in events}, {"counter"})
         self.assertEqual(json.loads(events[-1].data)["count"], 10)
-        self.assertEqual(self.client.clock.getDelayedCalls(), [])
+        self.assertEqual(own_timers(self.client.clock), [])
 
     def test_events_disconnect(self) -> None:
         """A client that leaves stops the counter's timer."""
         response = self.successResultOf(self.client.get("/events"))
         self.client.advance(3)
         response.disconnect()
-        self.assertEqual(self.client.clock.getDelayedCalls(), [])
+        self.assertEqual(own_timers(self.client.clock), [])
 
     def test_chat(self) -> None:
         """A message reaches the room it was sent to, and only that room."""

@@ -176,6 +176,7 @@ class MorePublicAttributeTests(RoutesTestCase):
                 "shutdown",
                 "site",
                 "streams",
+                "trusted_proxies",
             },
         )
 

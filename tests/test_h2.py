@@ -5,7 +5,7 @@ over a ``StringTransport``, talking to a sans-I/O client built on the
 the "socket" is read. h2c with prior knowledge, headers, bounded queues
 (a client with a huge window that reads nothing), GOAWAY at shutdown,
 and the fallback when the installed Twisted lacks what
-`oxian_tw._internals` relies on.
+`oxian_tw._h2` relies on.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from oxian_tw import _internals, _site
+from oxian_tw import _connection, _h2
 
 from .helpers import RoutesTestCase, h2_get
 
@@ -152,7 +152,7 @@ class H2TestCase(RoutesTestCase):
     routes = ROUTES
 
     def setUp(self) -> None:
-        if not _internals.H2:
+        if not _h2.H2:
             self.skipTest("h2 is not installed")
         super().setUp()
 
@@ -236,7 +236,7 @@ class BoundsTests(H2TestCase):
         stream_id = client.request("/flood")  # 40 unawaited 16 KiB writes
         self.assertEqual(len(client.bodies[stream_id]), 40 * 16384)
         with_data = [w for w in writes if len(w) > 16384]
-        self.assertEqual(len(with_data), -(-40 * 16384 // _internals.H2_BYTES_PER_TURN))
+        self.assertEqual(len(with_data), -(-40 * 16384 // _h2.H2_BYTES_PER_TURN))
 
     def test_a_write_costs_the_same_at_any_queue_length(self) -> None:
         """
@@ -248,9 +248,9 @@ class BoundsTests(H2TestCase):
 
         def walk(queue: Any) -> Any:
             walked.append(len(queue))
-            return iter(list(super(_internals._CountedQueue, queue).__iter__()))
+            return iter(list(super(_h2._CountedQueue, queue).__iter__()))
 
-        self.patch(_internals._CountedQueue, "__iter__", walk)
+        self.patch(_h2._CountedQueue, "__iter__", walk)
         client = Client(self, window=2**31 - 1)
         client.pump()
         client.reading = False
@@ -309,7 +309,7 @@ class BoundsTests(H2TestCase):
             client.pump()
         connection = client.protocol._h2
         queued = connection._outboundStreamQueues[stream_id].size
-        self.assertLessEqual(queued, _internals.H2_HIGH_WATER + 4096)
+        self.assertLessEqual(queued, _h2.H2_HIGH_WATER + 4096)
         state = self.module("rows.py").STATE
         written = state["written"]
         self.assertLess(written, 200000)
@@ -446,39 +446,39 @@ class ShutdownTests(H2TestCase):
 class FallbackTests(H2TestCase):
     def test_check_fails_without_the_private_parts(self) -> None:
         """`_h2_usable` is false when Twisted's HTTP/2 module lacks them."""
-        self.assertTrue(_internals._h2_usable())
-        self.patch(_internals, "_http2", SimpleNamespace(H2Connection=object))
-        self.assertFalse(_internals._h2_usable())
-        self.patch(_internals, "_http2", None)
-        self.assertFalse(_internals._h2_usable())
+        self.assertTrue(_h2._h2_usable())
+        self.patch(_h2, "_http2", SimpleNamespace(H2Connection=object))
+        self.assertFalse(_h2._h2_usable())
+        self.patch(_h2, "_http2", None)
+        self.assertFalse(_h2._h2_usable())
 
     def test_check_fails_when_the_state_moved(self) -> None:
         """
         `_h2_usable` is false when an ``H2Connection`` no longer keeps the
         state the sending loop reads (checked on a probe instance).
         """
-        original = _internals._http2.H2Connection
+        original = _h2._http2.H2Connection
 
         class Moved(original):  # type: ignore[misc,valid-type]
             def __init__(self, reactor: Any = None) -> None:
                 super().__init__(reactor)
                 del self._sendingDeferred
 
-        self.patch(_internals._http2, "H2Connection", Moved)
-        self.assertFalse(_internals._h2_usable())
-        self.patch(_internals._http2, "H2Connection", original)
-        self.assertTrue(_internals._h2_usable())
+        self.patch(_h2._http2, "H2Connection", Moved)
+        self.assertFalse(_h2._h2_usable())
+        self.patch(_h2._http2, "H2Connection", original)
+        self.assertTrue(_h2._h2_usable())
 
     def test_no_sniffing_without_them(self) -> None:
         """
         Without them the preface is not sniffed: the connection is plain
         HTTP/1.1 (and ALPN does not offer h2: `tests.test_site.ChannelTests`).
         """
-        self.patch(_site, "H2", False)
+        self.patch(_connection, "H2", False)
         protocol = self.app.site().buildProtocol(ADDRESS)
         transport = StringTransport()
         protocol.makeConnection(transport)
-        protocol.dataReceived(_internals.H2_PREFACE)
+        protocol.dataReceived(_h2.H2_PREFACE)
         self.clock.advance(0)
         self.assertIsNone(protocol._h2)
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 4"))

@@ -56,7 +56,20 @@ class LimitTests(SynchronousTestCase):
 
 
 class SiteCapTests(RoutesTestCase):
-    routes = {"index.py": "def GET(data, ctx):\n    return 'hi'\n"}
+    """
+    At ``--max-connections`` a new connection evicts the one that has waited
+    longest with no request handled and no stream open (SPEC §12.1); only
+    when every connection is busy is it answered 503.
+    """
+
+    routes = {
+        "index.py": "def GET(data, ctx):\n    return 'hi'\n",
+        "slow.py": """
+            async def GET(data, ctx):
+                await ctx.sleep(10)
+                return "slow"
+        """,
+    }
     config = {"max-connections": 2}
 
     def connect(self, site: Any) -> tuple[Any, StringTransport]:
@@ -65,19 +78,53 @@ class SiteCapTests(RoutesTestCase):
         protocol.makeConnection(transport)
         return protocol, transport
 
-    def test_past_the_cap(self) -> None:
+    def warnings(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in events if "--max-connections" in e.get("log_format", "")]
+
+    def test_evicts_the_longest_waiting(self) -> None:
         """
-        One connection past the cap gets a 503 with ``Retry-After`` and is
-        closed; a warning is logged once however many are refused; once a
-        connection closes, a new one is served.
+        Two idle connections at a cap of 2: a third is served, and the one
+        that waited longest (the first) is cut; the one still sending its
+        head counts as waiting too.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        site = self.app.site()
+        first, first_transport = self.connect(site)
+        self.clock.advance(1)
+        second, second_transport = self.connect(site)
+        second.dataReceived(b"GET / HTTP/1.1\r\n")  # a head, dribbling
+        self.clock.advance(1)
+        third, third_transport = self.connect(site)
+        self.assertTrue(first_transport.disconnected)
+        self.assertFalse(second_transport.disconnecting)
+        self.assertEqual(site.open_connections, 2)
+        third.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(third_transport.value().startswith(b"HTTP/1.1 200 "))
+        # Next to go: the dribbling head (waiting since t=1), before the
+        # keep-alive connection that was just served (waiting since t=2).
+        self.connect(site)
+        self.assertTrue(second_transport.disconnected)
+        self.assertFalse(third_transport.disconnected)
+        self.assertEqual(len(self.warnings(events)), 1)
+
+    def test_busy_connections_are_kept(self) -> None:
+        """
+        Every connection handling a request: a new one gets a 503 with
+        ``Retry-After`` and is closed; a warning is logged once however
+        many are refused; once a connection closes, a new one is served.
         """
         events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         site = self.app.site()
         self.assertEqual(site.max_connections, 2)
-        first, _ = self.connect(site)
-        self.connect(site)
+        busy = []
+        for _ in range(2):
+            protocol, transport = self.connect(site)
+            protocol.dataReceived(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            busy.append((protocol, transport))
         for _ in range(3):
             _, refused = self.connect(site)
             head, body = refused.value().split(b"\r\n\r\n", 1)
@@ -87,15 +134,17 @@ class SiteCapTests(RoutesTestCase):
                 json.loads(body), {"error": {"message": "Too many connections"}}
             )
             self.assertTrue(refused.disconnecting)
-        warnings = [e for e in events if "--max-connections" in e.get("log_format", "")]
-        self.assertEqual(len(warnings), 1)
+        for _, transport in busy:
+            self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.warnings(events)), 1)
         from twisted.internet.error import ConnectionDone
         from twisted.python.failure import Failure
 
-        first.connectionLost(Failure(ConnectionDone()))
+        busy[0][0].connectionLost(Failure(ConnectionDone()))
         protocol, transport = self.connect(site)
         protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.clock.advance(10)
 
 
 class DefaultCapTests(SynchronousTestCase):

@@ -194,7 +194,9 @@ class FailingFactoryTests(RoutesTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
         log = self.log_text()
         self.assertIn("dependencies() in billing/dependencies.py failed", log)
-        self.assertIn("request req-1", log)
+        self.assertIn(
+            f"request {response.headers.get('x-request-id')}, client's id req-1", log
+        )
         # Routes elsewhere are unaffected; the next request tries again.
         self.assertEqual(self.get("/ok").text(), "ok")
         response = self.get("/billing/invoices")

@@ -21,7 +21,7 @@ from oxian_tw import OxianApp, _eventstream
 from oxian_tw.sse import Decoder, Event
 from oxian_tw.testing import TestClient
 
-from .helpers import RoutesTestCase
+from .helpers import RoutesTestCase, own_timers
 
 ROUTES = {
     "basic.py": """
@@ -334,7 +334,7 @@ class LifetimeTests(SSETestCase):
         state = self.module("lived.py").STATE
         self.assertEqual(state, {"ended": "CancelledError", "done": 1})
         self.assertEqual(len(self.app.streams), 0)
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(own_timers(self.clock), [])
         self.assertNotIn("Traceback", self.log_text())
 
     def test_memory_released(self) -> None:
@@ -358,7 +358,7 @@ class LifetimeTests(SSETestCase):
         self.assertIn(state["ended"], ("StreamClosed", "CancelledError"))
         self.assertEqual(state["done"], 1)
         self.assertEqual(len(self.app.streams), 0)
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(own_timers(self.clock), [])
 
 
 class ErrorTests(SSETestCase):
@@ -456,13 +456,13 @@ class HeartbeatTests(SSETestCase):
         """1,000 open streams use one timer, and heartbeat all of them."""
         responses = [self.get("/quiet") for _ in range(1000)]
         self.assertEqual(len(self.app.streams), 1000)
-        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.assertEqual(len(own_timers(self.clock)), 1)
         self.client.advance(18.75)
         self.assertEqual({r.body for r in responses}, {b":\n"})
-        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.assertEqual(len(own_timers(self.clock)), 1)
         for response in responses:
             response.disconnect()
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(own_timers(self.clock), [])
 
     def test_stuck(self) -> None:
         """A stream whose buffer has not drained for 60 s is closed as stuck."""

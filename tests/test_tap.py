@@ -194,6 +194,27 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         "form-fields": (["--form-fields", "7"], "form-fields = 7", 7),
         "header-timeout": (["--header-timeout", "3"], "header-timeout = 3", 3.0),
         "body-timeout": (["--body-timeout", "4"], "body-timeout = 4", 4.0),
+        "tls-handshake-timeout": (
+            ["--tls-handshake-timeout", "5"],
+            "tls-handshake-timeout = 5",
+            5.0,
+        ),
+        "first-byte-timeout": (
+            ["--first-byte-timeout", "6"],
+            "first-byte-timeout = 6",
+            6.0,
+        ),
+        "keep-alive-timeout": (
+            ["--keep-alive-timeout", "8"],
+            "keep-alive-timeout = 8",
+            8.0,
+        ),
+        "h2-idle-timeout": (["--h2-idle-timeout", "9"], "h2-idle-timeout = 9", 9.0),
+        "trusted-proxy": (
+            ["--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1"],
+            'trusted-proxy = ["10.0.0.0/8", "::1"]',
+            ("10.0.0.0/8", "::1"),
+        ),
         "buffer-limit": (["--buffer-limit", "20"], "buffer-limit = 20", 20),
         "sse-budget": (["--sse-budget", "30"], "sse-budget = 30", 30),
         "ping": (["--ping", "2.5"], "ping = 2.5", 2.5),

@@ -13,8 +13,8 @@ from typing import Any
 
 import attrs
 
-from .._context import new_request_id
 from .._json import COMPACT_JSON
+from .._requestid import new_request_id
 from ..sse import encode_fields
 from ._interface import ISubscriber
 

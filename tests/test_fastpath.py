@@ -1,5 +1,5 @@
 """
-``oxian_tw._internals``: what oxian_tw reads of Twisted's private state is
+``oxian_tw._fastpath``: what oxian_tw reads of Twisted's private state is
 checked at import, and the framework works the same with and without it:
 direct socket writes when the transport's buffer can be read, the public
 ``transport.writeSequence`` path otherwise.
@@ -15,8 +15,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from oxian_tw import OxianApp, _internals
-from oxian_tw._internals import DirectWriter
+from oxian_tw import OxianApp, _fastpath
+from oxian_tw._fastpath import DirectWriter
 
 from .helpers import make_tree
 
@@ -52,13 +52,13 @@ class ProbeTests(SynchronousTestCase):
 
     def test_installed_twisted(self) -> None:
         """The installed Twisted keeps its buffer where we read it."""
-        self.assertTrue(_internals.DIRECT)
-        self.assertTrue(_internals._transport_buffer_readable())
+        self.assertTrue(_fastpath.DIRECT)
+        self.assertTrue(_fastpath._transport_buffer_readable())
 
     def test_attribute_gone(self) -> None:
         """A Twisted without ``dataBuffer`` turns direct writes off."""
         self.patch(tcp.Connection, "dataBuffer", None)
-        self.assertFalse(_internals._transport_buffer_readable())
+        self.assertFalse(_fastpath._transport_buffer_readable())
 
     def test_init_changed(self) -> None:
         """A Twisted whose descriptors keep no ``_tempDataLen``: off too."""
@@ -67,11 +67,11 @@ class ProbeTests(SynchronousTestCase):
             self.reactor = reactor
 
         self.patch(abstract.FileDescriptor, "__init__", init)
-        self.assertFalse(_internals._transport_buffer_readable())
+        self.assertFalse(_fastpath._transport_buffer_readable())
 
     def test_off_means_no_writer(self) -> None:
         """With the check failed, no transport gets a direct writer."""
-        self.patch(_internals, "DIRECT", False)
+        self.patch(_fastpath, "DIRECT", False)
         left, right = tcp_pair()
         self.addCleanup(left.close)
         self.addCleanup(right.close)
@@ -235,7 +235,7 @@ class BothWaysTests(SynchronousTestCase):
 
     def test_public_path(self) -> None:
         """Without the check, the same bytes go through the transport."""
-        self.patch(_internals, "DIRECT", False)
+        self.patch(_fastpath, "DIRECT", False)
         received, counting, _ = self.serve()
         self.assertEqual(self.body(received), b"16\r\ndata: one\n\ndata: two\n\n\r\n")
         self.assertEqual(counting.sendmsg_calls, 0)
