@@ -32,7 +32,9 @@ setup(
         "oxian_tw.hub": ["lua/*.lua"],
     },
     install_requires=[
-        "twisted[tls,http2]>=24.7",
+        # 26.10: Request(parsePOSTFormSubmission=False), so bodies are parsed
+        # once, by the app (issue 28).
+        "twisted[tls,http2]>=26.10",
         "attrs>=23.1",
         # ctx.response.pipe(response) relays what treq fetches.
         "treq>=23.11",

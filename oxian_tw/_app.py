@@ -127,6 +127,18 @@ class OxianApp:
         self._sites: list[OxianSite] = []
         self._in_flight = 0
         self._quiet: list[Deferred[None]] = []
+        #: The shutdown grace ran out and open connections were cut.
+        self._cut = False
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served now: not yet answered, or still streaming."""
+        return self._in_flight
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now on the app's own sites."""
+        return sum(site.open_connections for site in self._sites)
 
     @property
     def clock(self) -> IReactorTime:
@@ -276,7 +288,9 @@ class OxianApp:
 
         def close(_: Any) -> Deferred[Any]:
             left = max(deadline - clock.seconds(), 0.0)
-            return gatherResults([site.close_all(left, clock) for site in self._sites])
+            return gatherResults(
+                [site.close_all(left, clock, self._cutting) for site in self._sites]
+            )
 
         return gatherResults(waits).addCallback(close).addCallback(lambda _: None)
 
@@ -321,10 +335,17 @@ class OxianApp:
             return _UNMEASURED
         return self.clock.seconds()
 
+    def _cutting(self) -> None:
+        """The shutdown grace is over: what is cut now ends by the shutdown."""
+        self._cut = True
+
     def _request_ended(
         self, owner: ResponseController, started: float, how: str
     ) -> None:
         """A request's response ended (`oxian_tw._accesslog.ENDINGS`)."""
+        if self._cut and how == "client_gone":
+            # The connection was cut by the shutdown, not left by its client.
+            how = "shutdown"
         access_log = self._access_log
         metrics = self._metrics
         if access_log is not None or metrics is not None:
@@ -366,6 +387,7 @@ class _AppService(MultiService):
 
     def startService(self) -> None:
         self._app.streams.draining = False
+        self._app._cut = False
         self._app.hub.start()
         super().startService()  # type: ignore[no-untyped-call]
 

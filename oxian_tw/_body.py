@@ -198,11 +198,16 @@ def parse_body(
     charset = params.get("charset", "utf-8")
     if kind in _JSON_TYPES or kind.endswith("+json"):
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+            value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             raise HttpError(400, f"Invalid JSON body: {exc}") from exc
         except RecursionError:
             raise HttpError(400, "Invalid JSON body: nested too deeply") from None
+        if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
+            # "\ud800" alone is valid JSON syntax but no Unicode text: it
+            # could never be encoded again (a 500 when echoed).
+            raise HttpError(400, "Invalid JSON body: a lone surrogate escape")
+        return value
     if kind == "application/x-www-form-urlencoded":
         return parse_query(raw, max_fields)
     if kind == "multipart/form-data":
@@ -210,6 +215,28 @@ def parse_body(
     if kind.startswith("text/"):
         return _decode_text(raw, charset, "Body")
     return None
+
+
+#: A JSON escape of a UTF-16 surrogate (paired ones decode to one character).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string in the decoded JSON ``value`` holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def build_data(

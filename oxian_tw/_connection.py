@@ -47,6 +47,7 @@ from ._config import (
 )
 from ._deadlines import Deadlines
 from ._errors import closing_response
+from ._fastpath import unsent_bytes
 from ._h2 import H2, H2_PREFACE, switch_to_h2
 from ._requestid import new_request_id
 
@@ -277,8 +278,20 @@ class OxianConnection:
             # client's close is read (and nothing else kept).
             self._close(stop_reading=False)
 
-    def evict(self) -> None:
-        """Cut the connection now, to make room (``--max-connections``)."""
+    def evict(self, *, unsent_lost: bool = False) -> None:
+        """
+        Cut the connection now (to make room at ``--max-connections``, or at
+        the end of the shutdown grace). With ``unsent_lost``, what its
+        HTTP/1.1 response still had queued (in the transport and the
+        kernel) is taken off the bytes its request counts as sent: the
+        access log counts what left the socket.
+        """
+        if unsent_lost and self._h2 is None:
+            unsent = unsent_bytes(self.transport)
+            requests = getattr(self._inner, "requests", None)
+            if unsent and requests:
+                request = requests[0]
+                request.sentLength = max(0, request.sentLength - unsent)
         self._site._connections.pop(self.transport, None)
         self._abort()
 

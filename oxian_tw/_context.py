@@ -32,6 +32,21 @@ def header_value(request: IRequest, name: bytes) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
+def header_text(request: IRequest, name: bytes) -> str | None:
+    """
+    The request header ``name`` as the text a browser meant: UTF-8 (what
+    EventSource sends a non-ASCII ``Last-Event-ID`` as), else Latin-1;
+    ``None`` when absent.
+    """
+    value: bytes | None = request.getHeader(name)
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
 class Headers(Mapping[str, str]):
     """
     Request headers, read-only and case-insensitive. ``get(name)`` gives the

@@ -27,11 +27,18 @@ Direct socket writes (`DirectWriter`)
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
 from twisted.internet import abstract, tcp
 
-__all__ = ("DIRECT", "DirectWriter", "limit_unacknowledged")
+try:
+    import fcntl
+    import termios
+except ImportError:  # not on Windows
+    fcntl = termios = None  # type: ignore[assignment]
+
+__all__ = ("DIRECT", "DirectWriter", "limit_unacknowledged", "unsent_bytes")
 
 
 class _NoReactor:
@@ -147,3 +154,25 @@ def limit_unacknowledged(transport: Any, seconds: float) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
     except (OSError, AttributeError):
         pass
+
+
+def unsent_bytes(transport: Any) -> int:
+    """
+    Bytes written to ``transport`` that have not left its socket: what the
+    transport still queues (`DIRECT`'s private state) and what the kernel
+    has not sent (``SIOCOUTQ``, Linux). ``0`` when either is unknown (TLS:
+    the queue holds ciphertext, not the response's bytes).
+    """
+    if not DIRECT or not isinstance(transport, tcp.Connection) or transport.TLS:
+        return 0
+    queued = transport._tempDataLen + len(transport.dataBuffer) - transport.offset
+    sock = getattr(transport, "socket", None)
+    kernel = 0
+    if sock is not None and fcntl is not None and hasattr(termios, "TIOCOUTQ"):
+        try:
+            kernel = struct.unpack(
+                "i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+            )[0]
+        except (OSError, ValueError):
+            kernel = 0
+    return int(queued) + int(kernel)

@@ -97,8 +97,8 @@ H2_BYTES_PER_TURN = 256 * 1024
 #: connection are parsed in one reactor turn (h2 costs tens of
 #: microseconds a stream in pure Python); what follows waits for the
 #: next turn, and the socket is not read meanwhile.
-H2_STREAMS_PER_TURN = 100
-H2_FRAMES_PER_TURN_IN = 1000
+H2_STREAMS_PER_TURN = 20
+H2_FRAMES_PER_TURN_IN = 200
 
 #: Streams a client may reset in a burst, and resets a second it earns
 #: back; past them, GOAWAY(ENHANCE_YOUR_CALM) and the connection ends.

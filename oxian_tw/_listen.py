@@ -8,6 +8,7 @@ a class and an object address.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.service import Service
@@ -72,13 +73,17 @@ class Listener(Service):
     """
     Listen with ``factory`` on the endpoint ``description`` (strports, with
     `LISTEN_BACKLOG` added) while running, and log the URL once bound. A
-    port that cannot be bound is logged as an error.
+    port that cannot be bound is logged as an error, or, when the listener
+    is ``fatal`` (``twistd oxian``'s), stops the process: one line, exit
+    status 1 (SPEC §12.1), so that a supervisor sees it did not start.
 
     :param reactor: the reactor to listen with (the global one when
         ``None``).
     """
 
     _log = Logger()
+    #: A port that cannot be bound ends the process (``twistd oxian``).
+    fatal = False
 
     def __init__(self, description: str, factory: Any, reactor: Any = None) -> None:
         self.description = description
@@ -96,7 +101,18 @@ class Listener(Service):
             from twisted.internet import reactor
         endpoint = serverFromString(reactor, with_backlog(self.description))
         self._listening = endpoint.listen(self.factory)
-        self._listening.addCallbacks(self._bound, self._not_bound)
+        failed: list[Failure] = []
+        self._listening.addCallbacks(self._bound, failed.append)
+        if failed and self.fatal:
+            # TCP, TLS and Unix endpoints fail here, before the reactor
+            # runs: twistd turns this into one line on stderr and status 1.
+            raise SystemExit(
+                f"twistd oxian: {cannot_listen(self.description, failed[0])}"
+            )
+        if failed:
+            self._not_bound(failed[0])
+        else:
+            self._listening.addErrback(self._not_bound)
         super().privilegedStartService()  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
@@ -127,8 +143,26 @@ class Listener(Service):
         return port
 
     def _not_bound(self, failure: Failure) -> None:
-        self._log.failure(
-            "oxian_tw: cannot listen on {description}",
-            failure,
+        self._log.error(
+            "oxian_tw: {problem}",
+            problem=cannot_listen(self.description, failure),
             description=self.description,
         )
+        if self.fatal:
+            # An endpoint that failed later (none of Twisted's own do):
+            # twistd has no exit status to give but a signal's.
+            from twisted.internet import reactor
+
+            reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+            reactor.stop()
+
+
+def cannot_listen(description: str, failure: Failure) -> str:
+    """
+    "cannot listen on tcp:8080: address already in use": what went wrong,
+    in one line.
+    """
+    error = failure.value
+    reason = getattr(error, "socketError", None) or error
+    text = getattr(reason, "strerror", None) or str(reason) or type(error).__name__
+    return f"cannot listen on {description}: {str(text).lower()}"

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES, HTTPChannel
 from twisted.web.iweb import IRequest
 
-from ._context import header_value
+from ._context import header_text, header_value
 from ._errors import StreamClosed, error_body, error_response, http_status_of
 from ._eventstream import (
     SLOW_CONSUMER_POLICIES,
@@ -271,7 +271,7 @@ class ResponseController:
         )
         # An event stream bounds what it holds itself (its budget).
         stream = self._start_stream(keep_open, buffer_limit=None)
-        last_event_id = header_value(request, b"last-event-id")
+        last_event_id = header_text(request, b"last-event-id")
         if last_event_id is None:
             last_event_id = _query_value(request, b"lastEventId")
         sse = self._sse = EventStream(

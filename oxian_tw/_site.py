@@ -232,17 +232,23 @@ class OxianSite(Site):
         """Client connections open now."""
         return len(self._connections)
 
-    def close_all(self, timeout: float, clock: IReactorTime) -> Deferred[None]:
+    def close_all(
+        self,
+        timeout: float,
+        clock: IReactorTime,
+        cutting: Callable[[], None] | None = None,
+    ) -> Deferred[None]:
         """
         Close every connection once what was written to it has been sent
         (idle keep-alive connections at once); abort those still open after
-        ``timeout`` seconds. Fires when all are closed.
+        ``timeout`` seconds, calling ``cutting`` first. Fires when all are
+        closed.
         """
         connections = list(self._connections.values())
         if not connections:
             return succeed(None)
         closing = DeferredList([c._close_when_done() for c in connections])
-        cutoff = clock.callLater(timeout, self._cut, connections)
+        cutoff = clock.callLater(timeout, self._cut, connections, cutting)
 
         def closed(_: Any) -> None:
             if cutoff.active():
@@ -250,12 +256,18 @@ class OxianSite(Site):
 
         return closing.addCallback(closed)
 
-    def _cut(self, connections: list[OxianConnection]) -> None:
+    def _cut(
+        self,
+        connections: list[OxianConnection],
+        cutting: Callable[[], None] | None,
+    ) -> None:
         left = [c for c in connections if c.transport in self._connections]
         if left:
             self._log.warn(
                 "{count} connections still sending after the shutdown grace; cut",
                 count=len(left),
             )
+        if cutting is not None:
+            cutting()
         for connection in left:
-            connection.evict()
+            connection.evict(unsent_lost=True)

@@ -126,6 +126,16 @@ class _AppCollector(Collector):
         for route, count in sorted(self._app.streams._by_route().items()):
             streams.add_metric([route], count)
         yield streams
+        yield GaugeMetricFamily(
+            "oxian_requests_in_flight",
+            "Requests being served: not yet answered, or still streaming.",
+            value=self._app.in_flight,
+        )
+        yield GaugeMetricFamily(
+            "oxian_connections_open",
+            "Client connections open on the app's sites.",
+            value=self._app.open_connections,
+        )
         stats = self._app.hub.stats()
         for name, kind, text, attribute in _HUB:
             family = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily

@@ -30,6 +30,7 @@ from ._config import (
 )
 from ._errors import RouteTreeError
 from ._limits import default_max_connections, raise_fd_limit, set_gc_threshold
+from ._listen import Listener
 
 #: Read from the working directory when ``--config`` is not given.
 DEFAULT_CONFIG = "oxian.toml"
@@ -157,7 +158,12 @@ def makeService(options: Options) -> IService:
         # Where twistd logs anyway; one write per reactor turn instead of
         # an event through the logging system per request.
         app._log_requests_to(sys.stdout)
-    return app.service()
+    service = app.service()
+    for listener in service:  # type: ignore[attr-defined]
+        if isinstance(listener, Listener):
+            # A port that cannot be bound ends twistd with status 1.
+            listener.fatal = True
+    return service
 
 
 def _twistd_logs_to_stdout(twistd: Any) -> bool:

@@ -20,6 +20,7 @@ from hyperframe.frame import (
     Frame,
     GoAwayFrame,
     HeadersFrame,
+    PingFrame,
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
@@ -104,6 +105,10 @@ def data(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:
     if end_stream:
         frame.flags.add("END_STREAM")
     return bytes(frame.serialize())
+
+
+def ping(opaque: bytes) -> bytes:
+    return bytes(PingFrame(0, opaque).serialize())
 
 
 def window_update(stream_id: int, increment: int) -> bytes:
