@@ -482,6 +482,9 @@ if H2:
                 return
             self._failed = True
             self._held = None
+            if self._watcher is not None:
+                # Before the close: reading stops (TLS would go on reading).
+                self._watcher.h2_failed()
             if error_code is not None:
                 try:
                     self.conn.close_connection(error_code=error_code)
@@ -497,8 +500,6 @@ if H2:
             self.connectionLost(  # type: ignore[no-untyped-call]
                 Failure(ConnectionLost(reason)), _cancelTimeouts=False
             )
-            if self._watcher is not None:
-                self._watcher.h2_failed()
 
         # Sending: a stream that is gone (reset, or pruned by h2) has no
         # client left to write to.

@@ -52,6 +52,23 @@ class ParseBodyTests(SynchronousTestCase):
             self.assertEqual(error.status, 400)
             self.assertIn("not a JSON number", error.message)
 
+    def test_json_lone_surrogate(self) -> None:
+        """
+        A lone surrogate escape is no Unicode text: 400 (it could never be
+        encoded again). A surrogate pair is one character.
+        """
+        for text in (b'{"m": "\\ud800"}', b'["\\uDC00"]', b'{"\\udbff": 1}'):
+            with self.subTest(text=text):
+                error = self.assertRaises(
+                    HttpError, parse_body, "application/json", text
+                )
+                self.assertEqual(error.status, 400)
+                self.assertIn("lone surrogate", error.message)
+        self.assertEqual(
+            parse_body("application/json", b'["\\ud83d\\ude00", "\\\\ud800"]'),
+            ["\U0001f600", "\\ud800"],
+        )
+
     def test_json_nested_too_deeply(self) -> None:
         """100,000 nested arrays are a 400, not a ``RecursionError``."""
         error = self.assertRaises(

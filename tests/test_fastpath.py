@@ -7,11 +7,13 @@ direct socket writes when the transport's buffer can be read, the public
 
 from __future__ import annotations
 
+import select
 import socket
 from typing import Any
 
 from twisted.internet import abstract, tcp
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -239,3 +241,42 @@ class BothWaysTests(SynchronousTestCase):
         received, counting, _ = self.serve()
         self.assertEqual(self.body(received), b"16\r\ndata: one\n\ndata: two\n\n\r\n")
         self.assertEqual(counting.sendmsg_calls, 0)
+
+
+class UnsentTests(SynchronousTestCase):
+    """`unsent_bytes`: what was written and has not left the socket."""
+
+    def test_queued_and_in_the_kernel(self) -> None:
+        """
+        Queued in the transport, then in the kernel's send queue: unsent
+        until the client has them; none once it read them all.
+        """
+        reactor = MemoryReactorClock()
+        server, client = tcp_pair()
+        self.addCleanup(server.close)
+        self.addCleanup(client.close)
+        # Room for all of it in the server's kernel, little in the client's.
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        connection = _Connection(server, Protocol(), reactor)
+        connection.connected = 1
+        self.assertEqual(_fastpath.unsent_bytes(connection), 0)
+        total = 1_000_000
+        connection.write(b"x" * total)
+        self.assertEqual(_fastpath.unsent_bytes(connection), total)
+        while connection.dataBuffer[connection.offset :] or connection._tempDataLen:
+            connection.doWrite()
+        # The transport holds nothing: what is unsent is in the kernel.
+        self.assertGreater(_fastpath.unsent_bytes(connection), total // 2)
+        client.setblocking(False)
+        received = 0
+        while received < total:
+            try:
+                received += len(client.recv(65536))
+            except BlockingIOError:
+                select.select([client], [], [], 5)
+        self.assertEqual(_fastpath.unsent_bytes(connection), 0)
+
+    def test_unknown_is_zero(self) -> None:
+        self.patch(_fastpath, "DIRECT", False)
+        self.assertEqual(_fastpath.unsent_bytes(object()), 0)

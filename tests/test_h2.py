@@ -20,11 +20,14 @@ import h2.events
 import h2.settings
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 
 from oxian_tw import _connection, _h2
 
+from . import h2frames as h2f
 from .helpers import RoutesTestCase, h2_get
 
 ROUTES = {
@@ -482,3 +485,213 @@ class FallbackTests(H2TestCase):
         self.clock.advance(0)
         self.assertIsNone(protocol._h2)
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 4"))
+
+
+def _frame_starts(data: bytes) -> list[int]:
+    """Offsets where the frames after the client preface begin."""
+    starts = []
+    position = len(_h2.H2_PREFACE)
+    while position < len(data):
+        starts.append(position)
+        position += 9 + int.from_bytes(data[position : position + 3], "big")
+    return starts
+
+
+class FrameScannerTests(SynchronousTestCase):
+    """`oxian_tw._h2.FrameScanner`: frame boundaries, budgets, header blocks."""
+
+    def setUp(self) -> None:
+        frames = h2f.Frames()
+        self.data = h2f.opening()
+        for stream_id in range(1, 11, 2):
+            self.data += frames.headers(stream_id, "/x") + h2f.rst(stream_id)
+        # SETTINGS, then five HEADERS+RST_STREAM pairs.
+        self.starts = _frame_starts(self.data)
+        self.assertEqual(len(self.starts), 11)
+
+    def test_whole_read_within_budget(self) -> None:
+        self.assertEqual(_h2.FrameScanner().scan(self.data, 100, 1000), len(self.data))
+
+    def test_stops_before_the_headers_past_the_budget(self) -> None:
+        """
+        Two HEADERS allowed: the scan ends where the third begins; the rest,
+        scanned again with fresh budgets, goes on from there.
+        """
+        scanner = _h2.FrameScanner()
+        end = scanner.scan(self.data, 2, 1000)
+        self.assertEqual(end, self.starts[5])  # SETTINGS, H, R, H, R | H
+        self.assertEqual(self.data[end + 3], 0x1)
+        second = scanner.scan(self.data[end:], 2, 1000)
+        self.assertEqual(end + second, self.starts[9])
+
+    def test_frame_budget(self) -> None:
+        scanner = _h2.FrameScanner()
+        end = scanner.scan(self.data, 100, 3)
+        self.assertEqual(end, self.starts[3])
+        self.assertEqual(scanner.scan(self.data[end:], 100, 1000), len(self.data) - end)
+
+    def test_any_split_gives_the_same_boundaries(self) -> None:
+        """
+        Reads split anywhere, even inside a frame header: with a budget of
+        one HEADERS a scan, it stops at each HEADERS frame's start.
+        """
+        for size in (1, 2, 5, 9, 13, 64):
+            with self.subTest(size=size):
+                scanner = _h2.FrameScanner()
+                stops = []
+                position = 0
+                pending = b""
+                for start in range(0, len(self.data), size):
+                    pending += self.data[start : start + size]
+                    while pending:
+                        consumed = scanner.scan(pending, 1, 1000)
+                        if consumed == len(pending):
+                            position += consumed
+                            pending = b""
+                        else:
+                            position += consumed
+                            pending = pending[consumed:]
+                            stops.append(position)
+                            # The next scan (a fresh budget) takes that one.
+                            consumed = scanner.scan(pending, 1, 1000)
+                            position += consumed
+                            pending = pending[consumed:]
+                headers = [s for s in self.starts if self.data[s + 3] == 0x1]
+                # Each stop is at a HEADERS frame's header: at its start, or
+                # inside it when its first bytes came in an earlier read.
+                for stop in stops:
+                    self.assertTrue(any(h <= stop < h + 9 for h in headers), stop)
+                self.assertEqual(position, len(self.data))
+                self.assertFalse(scanner.in_block)
+
+    def test_header_block(self) -> None:
+        frames = h2f.Frames()
+        scanner = _h2.FrameScanner()
+        scanner.scan(h2f.opening() + frames.headers(1, "/", end_headers=False), 9, 9)
+        self.assertTrue(scanner.in_block)
+        scanner.scan(h2f.continuation(1, b""), 9, 9)
+        self.assertTrue(scanner.in_block)
+        scanner.scan(h2f.continuation(1, b"", end=True), 9, 9)
+        self.assertFalse(scanner.in_block)
+
+
+class ResetBudgetTests(SynchronousTestCase):
+    def test_burst_then_rate(self) -> None:
+        clock = Clock()
+        budget = _h2.ResetBudget(clock)
+        for _ in range(_h2.H2_RESET_BURST):
+            self.assertTrue(budget.spend())
+        self.assertFalse(budget.spend())
+        clock.advance(1)
+        for _ in range(_h2.H2_RESETS_PER_SECOND):
+            self.assertTrue(budget.spend())
+        self.assertFalse(budget.spend())
+
+    def test_clock_stepping_back(self) -> None:
+        """A wall clock stepping back neither drains nor fills the bucket."""
+        clock = Clock()
+        clock.advance(100)
+        budget = _h2.ResetBudget(clock)
+        clock.rightNow = 50
+        self.assertTrue(budget.spend())
+
+
+HOSTILE_ROUTES = {
+    "hello.py": """
+        RAN = []
+
+        def GET(data, ctx):
+            RAN.append(1)
+            return "hello"
+    """,
+}
+
+
+class ClientBoundsTests(RoutesTestCase):
+    """What one HTTP/2 client can make the server do (SPEC §12)."""
+
+    routes = HOSTILE_ROUTES
+
+    def connect(self) -> tuple[Any, StringTransport]:
+        transport = StringTransport()
+        connection = self.app.site().buildProtocol(ADDRESS)
+        connection.makeConnection(transport)
+        return connection, transport
+
+    def ran(self) -> int:
+        return len(self.module("hello.py").RAN)
+
+    def test_reset_in_the_same_read_never_runs(self) -> None:
+        """HEADERS then RST_STREAM in one read: no request, no handler."""
+        connection, transport = self.connect()
+        frames = h2f.Frames()
+        connection.dataReceived(
+            h2f.opening()
+            + b"".join(frames.headers(i, "/hello") for i in (1, 3, 5))
+            + b"".join(h2f.rst(i) for i in (1, 3, 5))
+        )
+        self.clock.advance(0)
+        self.assertEqual(self.ran(), 0)
+        self.assertEqual(self.app.in_flight, 0)
+        self.assertFalse(transport.disconnecting)
+
+    def test_streams_parsed_per_turn(self) -> None:
+        """
+        50 streams in one read: 20 are started this turn, the socket is not
+        read meanwhile, the rest follow on the next turns.
+        """
+        connection, transport = self.connect()
+        frames = h2f.Frames()
+        connection.dataReceived(
+            h2f.opening()
+            + b"".join(frames.headers(i, "/hello") for i in range(1, 101, 2))
+        )
+        self.assertEqual(self.ran(), _h2.H2_STREAMS_PER_TURN)
+        self.assertEqual(transport.producerState, "paused")
+        # The next turn's parse (a Clock runs every turn's calls at once).
+        connection._h2._parse_held()
+        self.assertEqual(self.ran(), 2 * _h2.H2_STREAMS_PER_TURN)
+        self.assertEqual(transport.producerState, "paused")
+        self.clock.advance(0)
+        self.assertEqual(self.ran(), 50)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_one_goaway_then_nothing_parsed(self) -> None:
+        """
+        A connection error: one GOAWAY, the transport closed (its producer
+        unregistered, so TLS closes too), and nothing read later parsed.
+        """
+        connection, transport = self.connect()
+        connection.dataReceived(h2f.opening() + h2f.raw_data_on_stream_zero(b"x"))
+        written = transport.value()
+        self.assertEqual(len(h2f.goaways(written)), 1)
+        self.assertTrue(transport.disconnecting)
+        self.assertIsNone(transport.producer)
+        frames = h2f.Frames()
+        for _ in range(100):
+            connection.dataReceived(frames.headers(1, "/hello") + b"junk" * 100)
+        self.assertEqual(transport.value(), written)
+        self.assertEqual(self.ran(), 0)
+
+    def test_reset_budget(self) -> None:
+        """
+        Resets past the budget: GOAWAY(ENHANCE_YOUR_CALM), once; streams
+        reset before it still cost no handler.
+        """
+        connection, transport = self.connect()
+        frames = h2f.Frames()
+        pairs = [
+            frames.headers(stream_id, "/hello") + h2f.rst(stream_id)
+            for stream_id in range(1, 2 * (_h2.H2_RESET_BURST + 50), 2)
+        ]
+        connection.dataReceived(h2f.opening())
+        for start in range(0, len(pairs), 10):
+            connection.dataReceived(b"".join(pairs[start : start + 10]))
+            self.clock.advance(0)
+        for _ in range(20):
+            self.clock.advance(0)
+        [goaway] = h2f.goaways(transport.value())
+        self.assertEqual(goaway.error_code, h2f.ERROR_CODES["ENHANCE_YOUR_CALM"])
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.ran(), 0)
+        self.assertIn("reset streams faster than", self.log_text())

@@ -7,6 +7,7 @@ and Twisted's "Starting factory <... at 0x...>" lines stay out.
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -14,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from oxian_tw._listen import Listener, url_of
 from oxian_tw._site import OxianSite
 
-from .helpers import RoutesTestCase
+from .helpers import RoutesTestCase, make_tree
 
 
 class UrlTests(SynchronousTestCase):
@@ -68,6 +69,46 @@ class ListenerTests(SynchronousTestCase):
 
     def test_site_is_quiet(self) -> None:
         self.assertFalse(OxianSite.noisy)
+
+    def taken(self) -> MemoryReactor:
+        reactor = MemoryReactor()
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise CannotListenError(
+                "127.0.0.1", 8080, OSError(98, "Address already in use")
+            )
+
+        reactor.listenTCP = refuse  # type: ignore[method-assign]
+        return reactor
+
+    def test_taken_port_logged(self) -> None:
+        """An embedded app's listener logs one line, no traceback."""
+        listener = Listener("tcp:8080", object(), self.taken())
+        listener.startService()
+        self.assertIn(
+            "oxian_tw: cannot listen on tcp:8080: address already in use", self.text()
+        )
+        self.assertFalse([e for e in self.events if "log_failure" in e])
+
+    def test_taken_port_is_fatal_for_twistd(self) -> None:
+        """``twistd oxian``'s listeners end the process: status 1, one line."""
+        listener = Listener("tcp:8080", object(), self.taken())
+        listener.fatal = True
+        exit = self.assertRaises(SystemExit, listener.privilegedStartService)
+        self.assertEqual(
+            exit.code, "twistd oxian: cannot listen on tcp:8080: address already in use"
+        )
+
+    def test_tap_marks_its_listeners_fatal(self) -> None:
+        from oxian_tw.tap import Options, makeService
+
+        options = Options()
+        root = make_tree(self.mktemp(), {"index.py": "def GET(data, ctx):\n    pass\n"})
+        options.parseOptions(["--routes", root, "--listen", "tcp:0"])
+        service = makeService(options)
+        listeners = [s for s in service if isinstance(s, Listener)]
+        self.assertTrue(listeners)
+        self.assertTrue(all(listener.fatal for listener in listeners))
 
 
 class SummaryTests(RoutesTestCase):

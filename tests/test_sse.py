@@ -275,6 +275,10 @@ class WireTests(SSETestCase):
             (both, "h-7"),
             ({"query": {"lastEventId": "q-3"}}, "q-3"),
             ({}, None),
+            # EventSource sends a non-ASCII id as UTF-8.
+            ({"headers": {"Last-Event-ID": "é-①"}}, "é-①"),
+            # Bytes that are not UTF-8 are read as Latin-1.
+            ({"headers": {"Last-Event-ID": b"\xff-1"}}, "\xff-1"),
         ):
             with self.subTest(kwargs=kwargs):
                 response = self.get("/resume", **kwargs)
