@@ -29,7 +29,12 @@ setting does on each side: "oxian_tw hub, gc 700" (Python's default) and
 
     python bench/sse.py [--streams 5000 10000] [--subscribers 1000]
                         [--events 100] [--repeat 3] [--modes burst paced]
-                        [--only NAME ...] [-- twistd oxian options]
+                        [--only NAME ...] [--against REV]
+                        [-- twistd oxian options]
+
+With ``--against REV`` each oxian_tw server also runs from the git
+revision ``REV`` (a temporary worktree), as "NAME @ REV", in every round
+beside this checkout's: a before/after in one run.
 
 Servers run on CPU 0, the load generator (``sse_client.c``, built here
 with the system's C compiler) on CPU 1. Each number is the median of
@@ -49,7 +54,16 @@ import sys
 import tempfile
 import time
 
-from _common import RedisServer, oxian_command, pinned, rss_bytes, start
+from _common import (
+    TOP,
+    RedisServer,
+    checkout,
+    oxian_command,
+    pinned,
+    remove_checkout,
+    rss_bytes,
+    start,
+)
 
 ROUTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "routes")
 HUB_ROUTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_routes")
@@ -212,6 +226,9 @@ def main() -> None:
     parser.add_argument(
         "--modes", nargs="+", choices=["idle", *MODES], default=["idle", *MODES]
     )
+    parser.add_argument(
+        "--against", metavar="REV", help="also run the oxian_tw servers of REV"
+    )
     parser.add_argument("oxian_args", nargs="*", help="more twistd oxian options")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -243,7 +260,26 @@ def main() -> None:
         servers["oxian_tw hub redis"] = oxian_command(
             HUB_ROUTES, "--hub", redis.url(), *args.oxian_args, listen=listen
         )
-    chosen = {n: v for n, v in servers.items() if not args.only or n in args.only}
+    chosen = {
+        n: (*v, TOP) for n, v in servers.items() if not args.only or n in args.only
+    }
+    older = checkout(args.against) if args.against else None
+    if older is not None:
+        for name, (command, pattern, _) in list(chosen.items()):
+            if name.startswith("oxian_tw"):
+                chosen[f"{name} @ {args.against}"] = (command, pattern, older)
+    try:
+        run(chosen, args)
+    finally:
+        if older is not None:
+            remove_checkout(older)
+        if redis is not None:
+            redis.stop()
+
+
+def run(
+    chosen: dict[str, tuple[list[str], str, str]], args: argparse.Namespace
+) -> None:
     results: dict[str, dict[str, list[float]]] = {n: {} for n in chosen}
 
     def record(name: str, key: str, value: float) -> None:
@@ -251,11 +287,11 @@ def main() -> None:
 
     client = build_client(tempfile.mkdtemp(prefix="oxian-bench-"))
     for _ in range(args.repeat):
-        for name, (command, pattern) in chosen.items():
+        for name, (command, pattern, top) in chosen.items():
             # A fresh server per measurement, so one does not inherit the
             # other's heap.
             if "idle" in args.modes:
-                process, port = start(command, pattern)
+                process, port = start(command, pattern, top)
                 try:
                     warm_up(client, port)
                     memory, rate = idle_memory(client, port, process.pid, args.streams)
@@ -268,7 +304,7 @@ def main() -> None:
             for mode in MODES:
                 if mode not in args.modes:
                     continue
-                process, port = start(command, pattern)
+                process, port = start(command, pattern, top)
                 try:
                     warm_up(client, port)
                     out = fan_out(client, port, args.subscribers, args.events, mode)
@@ -316,8 +352,18 @@ def main() -> None:
                 theirs = statistics.median(results[base][key])
                 cells.append(f"{label} {ours / theirs:.2f}x")
             print(f"  {name}: " + "; ".join(cells))
-    if redis is not None:
-        redis.stop()
+    if args.against:
+        print(f"ratios of medians to the same server @ {args.against}:")
+        for name in names:
+            before = f"{name} @ {args.against}"
+            if before not in results:
+                continue
+            cells = []
+            for label, key in rows:
+                ours = statistics.median(results[name][key])
+                theirs = statistics.median(results[before][key])
+                cells.append(f"{label} {ours / theirs:.3f}x")
+            print(f"  {name}: " + "; ".join(cells))
 
 
 if __name__ == "__main__":

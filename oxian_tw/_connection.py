@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from h2.errors import ErrorCodes
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHandshakeListener, IProtocol, ISSLTransport
 from twisted.logger import Logger
@@ -48,7 +47,7 @@ from ._config import (
 from ._deadlines import Deadlines
 from ._errors import closing_response
 from ._fastpath import unsent_bytes
-from ._h2 import H2, H2_PREFACE, switch_to_h2
+from ._h2 import H2, H2_PREFACE, NO_ERROR, PROTOCOL_ERROR, switch_to_h2
 from ._requestid import new_request_id
 
 if TYPE_CHECKING:
@@ -77,6 +76,11 @@ class Phase(enum.Enum):
     H2_BUSY = "HTTP/2 with open streams"
     H2_HEADER_BLOCK = "sending an HTTP/2 header block"
     CLOSING = "closing"
+
+    # Members are singletons compared by identity: hash them by identity
+    # too, in C (Enum's own hash is a Python function, and a request looks
+    # phases up ten times).
+    __hash__ = object.__hash__
 
 
 _P = Phase
@@ -200,18 +204,18 @@ class OxianConnection:
 
     def _move(self, phase: Phase, *, timed: bool = True) -> None:
         """
-        Go to ``phase`` (one `TRANSITIONS` allows), leaving the deadline of
-        the phase left; with ``timed``, that of ``phase`` starts.
+        Go to ``phase`` (one `TRANSITIONS` allows); with ``timed``, its
+        deadline starts. The deadline of the phase left is not cancelled
+        (every request would pay for it): one that passes for a phase the
+        connection is no longer in is ignored (`deadline_passed`), and
+        eviction checks the phase (`OxianSite`).
         """
         old = self.phase
         if phase not in TRANSITIONS[old]:
             raise ValueError(f"a connection {old.value} cannot be {phase.value}")
-        deadlines = self._deadlines
-        if old in _TIMED:
-            deadlines.cancel(self, old)
         self.phase = phase
         if timed and phase in _TIMED:
-            deadlines.start(self, phase)
+            self._deadlines.start(self, phase)
 
     def head_complete(self) -> None:
         """An HTTP/1.1 request head has been read: its request is handled."""
@@ -267,9 +271,9 @@ class OxianConnection:
         elif phase is _P.CLOSING:
             self._abort()
         elif phase is _P.H2_IDLE:
-            self._h2.end(ErrorCodes.NO_ERROR, "idle")
+            self._h2.end(NO_ERROR, "idle")
         elif phase is _P.H2_HEADER_BLOCK:
-            self._h2.end(ErrorCodes.PROTOCOL_ERROR, "header block not complete in time")
+            self._h2.end(PROTOCOL_ERROR, "header block not complete in time")
         elif phase is _P.HANDSHAKE:
             # Nothing can be said to a client that has not finished TLS.
             self._abort()
@@ -356,8 +360,11 @@ class OxianConnection:
 
     def connectionLost(self, reason: Failure) -> None:
         self._site._connections.pop(self.transport, None)
-        if self.phase in _TIMED:
-            self._deadlines.cancel(self, self.phase)
+        # Every kind: phases left earlier may still have theirs (`_move`),
+        # and a closed connection must not stay referenced until they pass.
+        deadlines = self._deadlines
+        for phase in _TIMED:
+            deadlines.cancel(self, phase)
         try:
             self._inner.connectionLost(reason)
         finally:
@@ -462,8 +469,6 @@ class OxianConnection:
 
     def _abort(self) -> None:
         if self.phase is not _P.CLOSING:
-            if self.phase in _TIMED:
-                self._deadlines.cancel(self, self.phase)
             self.phase = _P.CLOSING
         transport = self.transport
         if transport is not None:

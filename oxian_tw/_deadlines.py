@@ -6,7 +6,9 @@ A connection passes through phases (a TLS handshake, waiting for a first
 request, a request head, keep-alive...) each with its own deadline, and a
 server accepts thousands of connections a second: a timer per connection
 per phase would cost a heap operation on the reactor for every phase of
-every connection. Within one kind of deadline the timeout is fixed, so
+every connection. Owners may leave a kind without `Deadlines.cancel`
+(cheaper on a hot path) if they ignore a deadline passing for a kind they
+are no longer in. Within one kind of deadline the timeout is fixed, so
 deadlines of that kind fall due in the order they were set: a FIFO queue
 per kind holds them, and one timer, set for the earliest deadline at the
 front of any queue, serves them all. Setting, moving on (``restart``: the
@@ -74,7 +76,10 @@ class Deadlines(Generic[K]):
         if owner in queue:
             queue.move_to_end(owner)
         queue[owner] = due
-        self._arm(due)
+        # ``_call`` is set only while active: most deadlines fall after the
+        # timer's, which then serves them too.
+        if self._call is None or due < self._due - _TOLERANCE:
+            self._arm(due)
 
     restart = start
 
@@ -92,7 +97,9 @@ class Deadlines(Generic[K]):
     def oldest(self, kinds: Iterable[K]) -> tuple[Any, K] | None:
         """
         The owner whose deadline of one of ``kinds`` was set the longest ago,
-        and that kind; ``None`` if none has one. Its deadline is not touched.
+        and that kind; ``None`` if none has one. Its deadline is not touched
+        (an owner that left the kind without `cancel` is still listed: the
+        caller checks).
         """
         best: tuple[Any, K] | None = None
         since = 0.0
@@ -116,13 +123,12 @@ class Deadlines(Generic[K]):
 
     def _arm(self, due: float) -> None:
         call = self._call
-        if call is None or not call.active():
-            self._due = due
+        self._due = due
+        if call is None:
             self._call = self._clock.callLater(
                 max(0.0, due - self._clock.seconds()), self._fire
             )
-        elif due < self._due - _TOLERANCE:
-            self._due = due
+        else:
             call.reset(max(0.0, due - self._clock.seconds()))
 
     def _fire(self) -> None:

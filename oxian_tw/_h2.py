@@ -25,6 +25,8 @@ __all__ = (
     "BoundedH2Connection",
     "FrameScanner",
     "H2Watcher",
+    "NO_ERROR",
+    "PROTOCOL_ERROR",
     "ResetBudget",
     "switch_to_h2",
 )
@@ -104,6 +106,10 @@ H2_FRAMES_PER_TURN_IN = 200
 #: back; past them, GOAWAY(ENHANCE_YOUR_CALM) and the connection ends.
 H2_RESET_BURST = 200
 H2_RESETS_PER_SECOND = 50
+
+#: GOAWAY error codes (RFC 9113 §7) the connection owner ends with.
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
 
 # Frame types and the flag that FrameScanner reads (RFC 9113 §6).
 _HEADERS, _PUSH_PROMISE, _CONTINUATION = 0x1, 0x5, 0x9

@@ -155,7 +155,7 @@ class OxianSite(Site):
         if cap is not None and len(self._connections) >= cap:
             # Make room: the connection that has waited longest with no
             # request being handled and no stream open goes.
-            oldest = self.phase_deadlines.oldest(WAITING)
+            oldest = self._longest_waiting()
             if oldest is None:
                 self._full(
                     "{cap} connections open and busy (--max-connections): "
@@ -173,6 +173,21 @@ class OxianSite(Site):
         if inner is None:
             return None
         return OxianConnection(inner, self, self.phase_deadlines)
+
+    def _longest_waiting(self) -> tuple[OxianConnection, Phase] | None:
+        """
+        The connection waiting longest in a `WAITING` phase (deadlines left
+        behind by a connection that moved on are dropped on the way).
+        """
+        deadlines = self.phase_deadlines
+        while True:
+            oldest = deadlines.oldest(WAITING)
+            if oldest is None:
+                return None
+            connection, phase = oldest
+            if connection.phase is phase and connection.transport in self._connections:
+                return oldest
+            deadlines.cancel(connection, phase)
 
     def _full(self, format: str, **fields: Any) -> None:
         """Say the server is full, at most once per `_FULL_LOG_EVERY` seconds."""

@@ -1017,8 +1017,11 @@ class TimeoutTests(AppTestCase):
         self.clock.advance(14)
         channel.dataReceived(b"Host: x\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
-        self.assertFalse(deadlines.pending(channel, Phase.HEAD))
         self.assertEqual(self.timers(), [])
+        # The head's deadline, passing now, no longer applies.
+        self.clock.advance(2)
+        self.assertEqual(channel.phase, Phase.IDLE)
+        self.assertFalse(transport.disconnecting)
 
     def test_whole_heads_start_no_timer(self) -> None:
         """

@@ -289,3 +289,40 @@ class ShutdownCutTests(RoutesTestCase):
         ]
         self.assertIn("ended=shutdown", line)
         self.assertIn("still sending after the shutdown grace", self.log_text())
+
+
+class ForgottenTests(RoutesTestCase):
+    """Closed connections leave no deadline behind (nothing keeps them)."""
+
+    routes = {"hello.py": "def GET(data, ctx):\n    return 'hello'\n"}
+
+    def test_closed_connection_forgotten(self) -> None:
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        site = self.app.site()
+        for _ in range(3):
+            transport = StringTransport(peerAddress=ADDRESS)
+            connection = site.buildProtocol(ADDRESS)
+            connection.makeConnection(transport)
+            connection.dataReceived(b"GET /hello HTTP/1.1\r\n")
+            connection.dataReceived(b"Host: x\r\n\r\n")
+            connection.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(site.phase_deadlines), 0)
+        self.assertEqual(len(site.body_deadlines), 0)
+
+    def test_stale_deadline_ignored(self) -> None:
+        """
+        A phase left without cancelling its deadline (the hot path): when
+        that deadline passes, nothing happens to the connection.
+        """
+        site = self.app.site()
+        transport = StringTransport(peerAddress=ADDRESS)
+        connection = site.buildProtocol(ADDRESS)
+        connection.makeConnection(transport)
+        connection.dataReceived(b"GET /hello HTTP/1.1\r\n")  # HEAD, timed
+        connection.dataReceived(b"Host: x\r\n\r\n")  # BUSY, then IDLE
+        self.assertEqual(connection.phase, Phase.IDLE)
+        self.clock.advance(15)  # the head's deadline, left behind
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(connection.phase, Phase.IDLE)
