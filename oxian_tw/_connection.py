@@ -315,6 +315,7 @@ class OxianConnection:
     def handshakeCompleted(self) -> None:
         """The TLS handshake is done (``IHandshakeListener``)."""
         if self.phase is _P.HANDSHAKE:
+            self._deadlines.cancel(self, _P.HANDSHAKE)
             self._move(_P.FIRST_BYTE)
 
     def dataReceived(self, data: bytes) -> None:
@@ -324,6 +325,10 @@ class OxianConnection:
             # now is kept or parsed.
             return
         arrived = phase is _P.FIRST_BYTE or phase is _P.IDLE
+        if phase is _P.FIRST_BYTE:
+            # Once per connection: its entry would hold it (an idle stream,
+            # say) until the deadline passes.
+            self._deadlines.cancel(self, phase)
         if arrived:
             # The head's deadline starts below, if one read does not bring it
             # whole (most heads arrive whole).
