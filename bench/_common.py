@@ -22,6 +22,7 @@ from tests.helpers import (  # noqa: E402 - needs TOP on the path
 
 __all__ = (
     "RedisServer",
+    "against",
     "checkout",
     "oxian_command",
     "pinned",
@@ -60,6 +61,23 @@ def remove_checkout(path: str) -> None:
         ["git", "-C", TOP, "worktree", "remove", "--force", path],
         capture_output=True,
     )
+
+
+def against(
+    chosen: dict[str, tuple[list[str], str, str]], rev: str | None
+) -> str | None:
+    """
+    With ``rev``, add to ``chosen`` (name -> command, port pattern, checkout)
+    each oxian_tw server again as "NAME @ REV", served from a `checkout` of
+    ``rev``; returns that checkout (to `remove_checkout`), else ``None``.
+    """
+    if not rev:
+        return None
+    older = checkout(rev)
+    for name, (command, pattern, _) in list(chosen.items()):
+        if name.startswith("oxian_tw"):
+            chosen[f"{name} @ {rev}"] = (command, pattern, older)
+    return older
 
 
 #: The port of a starting ``twistd -n oxian`` of this or an older revision

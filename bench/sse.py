@@ -57,7 +57,7 @@ import time
 from _common import (
     TOP,
     RedisServer,
-    checkout,
+    against,
     oxian_command,
     pinned,
     remove_checkout,
@@ -263,11 +263,7 @@ def main() -> None:
     chosen = {
         n: (*v, TOP) for n, v in servers.items() if not args.only or n in args.only
     }
-    older = checkout(args.against) if args.against else None
-    if older is not None:
-        for name, (command, pattern, _) in list(chosen.items()):
-            if name.startswith("oxian_tw"):
-                chosen[f"{name} @ {args.against}"] = (command, pattern, older)
+    older = against(chosen, args.against)
     try:
         run(chosen, args)
     finally:

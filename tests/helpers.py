@@ -76,6 +76,33 @@ def _event_text(event: dict[str, Any]) -> str:
     return f"{text}: {failure.type.__name__}: {failure.getErrorMessage()}"
 
 
+def trickle_until_closed(
+    sock: Any, piece: bytes, seconds: float, every: float = 0.3
+) -> bytes:
+    """
+    Send ``piece`` about every ``every`` seconds (a slow client) until the
+    server closes the connection or ``seconds`` pass; returns what it sent
+    back.
+    """
+    import time
+
+    received = b""
+    sock.settimeout(every)
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        try:
+            sock.sendall(piece)
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
 def own_timers(clock: Any) -> list[Any]:
     """
     The active calls pending on ``clock`` besides a site's two shared

@@ -21,7 +21,13 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import TwistdProcess, assert_clean_exit, make_tree, rss_bytes
+from .helpers import (
+    TwistdProcess,
+    assert_clean_exit,
+    make_tree,
+    rss_bytes,
+    trickle_until_closed,
+)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
 
@@ -317,20 +323,7 @@ class HostileInputTests(SynchronousTestCase):
         """
         with self.connect() as sock:
             sock.sendall(b"GET /hostile/hello HTTP/1.1\r\nHost: x\r\n")
-            deadline = time.monotonic() + 5
-            raw = b""
-            sock.settimeout(0.3)
-            while time.monotonic() < deadline:
-                try:
-                    sock.sendall(b"X-Trickle: 1\r\n")
-                    chunk = sock.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                raw += chunk
+            raw = trickle_until_closed(sock, b"X-Trickle: 1\r\n", 5)
             self.assertJsonError(Response(raw), 408)
         response = self.send(
             b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"

@@ -36,6 +36,7 @@ from .helpers import (
     make_certificate,
     make_tree,
     rss_bytes,
+    trickle_until_closed,
     twistd_command,
 )
 
@@ -491,19 +492,7 @@ class DeadlineTests(SynchronousTestCase):
         sock = h2f.connect(self.port)
         sock.sendall(h2f.opening() + frames.headers(1, "/hello", end_headers=False))
         started = time.monotonic()
-        sock.settimeout(0.3)
-        received = b""
-        while time.monotonic() - started < _DEADLINE + 5:
-            try:
-                sock.sendall(h2f.continuation(1, b""))
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if not chunk:
-                break
-            received += chunk
+        received = trickle_until_closed(sock, h2f.continuation(1, b""), _DEADLINE + 5)
         self.assertLess(time.monotonic() - started, _DEADLINE + 1)
         self.assertEqual(len(h2f.goaways(received)), 1)
         sock.close()
