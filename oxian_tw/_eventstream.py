@@ -38,8 +38,30 @@ _EndCallbacks = (
     | None
 )
 
-#: What `EventStream` does with a send that would pass its budget.
-SLOW_CONSUMER_POLICIES = ("disconnect", "drop")
+#: What `EventStream` does with an event that would pass its budget: for
+#: hub events, ``"lag"`` (stop taking live events and be caught up from
+#: history once the socket drained) or ``"disconnect"``; for events sent
+#: with ``send()``, ``"disconnect"`` or ``"drop"`` (discard and count).
+SLOW_CONSUMER_POLICIES = ("disconnect", "drop", "lag")
+
+
+class _DefaultPolicy:
+    """
+    ``slow_consumer`` left out: ``"lag"`` for hub events, ``"disconnect"``
+    for the rest (SPEC §5.5), told apart from a policy chosen explicitly.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT_POLICY"
+
+    def __str__(self) -> str:
+        return "lag (hub events), disconnect (others)"
+
+
+#: The default ``slow_consumer``.
+DEFAULT_POLICY: Any = _DefaultPolicy()
 
 HEARTBEAT = b":\n"
 
@@ -130,7 +152,8 @@ class EventStream:
     :ivar last_event_id: the client's ``Last-Event-ID`` header, else its
         ``lastEventId`` query parameter, else ``None``.
     :ivar ping: seconds of silence before a heartbeat, or ``None``.
-    :ivar slow_consumer: ``"disconnect"`` or ``"drop"``.
+    :ivar slow_consumer: ``"disconnect"``, ``"drop"``, ``"lag"`` or
+        `DEFAULT_POLICY` (lag for hub events, disconnect for others).
     :ivar dropped: events discarded under ``"drop"``.
     """
 
@@ -188,6 +211,15 @@ class EventStream:
     def closed(self) -> bool:
         """Whether sends are no longer accepted."""
         return self._stream.closed
+
+    @property
+    def lags(self) -> bool:
+        """
+        Whether a hub event over the budget makes it lag (caught up from
+        history later) rather than disconnect: every policy but
+        ``"disconnect"`` (``"drop"`` never drops a hub event, SPEC §5.5).
+        """
+        return self.slow_consumer != "disconnect"
 
     @property
     def done(self) -> Deferred[None]:
@@ -298,6 +330,32 @@ class EventStream:
         stream._push(payload)
         return True
 
+    def _offer(self, payload: bytes) -> bool:
+        """
+        Take already encoded event bytes if they fit the budget; ``False``
+        (and nothing else) when they do not, or the stream is closed.
+        """
+        stream = self._stream
+        if stream._state is not _OPEN:
+            return False
+        held = stream._held_bytes
+        if held and held + len(payload) > self._budget:
+            return False
+        stream._push(payload)
+        return True
+
+    def _when_drained(self, callback: Callable[[], None]) -> None:
+        """
+        Call ``callback`` (on a later turn) once what the stream holds has
+        gone to the network and its transport is not paused.
+        """
+        clock = self._clock
+
+        def drained() -> None:
+            clock.callLater(0, callback)
+
+        self._stream._on_drained = drained
+
     def _fail(self, body: Any) -> None:
         """The handler failed after the stream opened: an error event, then close."""
         self._stream._push(encode_fields(body, "error"))
@@ -359,6 +417,7 @@ class EventStream:
         return stream._accept(payload)
 
     def _over_budget(self, queued: int) -> None:
+        # (A send of its own cannot be caught up: "lag" disconnects then.)
         dropping = self.slow_consumer == "drop"
         if not (dropping and self.dropped):
             self._log.info(

@@ -166,6 +166,7 @@ class Stream:
     _log = Logger()
     # Slots: every open stream pays for its attributes, idle or not.
     __slots__ = (
+        "_on_drained",
         "_keep_open",
         "_broken",
         "_resumed",
@@ -202,6 +203,9 @@ class Stream:
         keep_open: bool = False,
     ) -> None:
         self._keep_open = keep_open
+        #: Called once what is held has gone to the transport and the
+        #: transport is not paused (a lagging hub subscriber catches up).
+        self._on_drained: Callable[[], None] | None = None
         self._broken = False
         self._resumed = 0
         self._last_write = 0.0
@@ -473,6 +477,10 @@ class Stream:
             self._waiting = None
             for d in waiting:
                 d.callback(True)
+        drained = self._on_drained
+        if drained is not None and not self._held_bytes and not self._paused:
+            self._on_drained = None
+            drained()
 
     def _pull(self) -> None:
         while self._puller is not None and not self._paused and self._state is _OPEN:

@@ -34,6 +34,7 @@ from twisted.web.iweb import IRequest
 from ._context import header_text, header_value
 from ._errors import StreamClosed, error_body, error_response, http_status_of
 from ._eventstream import (
+    DEFAULT_POLICY,
     SLOW_CONSUMER_POLICIES,
     EventStream,
 )
@@ -202,7 +203,7 @@ class ResponseController:
         headers: Mapping[str, Any] | None = None,
         status: int = 200,
         ping: Any = _APP_PING,
-        slow_consumer: str = "disconnect",
+        slow_consumer: Any = DEFAULT_POLICY,
         channels: Iterable[str] = (),
         history: int = 0,
         presence: Any = None,
@@ -220,8 +221,11 @@ class ResponseController:
             stream when the handler finishes.
         :param ping: seconds of silence before a ``:`` heartbeat; the app's
             ``--ping`` when left out, ``None`` for none.
-        :param slow_consumer: past the ``--sse-budget`` of unsent bytes,
-            ``"disconnect"`` the client or ``"drop"`` the event.
+        :param slow_consumer: past the ``--sse-budget`` of unsent bytes:
+            for hub events ``"lag"`` (the default: stop taking live events,
+            be caught up from history once the socket drained) or
+            ``"disconnect"``; for ``send()`` events ``"disconnect"`` (the
+            default) or ``"drop"`` (discard it and count it).
         :param channels: hub channels to subscribe to at once
             (`EventStream.subscribe`), resuming from the client's
             ``Last-Event-ID``.
@@ -238,7 +242,9 @@ class ResponseController:
         :raises StreamClosed: when the client already left.
         :raises RuntimeError: when the response was already sent.
         """
-        if slow_consumer not in SLOW_CONSUMER_POLICIES:
+        if slow_consumer is not DEFAULT_POLICY and (
+            slow_consumer not in SLOW_CONSUMER_POLICIES
+        ):
             raise ValueError(
                 f"slow_consumer must be one of {SLOW_CONSUMER_POLICIES}, "
                 f"not {slow_consumer!r}"

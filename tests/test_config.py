@@ -69,7 +69,11 @@ class DefaultsWrittenOnceTests(SynchronousTestCase):
         hub = MemoryHub(lambda: clock)
         settings = Settings()
         self.assertEqual(
-            (hub._history, hub._history_bytes, hub._history_age),
+            (
+                hub._backend._history,
+                hub._backend._history_bytes,
+                hub._backend._history_age,
+            ),
             (
                 settings.hub_history,
                 settings.hub_history_bytes,

@@ -110,6 +110,7 @@ class PublicAttributeTests(SynchronousTestCase):
                 "comment",
                 "done",
                 "dropped",
+                "lags",
                 "last_event_id",
                 "ping",
                 "request_id",

@@ -53,7 +53,8 @@ ROUTES = {
     """,
     "feed.py": """
         def GET(data, ctx):
-            ctx.response.sse(channels=["news"])
+            # Cut past the budget (hub events would lag by default).
+            ctx.response.sse(channels=["news"], slow_consumer="disconnect")
     """,
 }
 

@@ -90,15 +90,15 @@ class HistoryTests(HubFeatureTestCase):
         self.assertEqual([d for _, d in self.seen(self.subscribe(history="1"))], [4])
         self.assertEqual(self.seen(self.subscribe()), [])
 
-    def test_several_channels_in_publication_order(self) -> None:
-        """The last N of each channel, merged in publication order."""
+    def test_several_channels_each_in_its_order(self) -> None:
+        """The last N of each channel, each channel in its own order."""
         self.publish("news", "n0")
         self.publish("sport", "s0")
         self.publish("news", "n1")
         self.publish("news", "n2")
         self.publish("sport", "s1")
         response = self.subscribe(history="2", ch="news,sport")
-        self.assertEqual([d for _, d in self.seen(response)], ["s0", "n1", "n2", "s1"])
+        self.assertEqual([d for _, d in self.seen(response)], ["n1", "n2", "s0", "s1"])
 
     def test_publish_racing_the_subscription(self) -> None:
         """
@@ -252,10 +252,14 @@ class EpochTests(HubFeatureTestCase):
             {"channel": "news", "last_event_id": ids[0]},
         )
 
-    def test_every_id_names_its_epoch(self) -> None:
+    def test_every_id_names_its_channels_epoch(self) -> None:
+        """Each channel has its own epoch and sequence (SPEC §11.1)."""
         hub = MemoryHub(lambda: self.clock)
-        epoch = self.successResultOf(hub.publish("a", 1)).rpartition("-")[0]
-        self.assertEqual(
-            {self.successResultOf(hub.publish(c, 1)).rpartition("-")[0] for c in "bc"},
-            {epoch},
-        )
+        ids = {
+            c: [self.successResultOf(hub.publish(c, n)) for n in range(2)] for c in "ab"
+        }
+        epochs = {c: {i.rpartition("-")[0] for i in ids[c]} for c in "ab"}
+        self.assertEqual([len(e) for e in epochs.values()], [1, 1])
+        self.assertNotEqual(epochs["a"], epochs["b"])
+        self.assertEqual([i.rpartition("-")[2] for i in ids["a"]], ["1", "2"])
+        self.assertEqual([i.rpartition("-")[2] for i in ids["b"]], ["1", "2"])

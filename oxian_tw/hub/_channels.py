@@ -48,6 +48,9 @@ class HubStats:
     #: Streams present on channels in this process (a stream on two
     #: channels counts twice).
     present: int = 0
+    #: Times a stream fell behind past its budget and was caught up from
+    #: history ("lag").
+    lagged: int = 0
 
 
 def check_channel(name: Any) -> None:

@@ -22,6 +22,16 @@ class ISubscriber(Interface):
 
     closed = Attribute("Whether the subscriber takes no more events.")
     request_id = Attribute("The id of the request it answers, for logs.")
+    lags = Attribute(
+        "Whether an event over its budget makes it lag (caught up from "
+        "history once drained) rather than apply its own policy."
+    )
+
+    def _offer(payload: bytes) -> bool:
+        """Take encoded event bytes if they fit its budget; ``False`` (only) if not."""
+
+    def _when_drained(callback: Callable[[], None]) -> None:
+        """Call ``callback`` later, once what it holds has gone to the network."""
 
     def _deliver(payload: bytes) -> bool:
         """Take already encoded event bytes; ``False`` when refused."""
@@ -76,6 +86,9 @@ class IHub(Interface):
     def presence(channel: str) -> Any:
         """A Deferred of ``{subscriber_id: info}`` of every process."""
 
+    def presence_count(channel: str) -> Any:
+        """A Deferred of how many are present on ``channel``, in every process."""
+
     def stats() -> Any:
         """A snapshot of the counters (`HubStats`)."""
 
@@ -84,3 +97,91 @@ class IHub(Interface):
 
     def stop() -> Any:
         """A Deferred firing once the hub has let go of its resources."""
+
+
+class IFeedSink(Interface):
+    """What a backend tells the hub core about the channels it follows."""
+
+    def event(channel: str, position: Any, body: bytes) -> None:
+        """
+        An event published on ``channel`` at ``position`` (an
+        `oxian_tw.hub._ids.Position`), ``body`` its encoded lines without
+        the ``id:`` line. Per channel in publication order; one may be lost
+        (the core notices from the positions).
+        """
+
+    def announced(channel: str, wire: bytes) -> None:
+        """A presence event (``join``/``leave``, no id) on ``channel``."""
+
+    def lost() -> None:
+        """
+        Live events may have been lost on every followed channel (the
+        backend reconnected): the core follows them again and catches up.
+        """
+
+
+class IBackend(Interface):
+    """
+    Where a hub's channels live (memory, Redis, Redis Cluster): appending,
+    reading a channel's kept history, following its live events,
+    presence leases and idempotency records. The hub's own logic (fan-out,
+    resume, gaps, presence bookkeeping) is `oxian_tw.hub._core.Hub`'s,
+    written once; a backend is the storage and transport under it.
+    """
+
+    sink = Attribute("The `IFeedSink` live events go to (set by the core).")
+    description = Attribute("Where it is, for the log (no credentials).")
+
+    def start() -> None:
+        """Get ready (connect)."""
+
+    def stop() -> Any:
+        """A Deferred firing once the backend let go of its resources."""
+
+    def append(channel: str, body: bytes, idempotency_key: str | None) -> Any:
+        """
+        Keep ``body`` as the channel's next event and send it to every
+        process following the channel: a Deferred of ``(Position, earlier)``,
+        ``earlier`` true when the idempotency key was used on the channel
+        within `IDEMPOTENCY_WINDOW` (nothing was appended; the position is
+        the first publish's). Fails with `HubUnavailable` (nothing sent) or
+        `HubTimeout` (sent, unconfirmed).
+        """
+
+    def read(channel: str, mode: str, after: Any = None, count: int = 0) -> Any:
+        """
+        A Deferred of a `Range`: the channel's head and what it keeps,
+        ``mode`` ``"head"`` (no events), ``"after"`` (the events after the
+        `Position` ``after``, or a reset when it cannot be resumed),
+        ``"earliest"`` (everything kept) or ``"tail"`` (the last ``count``).
+        A channel that has no epoch yet gets one.
+        """
+
+    def follow(channel: str) -> Any:
+        """
+        Start sending the channel's live events to `sink`: a Deferred that
+        fires once every event published from now on will be sent.
+        """
+
+    def unfollow(channel: str) -> None:
+        """Stop sending the channel's live events."""
+
+    def announce(channel: str, wire: bytes) -> Any:
+        """Send a presence event to every process following ``channel``."""
+
+    def lease(channel: str, entries: Any, ttl: float) -> Any:
+        """
+        Be present on ``channel`` for ``ttl`` seconds more: ``entries`` are
+        ``(presence id, info as JSON, join wire or b"", leave wire or
+        b"")``; a new member's join is announced; a member whose lease ran
+        out is dropped (its leave announced).
+        """
+
+    def release(channel: str, presence_id: str, leave: bytes) -> Any:
+        """Leave ``channel`` now (``leave`` announced when not empty)."""
+
+    def present(channel: str) -> Any:
+        """A Deferred of ``{presence id: info as JSON}`` on ``channel``."""
+
+    def present_count(channel: str) -> Any:
+        """A Deferred of how many are present on ``channel``, not reading them."""

@@ -1,87 +1,256 @@
 # -*- test-case-name: tests.test_hub -*-
 """
-The in-process hub (``--hub memory``, the default; SPEC §11): named
-channels that SSE streams subscribe to, each event encoded once per
-publish, a bounded history per channel, and exact resume from
-``Last-Event-ID``.
+The in-process backend (``--hub memory``, the default; SPEC §11): each
+channel's epoch, sequence and bounded history in this process's memory.
+Appends, reads and live events are synchronous (a publish reaches every
+subscriber before ``publish`` returns), so this backend never loses a live
+event and the hub core never has a gap to fill here.
 
-Ids come from one sequence per hub, so they increase strictly within every
-channel and a single ``Last-Event-ID`` says where a stream subscribed to
-several channels stopped in all of them. An id is ``"<epoch>-<n>"``: the
-epoch (the hub's start time in ms, hex) makes an id from an earlier process
-unknown rather than wrongly resumed.
-
-Publish, replay and subscribe all run on the reactor thread, so a replay
-and a racing publish can never interleave, and no message can be missed:
-this backend has no gaps to detect.
+A channel's history gives way to ``--hub-history`` events, ``--hub-history-
+bytes`` and ``--hub-history-age`` seconds. A channel nobody follows whose
+last event is over twice the age old is forgotten (its epoch with it: a
+later publish starts a new epoch, and an id of the old one gets ``reset``),
+so per-user channels cannot pile up.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-import attrs
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 from zope.interface import implementer
 
-from .._config import (
-    HUB_HISTORY,
-    HUB_HISTORY_AGE,
-    HUB_HISTORY_BYTES,
-    HUB_PRESENCE_TTL,
-)
-from .._text import is_decimal
-from ..sse import encode_fields
-from ._channels import (
-    EARLIEST,
-    IDEMPOTENCY_WINDOW,
-    HubStats,
-    Locals,
-    Presence,
-    check_channel,
-    check_idempotency_key,
-    decode_presence,
-    fan_out,
-    reset_wire,
-)
-from ._interface import IHub, ISubscriber
+from .._config import HUB_HISTORY, HUB_HISTORY_AGE, HUB_HISTORY_BYTES, HUB_PRESENCE_TTL
+from ._channels import IDEMPOTENCY_WINDOW
+from ._core import Hub, Range
+from ._ids import Position, new_epoch
+from ._interface import IBackend
+
+__all__ = ("MAX_IDEMPOTENCY_KEYS", "MemoryBackend", "MemoryHub")
 
 #: The most idempotency keys remembered at once; past it the oldest are
-#: forgotten before their window ends (logged).
+#: forgotten before their window ends.
 MAX_IDEMPOTENCY_KEYS = 100_000
 
 
-@attrs.frozen
-class _Past:
-    """One event of a channel's history."""
-
-    seq: int
-    wire: bytes
-    time: float
-
-
 class _Channel:
-    """A channel: its history and how far it was evicted."""
+    """A channel: its epoch, its last ``n``, and what it keeps."""
 
-    __slots__ = ("name", "history", "bytes", "evicted")
+    __slots__ = ("epoch", "n", "history", "bytes", "last")
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.history: collections.deque[_Past] = collections.deque()
+    def __init__(self) -> None:
+        self.epoch = new_epoch()
+        self.n = 0
+        #: ``(n, body, time)``, oldest first.
+        self.history: collections.deque[tuple[int, bytes, float]] = collections.deque()
         self.bytes = 0
-        #: The highest sequence number evicted from the history (0: none).
-        self.evicted = 0
+        #: When its last event was published (or it was made).
+        self.last = 0.0
+
+    def head(self) -> Position:
+        return Position(self.epoch, self.n)
+
+    def first(self) -> int:
+        """The ``n`` of its oldest kept event (``n + 1`` when none is kept)."""
+        return self.history[0][0] if self.history else self.n + 1
 
 
-@implementer(IHub)
-class MemoryHub:
+@implementer(IBackend)
+class MemoryBackend:
     """
-    The in-process hub (``ctx.hub``, ``app.hub`` with ``--hub memory``).
+    Channels in this process (see the module docstring).
 
-    :param clock: returns the ``IReactorTime`` to run on (resolved late).
+    :param clock: returns the ``IReactorTime`` (resolved late).
+    """
+
+    _log = Logger()
+    description = "memory"
+
+    def __init__(
+        self,
+        clock: Callable[[], IReactorTime],
+        *,
+        history: int = HUB_HISTORY,
+        history_bytes: int = HUB_HISTORY_BYTES,
+        history_age: float = HUB_HISTORY_AGE,
+    ) -> None:
+        self.sink: Any = None
+        self._clock = clock
+        self._history = history
+        self._history_bytes = history_bytes
+        self._history_age = history_age
+        self._channels: dict[str, _Channel] = {}
+        self._followed: set[str] = set()
+        # (channel, key) -> (position, when first used), oldest first.
+        self._keys: collections.OrderedDict[tuple[str, str], tuple[Position, float]] = (
+            collections.OrderedDict()
+        )
+        self._present: dict[str, dict[str, str]] = {}
+        self._sweep: IDelayedCall | None = None
+
+    def start(self) -> None:
+        """Nothing to connect to."""
+
+    def stop(self) -> Deferred[None]:
+        """Stop the sweep; history stays (a restarted app keeps it)."""
+        if self._sweep is not None and self._sweep.active():
+            self._sweep.cancel()
+        self._sweep = None
+        return succeed(None)
+
+    def append(
+        self, channel: str, body: bytes, idempotency_key: str | None
+    ) -> Deferred[tuple[Position, bool]]:
+        now = self._clock().seconds()
+        if idempotency_key is not None:
+            earlier = self._earlier(channel, idempotency_key, now)
+            if earlier is not None:
+                return succeed((earlier, True))
+        target = self._channel(channel, now)
+        self._evict(target, now)
+        target.n += 1
+        target.last = now
+        target.history.append((target.n, body, now))
+        target.bytes += len(body)
+        self._evict(target, now)
+        position = target.head()
+        if idempotency_key is not None:
+            self._keys[channel, idempotency_key] = (position, now)
+        self._schedule_sweep()
+        if channel in self._followed:
+            self.sink.event(channel, position, body)
+        return succeed((position, False))
+
+    def read(
+        self,
+        channel: str,
+        mode: str,
+        after: Position | None = None,
+        count: int = 0,
+    ) -> Deferred[Range]:
+        now = self._clock().seconds()
+        target = self._channel(channel, now)
+        self._evict(target, now)
+        head = target.head()
+        history = target.history
+        if mode == "head":
+            return succeed(Range(head))
+        if mode == "tail":
+            kept = list(history)[-count:] if count else []
+        elif mode == "earliest":
+            kept = list(history)
+        else:
+            assert after is not None
+            if after.epoch != head.epoch or after.n > head.n:
+                return succeed(Range(head, reset=True))
+            if after.n + 1 < target.first():
+                return succeed(Range(head, reset=True))
+            kept = [entry for entry in history if entry[0] > after.n]
+        return succeed(Range(head, events=[(n, body) for n, body, _ in kept]))
+
+    def follow(self, channel: str) -> Deferred[None]:
+        self._followed.add(channel)
+        return succeed(None)
+
+    def unfollow(self, channel: str) -> None:
+        self._followed.discard(channel)
+
+    def announce(self, channel: str, wire: bytes) -> Deferred[None]:
+        if channel in self._followed:
+            self.sink.announced(channel, wire)
+        return succeed(None)
+
+    def lease(
+        self, channel: str, entries: list[tuple[str, str, bytes, bytes]], ttl: float
+    ) -> Deferred[None]:
+        # A process's streams leave with it: no lease runs out here.
+        present = self._present.setdefault(channel, {})
+        for presence_id, info, join, _ in entries:
+            if presence_id not in present:
+                present[presence_id] = info
+                if join:
+                    self.announce(channel, join)
+        return succeed(None)
+
+    def release(self, channel: str, presence_id: str, leave: bytes) -> Deferred[None]:
+        present = self._present.get(channel)
+        if present is not None and present.pop(presence_id, None) is not None:
+            if not present:
+                del self._present[channel]
+            if leave:
+                self.announce(channel, leave)
+        return succeed(None)
+
+    def present(self, channel: str) -> Deferred[dict[str, str]]:
+        return succeed(dict(self._present.get(channel, {})))
+
+    def present_count(self, channel: str) -> Deferred[int]:
+        return succeed(len(self._present.get(channel, ())))
+
+    # Internals.
+
+    def _channel(self, name: str, now: float) -> _Channel:
+        target = self._channels.get(name)
+        if target is None:
+            target = self._channels[name] = _Channel()
+            target.last = now
+            self._schedule_sweep()
+        return target
+
+    def _earlier(self, channel: str, key: str, now: float) -> Position | None:
+        keys = self._keys
+        horizon = now - IDEMPOTENCY_WINDOW
+        while keys:
+            oldest = next(iter(keys.values()))
+            if oldest[1] > horizon and len(keys) < MAX_IDEMPOTENCY_KEYS:
+                break
+            keys.popitem(last=False)
+        known = keys.get((channel, key))
+        return None if known is None else known[0]
+
+    def _evict(self, target: _Channel, now: float) -> None:
+        history = target.history
+        oldest = now - self._history_age
+        while history and (
+            len(history) > self._history
+            or target.bytes > self._history_bytes
+            or history[0][2] <= oldest
+        ):
+            _, body, _ = history.popleft()
+            target.bytes -= len(body)
+
+    def _schedule_sweep(self) -> None:
+        """One timer ages out the history of channels nobody publishes on."""
+        if self._sweep is None or not self._sweep.active():
+            self._sweep = self._clock().callLater(
+                max(self._history_age / 10, 1.0), self._run_sweep
+            )
+
+    def _run_sweep(self) -> None:
+        self._sweep = None
+        now = self._clock().seconds()
+        forget = now - 2 * self._history_age
+        for name, target in list(self._channels.items()):
+            self._evict(target, now)
+            if (
+                not target.history
+                and target.last <= forget
+                and name not in self._followed
+            ):
+                del self._channels[name]
+        if self._channels:
+            self._schedule_sweep()
+
+
+class MemoryHub(Hub):
+    """
+    The hub with its channels in this process (``--hub memory``).
+
+    :param clock: returns the ``IReactorTime`` (resolved late).
     :param history: events kept per channel.
     :param history_bytes: encoded bytes kept per channel.
     :param history_age: seconds an event stays in its channel's history.
@@ -97,233 +266,10 @@ class MemoryHub:
         history_age: float = HUB_HISTORY_AGE,
         presence_ttl: float = HUB_PRESENCE_TTL,
     ) -> None:
-        self._clock = clock
-        self._history = history
-        self._history_bytes = history_bytes
-        self._history_age = history_age
-        self._channels: dict[str, _Channel] = {}
-        self._stats = HubStats()
-        self._locals = Locals(self._stats, self._ended)
-        self._seq = 0
-        # The highest sequence number that may have been lost with a
-        # forgotten channel: new channels start "evicted" up to it.
-        self._floor = 0
-        self._epoch: str | None = None
-        self._sweep: IDelayedCall | None = None
-        # (channel, key) -> (id, when it was first used), oldest first.
-        self._keys: collections.OrderedDict[tuple[str, str], tuple[str, float]] = (
-            collections.OrderedDict()
+        backend = MemoryBackend(
+            clock,
+            history=history,
+            history_bytes=history_bytes,
+            history_age=history_age,
         )
-
-    def publish(
-        self,
-        channel: str,
-        data: Any,
-        event: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Deferred[str]:
-        """
-        Publish an event on ``channel``: encoded once, kept in the channel's
-        history, handed to every subscriber (each under its own slow-consumer
-        policy, never waiting for any of them).
-
-        :return: a Deferred firing with the event's id once it is stored and
-            on its way (with the first publish's id for an
-            ``idempotency_key`` seen on this channel in the last 5 minutes);
-            failing with ``ValueError``/``TypeError`` for a bad channel
-            name, event name, key or data.
-        """
-        try:
-            check_channel(channel)
-            if idempotency_key is not None:
-                check_idempotency_key(idempotency_key)
-            now = self._clock().seconds()
-            if idempotency_key is not None:
-                earlier = self._earlier(channel, idempotency_key, now)
-                if earlier is not None:
-                    self._stats.duplicates += 1
-                    return succeed(earlier)
-            seq = self._seq + 1
-            event_id = f"{self._epoch_text()}-{seq}"
-            wire = encode_fields(data, event, event_id)
-        except (TypeError, ValueError):
-            return fail()
-        self._seq = seq
-        if idempotency_key is not None:
-            self._keys[channel, idempotency_key] = (event_id, now)
-        target = self._channel(channel)
-        target.history.append(_Past(seq, wire, now))
-        target.bytes += len(wire)
-        self._evict(target, now)
-        self._schedule_sweep()
-        self._stats.published += 1
-        subscribers = self._locals.of(channel)
-        if subscribers:
-            fan_out(subscribers, wire, self._stats)
-        return succeed(event_id)
-
-    def subscribe(
-        self,
-        stream: ISubscriber,
-        channels: Iterable[str],
-        last_event_id: str | None = None,
-        history: int = 0,
-        presence: Any = None,
-        presence_events: bool = False,
-    ) -> None:
-        """
-        Deliver ``channels`` to ``stream``: first, given a ``last_event_id``,
-        every event after it from the channels' history (in publication
-        order), or one ``reset`` event per channel whose events after it are
-        no longer all there (``"earliest"``: everything kept); without one,
-        the last ``history`` events of each channel; then every live event.
-        Channels the stream already has are left as they are.
-
-        :raises ValueError, TypeError: for a bad channel name, ``history``
-            or ``presence`` info.
-        """
-        new, mine = self._locals.admit(
-            stream, channels, history, presence, presence_events
-        )
-        now = self._clock().seconds()
-        targets = []
-        for name in new:
-            target = self._channel(name)
-            self._evict(target, now)
-            targets.append(target)
-        if last_event_id is not None:
-            self._replay(stream, targets, last_event_id)
-        elif history:
-            self._deliver_all(
-                stream, [p for t in targets for p in list(t.history)[-history:]]
-            )
-        if mine is not None:
-            for name in new:
-                self._announce(name, mine.join(name))
-
-    def presence(self, channel: str) -> Deferred[dict[str, Any]]:
-        """``{subscriber_id: info}`` of the streams present on ``channel``."""
-        try:
-            check_channel(channel)
-        except (TypeError, ValueError):
-            return fail()
-        return succeed(decode_presence(self._locals.present(channel)))
-
-    def stats(self) -> HubStats:
-        """A snapshot of the counters."""
-        return attrs.evolve(self._stats, channels=len(self._channels))
-
-    def start(self) -> None:
-        """Nothing to connect to: the in-process hub is always ready."""
-
-    def stop(self) -> Deferred[None]:
-        """Stop the eviction timer; history stays (a restarted app keeps it)."""
-        if self._sweep is not None and self._sweep.active():
-            self._sweep.cancel()
-        return succeed(None)
-
-    # Internals.
-
-    def _ended(
-        self, stream: ISubscriber, names: list[str], presence: Presence | None
-    ) -> None:
-        for name in names:
-            target = self._channels.get(name)
-            if target is not None:
-                self._forget_if_idle(name, target)
-        if presence is not None:
-            for name in presence.channels:
-                self._announce(name, presence.leave(name))
-
-    def _announce(self, channel: str, wire: bytes | None) -> None:
-        if wire is not None:
-            fan_out(self._locals.of(channel), wire, self._stats)
-
-    def _earlier(self, channel: str, key: str, now: float) -> str | None:
-        keys = self._keys
-        horizon = now - IDEMPOTENCY_WINDOW
-        while keys:
-            oldest = next(iter(keys.values()))
-            if oldest[1] > horizon and len(keys) < MAX_IDEMPOTENCY_KEYS:
-                break
-            keys.popitem(last=False)
-        known = keys.get((channel, key))
-        return None if known is None else known[0]
-
-    def _channel(self, name: str) -> _Channel:
-        target = self._channels.get(name)
-        if target is None:
-            target = self._channels[name] = _Channel(name)
-            target.evicted = self._floor
-        return target
-
-    def _epoch_text(self) -> str:
-        if self._epoch is None:
-            self._epoch = f"{int(self._clock().seconds() * 1000):x}"
-        return self._epoch
-
-    def _position(self, last_event_id: str) -> int | None:
-        """The sequence number an id of this hub names, else ``None``."""
-        epoch, _, number = last_event_id.rpartition("-")
-        if epoch != self._epoch_text() or not is_decimal(number) or len(number) > 18:
-            return None
-        seq = int(number)
-        return seq if seq <= self._seq else None
-
-    def _replay(
-        self, stream: ISubscriber, targets: list[_Channel], last_event_id: str
-    ) -> None:
-        if last_event_id == EARLIEST:
-            self._deliver_all(stream, [p for t in targets for p in t.history])
-            return
-        position = self._position(last_event_id)
-        events: list[_Past] = []
-        for target in targets:
-            if position is None or target.evicted > position:
-                self._stats.resets += 1
-                stream._deliver(reset_wire(target.name, last_event_id))
-                continue
-            events.extend(p for p in target.history if p.seq > position)
-        self._deliver_all(stream, events)
-
-    def _deliver_all(self, stream: ISubscriber, events: list[_Past]) -> None:
-        events.sort(key=lambda p: p.seq)
-        for past in events:
-            if not stream._deliver(past.wire):
-                return
-            self._stats.replayed += 1
-
-    def _evict(self, target: _Channel, now: float) -> None:
-        history = target.history
-        oldest = now - self._history_age
-        while history and (
-            len(history) > self._history
-            or target.bytes > self._history_bytes
-            or history[0].time <= oldest
-        ):
-            past = history.popleft()
-            target.bytes -= len(past.wire)
-            target.evicted = past.seq
-
-    def _forget_if_idle(self, name: str, target: _Channel) -> None:
-        # Channels are forgotten once they hold neither history nor
-        # subscribers, so per-user channels cannot pile up. What they had
-        # evicted raises the floor: a client older than it gets a reset.
-        if not target.history and not self._locals.of(name):
-            self._floor = max(self._floor, target.evicted)
-            del self._channels[name]
-
-    def _schedule_sweep(self) -> None:
-        """One timer evicts aged history of channels nobody publishes on."""
-        if self._sweep is None or not self._sweep.active():
-            self._sweep = self._clock().callLater(
-                max(self._history_age / 10, 1.0), self._run_sweep
-            )
-
-    def _run_sweep(self) -> None:
-        now = self._clock().seconds()
-        for name, target in list(self._channels.items()):
-            self._evict(target, now)
-            self._forget_if_idle(name, target)
-        if any(t.history for t in self._channels.values()):
-            self._schedule_sweep()
+        super().__init__(backend, clock, history=history, presence_ttl=presence_ttl)

@@ -298,6 +298,10 @@ class RedisHub:
         answer: Deferred[dict[str, Any]] = asked.addErrback(unavailable)
         return answer
 
+    def presence_count(self, channel: str) -> Deferred[int]:
+        """How many are present on ``channel`` (read from `presence`)."""
+        return self.presence(channel).addCallback(len)
+
     def stats(self) -> HubStats:
         """A snapshot of this process's counters (``channels``: subscribed here)."""
         return attrs.evolve(self._stats, channels=len(self._locals))
