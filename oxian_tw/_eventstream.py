@@ -332,14 +332,18 @@ class EventStream:
 
     def _offer(self, payload: bytes) -> bool:
         """
-        Take already encoded event bytes if they fit the budget; ``False``
-        (and nothing else) when they do not, or the stream is closed.
+        Take a hub event's encoded bytes if they fit the budget. ``False``
+        when closed, or over the budget: then under "disconnect" the stream
+        is cut; under every other policy nothing happens (the hub makes it
+        lag, `lags`).
         """
         stream = self._stream
         if stream._state is not _OPEN:
             return False
         held = stream._held_bytes
         if held and held + len(payload) > self._budget:
+            if self.slow_consumer == "disconnect":
+                self._over_budget(held)
             return False
         stream._push(payload)
         return True

@@ -534,31 +534,37 @@ class Hub:
         ``wire`` to every member; ``channel``: the one whose event it is
         (a member that cannot take it lags from before it).
         """
-        delivered = 0
-        # A snapshot: a delivery may end a stream, or make it lag.
-        for sub in list(group.members.values()):
-            if self._offer(sub, wire, channel):
-                delivered += 1
-        self._stats.delivered += delivered
+        refused = 0
+        # A snapshot: a delivery may end a stream, or make it lag. The
+        # loop is the hub's hot path: one call per member.
+        members = list(group.members)
+        for stream in members:
+            if not stream._offer(wire):
+                refused += 1
+                self._refused(group.members.get(stream), channel)
+        stats = self._stats
+        stats.delivered += len(members) - refused
+        stats.dropped += refused
 
     # Delivering to one stream.
 
     def _offer(self, sub: _Sub, wire: bytes, channel: str | None = None) -> bool:
-        """
-        Hand ``wire`` to the stream: under "lag" an event that does not fit
-        its budget makes it lag instead (`_lag`).
-        """
-        stream = sub.stream
-        if stream.lags:
-            if stream._offer(wire):
-                return True
-            if not stream.closed:
-                self._lag(sub, channel)
-            return False
-        if stream._deliver(wire):
+        """Hand ``wire`` to one stream (see `_refused` when it does not take it)."""
+        if sub.stream._offer(wire):
             return True
-        self._stats.dropped += 1
+        self._refused(sub, channel)
         return False
+
+    def _refused(self, sub: _Sub | None, channel: str | None) -> None:
+        """
+        A stream did not take an event: closed, cut by its policy
+        ("disconnect"), or, under "lag", not cut: it lags (`_lag`).
+        """
+        if sub is None:
+            return
+        stream = sub.stream
+        if stream.lags and not stream.closed:
+            self._lag(sub, channel)
 
     def _lag(self, sub: _Sub, channel: str | None) -> None:
         """

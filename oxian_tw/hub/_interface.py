@@ -28,7 +28,10 @@ class ISubscriber(Interface):
     )
 
     def _offer(payload: bytes) -> bool:
-        """Take encoded event bytes if they fit its budget; ``False`` (only) if not."""
+        """
+        Take encoded event bytes if they fit its budget; ``False`` if not
+        (then a subscriber that does not lag applies its own policy).
+        """
 
     def _when_drained(callback: Callable[[], None]) -> None:
         """Call ``callback`` later, once what it holds has gone to the network."""
