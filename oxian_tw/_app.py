@@ -39,8 +39,7 @@ from ._response import ResponseController
 from ._results import Response
 from ._site import OxianSite
 from ._version import __version__
-from .hub import IHub, make_hub
-from .hub._client import parse_redis_url
+from .hub import IHub, describe_hub, make_hub
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import Metrics
 
@@ -219,7 +218,7 @@ class OxianApp:
         self._log.info(
             "oxian_tw: hub {hub} (history {history} events, {history_bytes} "
             "bytes, {history_age:g} s per channel)",
-            hub=_safe_hub(settings.hub),
+            hub=describe_hub(settings.hub),
             history=settings.hub_history,
             history_bytes=settings.hub_history_bytes,
             history_age=settings.hub_history_age,
@@ -397,13 +396,6 @@ class _AppService(MultiService):
         return gatherResults([ports or succeed(None), stopped]).addCallback(
             lambda _: None
         )
-
-
-def _safe_hub(where: str) -> str:
-    """``--hub`` for a log line: a Redis URL without its credentials."""
-    if where == "memory":
-        return where
-    return str(parse_redis_url(where))
 
 
 def _serving_fixed(

@@ -150,15 +150,11 @@ def _origins(value: Any) -> tuple[str, ...]:
 
 
 def _hub(value: Any) -> str:
-    if not isinstance(value, str) or not (
-        value == "memory" or value.startswith("redis://")
-    ):
-        raise ValueError("expected 'memory' or redis://host[:port][/db]")
-    if value != "memory":
-        # Imported here: only a Redis hub needs the client.
-        from .hub._client import parse_redis_url
+    from .hub import check_hub
 
-        parse_redis_url(value)
+    if not isinstance(value, str):
+        raise ValueError("expected 'memory' or redis://host[:port][/db]")
+    check_hub(value)
     return value
 
 

@@ -1,7 +1,7 @@
 """
-Both hub backends provide `IHub`, the streams they deliver to provide
-`ISubscriber`, and the app, context and streams know a hub only through
-them (issue 17's design).
+Both hubs (the core over memory and over Redis) provide `IHub`, the streams
+they deliver to provide `ISubscriber`, and the app, context and streams
+know a hub only through them.
 """
 
 from __future__ import annotations

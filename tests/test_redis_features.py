@@ -9,52 +9,19 @@ processes.
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
 
 from oxian_tw.hub import RedisHub
 from oxian_tw.hub import _redis as _redishub
-from oxian_tw.hub._client import parse_redis_url
 
-from .helpers import RedisServer
-from .test_redis_server import Collector, until
+from .redis_hub import Collector, RedisHubTestCase, until
 
 
-class RedisFeatureTestCase(TestCase):
+class RedisFeatureTestCase(RedisHubTestCase):
     db = 2
-
-    def setUp(self) -> None:
-        self.redis = RedisServer(self.mktemp())
-        self.addCleanup(self.redis.stop)
-
-    def hub(self, **options: Any) -> RedisHub:
-        hub = RedisHub(
-            parse_redis_url(self.redis.url(self.db)), lambda: reactor, **options
-        )
-        self.addCleanup(hub.stop)
-        return hub
-
-    def cli(self, *args: str) -> str:
-        """A command through ``redis-cli``, as an operator would run it."""
-        return subprocess.run(
-            ["redis-cli", "-p", str(self.redis.port), "-n", str(self.db), *args],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout
-
-    async def subscribed(
-        self, hub: RedisHub, *channels: str, last: str | None = None, **kw: Any
-    ) -> Collector:
-        stream = Collector()
-        hub.subscribe(stream, channels, last, **kw)  # type: ignore[arg-type]
-        await until(lambda: not hub._catching_up and hub._seen is not None)
-        return stream
 
 
 class HistoryTests(RedisFeatureTestCase):
@@ -71,7 +38,7 @@ class HistoryTests(RedisFeatureTestCase):
         )
         self.assertEqual((await self.subscribed(hub, "news")).data(), [])
 
-    async def test_several_channels_in_publication_order(self) -> None:
+    async def test_several_channels_each_in_its_order(self) -> None:
         hub = self.hub()
         for channel, n in (
             ("news", 0),
@@ -82,7 +49,7 @@ class HistoryTests(RedisFeatureTestCase):
         ):
             await hub.publish(channel, n)
         stream = await self.subscribed(hub, "news", "sport", history=2)
-        self.assertEqual(stream.data(), [1, 2, 3, 4])
+        self.assertEqual(stream.data(), [2, 3, 1, 4])
 
     async def test_racing_publish(self) -> None:
         """
@@ -101,6 +68,7 @@ class HistoryTests(RedisFeatureTestCase):
         await until(lambda: len(stream.events) >= 4)
         await deferLater(reactor, 0.1)
         self.assertEqual(stream.data(), [1, 2, "racing", "after"])
+        self.assertEqual(len(set(stream.ids())), 4)
         self.assertEqual(len(set(stream.ids())), 4)
 
     async def test_earliest(self) -> None:
@@ -163,9 +131,11 @@ class PresenceTests(RedisFeatureTestCase):
         self.assertEqual(
             list((await first.presence("room")).values()), [{"user": "bob"}]
         )
+        self.assertEqual(await first.presence_count("room"), 1)
         bob.end()
         await until(lambda: len(watcher.events) == 4)
         self.assertEqual(await second.presence("room"), {})
+        self.assertEqual(await second.presence_count("room"), 0)
 
     async def test_killed_process_drops_out_within_the_ttl(self) -> None:
         """
@@ -221,7 +191,7 @@ class EpochTests(RedisFeatureTestCase):
 
     async def test_restart_without_persistence(self) -> None:
         async def restart(hub: RedisHub) -> None:
-            connection = hub._connection
+            connection = hub._backend._connection  # type: ignore[attr-defined]
             assert connection is not None
             old = connection.protocol
             self.redis.stop()
@@ -235,7 +205,7 @@ class EpochTests(RedisFeatureTestCase):
         """A channel's stream evicted (or deleted) by Redis alone: a reset too."""
 
         async def evict(hub: RedisHub) -> None:
-            self.assertEqual(self.cli("DEL", "oxian:hub:s:news").strip(), "1")
+            self.assertEqual(self.cli("DEL", "oxian:{news}:s").strip(), "1")
 
         again = await self.lost_between(evict)
         self.assertEqual([e.event for e in again.events], ["reset"])
@@ -252,8 +222,9 @@ class GapTests(RedisFeatureTestCase):
     def lossy(self, mangle: Any) -> RedisHub:
         """A hub whose pub/sub messages pass through ``mangle(push, deliver)``."""
         hub = self.hub()
-        pushed = hub._pushed
-        hub._pushed = lambda push: mangle(push, pushed)  # type: ignore[method-assign]
+        backend: Any = hub._backend
+        pushed = backend._pushed
+        backend._pushed = lambda push: mangle(push, pushed)
         return hub
 
     async def test_suppressed_message_caught_up(self) -> None:
@@ -294,4 +265,4 @@ class GapTests(RedisFeatureTestCase):
         await until(lambda: len(stream.events) == 4)
         await deferLater(reactor, 0.1)
         self.assertEqual(stream.ids(), ids)
-        self.assertEqual(lossy.stats().gaps, 1)
+        self.assertGreaterEqual(lossy.stats().gaps, 1)

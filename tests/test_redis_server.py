@@ -1,8 +1,10 @@
 """
 The Redis hub against a real ``redis-server`` (started on a free port in a
-temporary directory): its Lua scripts keep ids, history, eviction and
-replay boundaries as SPEC §11 says, two hubs (as two processes would) see
-one order, and a Redis restart is survived.
+temporary directory): its scripts keep each channel's epoch, sequence,
+history, eviction and replay boundaries as SPEC §11 and §11.1 say; two
+hubs (as two processes would) see each channel in one order; a process
+subscribes only to the channels its streams follow; a Redis pause and
+restart are survived.
 """
 
 from __future__ import annotations
@@ -13,99 +15,19 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
 
 from oxian_tw import HubTimeout, HubUnavailable
 from oxian_tw.hub import _redis as _redishub
-from oxian_tw.hub._client import parse_redis_url
-from oxian_tw.hub._redis import RedisHub
-from oxian_tw.sse import Decoder, Event
 
-from .helpers import RedisServer
+from .redis_hub import Collector, RedisHubTestCase, place, until
 
 
-class Collector:
-    """Stands in for an SSE stream: decodes what the hub delivers."""
-
-    closed = False
-    request_id = "test"
-
-    def __init__(self) -> None:
-        self._decoder = Decoder()
-        self._ends: list[Any] = []
-        self.events: list[Event] = []
-
-    def _deliver(self, wire: bytes) -> bool:
-        self.events.extend(e for e in self._decoder.feed(wire) if isinstance(e, Event))
-        return True
-
-    def _cut(self, reason: str = "shutdown") -> None:
-        self.end()
-
-    def _on_end(self, callback: Any) -> None:
-        self._ends.append(callback)
-
-    def end(self) -> None:
-        self.closed = True
-        for callback in self._ends:
-            callback(self)
-
-    def ids(self) -> list[str | None]:
-        return [e.id for e in self.events]
-
-    def data(self) -> list[Any]:
-        """Each event's data: JSON decoded, else as sent."""
-        return [_decoded(e.data) for e in self.events]
-
-
-def _decoded(data: str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data
-
-
-def place(event_id: str) -> tuple[str, int, int]:
-    """An id's (epoch, ms, n): ids of one epoch sort by (ms, n)."""
-    epoch, ms, n = event_id.split("-")
-    return epoch, int(ms), int(n)
-
-
-async def until(condition: Any, timeout: float = 10.0) -> None:
-    """Let the reactor run until ``condition()`` holds."""
-    waited = 0.0
-    while not condition():
-        if waited >= timeout:
-            raise AssertionError(f"still waiting after {timeout} s")
-        await deferLater(reactor, 0.01)
-        waited += 0.01
-
-
-class RedisHubServerTests(TestCase):
-    def setUp(self) -> None:
-        self.redis = RedisServer(self.mktemp())
-        self.addCleanup(self.redis.stop)
-
-    def hub(self, **limits: Any) -> RedisHub:
-        hub = RedisHub(parse_redis_url(self.redis.url(3)), lambda: reactor, **limits)
-        self.addCleanup(hub.stop)
-        return hub
-
-    async def subscribed(
-        self,
-        hub: RedisHub,
-        *channels: str,
-        last: str | None = None,
-        settle: bool = True,
-    ) -> Collector:
-        stream = Collector()
-        hub.subscribe(stream, channels, last)  # type: ignore[arg-type]
-        if settle:
-            await until(lambda: not hub._catching_up and hub._seen is not None)
-        return stream
-
-    async def test_two_hubs_one_order(self) -> None:
-        """Publishes on two hubs reach subscribers of both, once each, in one order."""
+class RedisHubServerTests(RedisHubTestCase):
+    async def test_two_hubs_one_order_per_channel(self) -> None:
+        """
+        Publishes on two hubs reach subscribers of both, once each, each
+        channel in Redis's one order; the id line comes first on the wire.
+        """
         first, second = self.hub(), self.hub()
         streams = [await self.subscribed(h, "room") for h in (first, second, first)]
         published: list[Deferred[str]] = []
@@ -113,19 +35,49 @@ class RedisHubServerTests(TestCase):
             published.append((first if n % 2 else second).publish("room", {"n": n}))
         ids = [await d for d in published]
         await until(lambda: all(len(s.events) == 50 for s in streams))
-        # Two connections race to Redis: its order is the order, for all.
         in_order = sorted(ids, key=place)
+        self.assertEqual([place(i)[1] for i in in_order], list(range(1, 51)))
         for stream in streams:
             self.assertEqual(stream.ids(), in_order)
             self.assertEqual(sorted(d["n"] for d in stream.data()), list(range(50)))
-        self.assertEqual(len(set(ids)), 50)
+            self.assertTrue(all(w.startswith(b"id: ") for w in stream.wires))
 
-    async def test_ids_increase_across_channels(self) -> None:
+    async def test_each_channel_its_own_sequence(self) -> None:
         hub = self.hub()
         ids = [await hub.publish(c, "x") for c in ("a", "b", "a", "c", "b")]
-        orders = [place(i) for i in ids]
-        self.assertEqual(orders, sorted(orders))
-        self.assertEqual(len(set(orders)), 5)
+        places = [place(i) for i in ids]
+        self.assertEqual([n for _, n in places], [1, 1, 2, 1, 2])
+        epochs = {c: place(i)[0] for c, i in zip("abacb", ids, strict=True)}
+        self.assertEqual(len(set(epochs.values())), 3)
+
+    async def test_only_the_channels_served(self) -> None:
+        """
+        A process subscribes to a channel's pub/sub when its first stream
+        arrives and unsubscribes after the last leaves; it receives nothing
+        of the other channels.
+        """
+        a, b = self.hub(), self.hub()
+        pushes: list[Any] = []
+        backend: Any = a._backend
+        pushed = backend._pushed
+
+        def counting(push: Any) -> None:
+            pushes.append(push[1])
+            pushed(push)
+
+        # (Before its connection is made: the connection keeps the callable.)
+        backend._pushed = counting
+        on_a = await self.subscribed(a, "left")
+        on_b = await self.subscribed(b, "right")
+        for n in range(10):
+            await b.publish("right", n)
+            await b.publish("left", n)
+        await until(lambda: len(on_a.events) == 10 and len(on_b.events) == 10)
+        self.assertEqual(set(pushes), {b"oxian:{left}:3"})
+        self.assertEqual(len(pushes), 10)
+        self.assertIn("oxian:{left}:3", self.cli("PUBSUB", "CHANNELS"))
+        on_a.end()
+        await until(lambda: "oxian:{left}:3" not in self.cli("PUBSUB", "CHANNELS"))
 
     async def test_replay_boundaries(self) -> None:
         """First, middle and last id resume exactly; later ids are unknown."""
@@ -134,13 +86,9 @@ class RedisHubServerTests(TestCase):
         for position, expected in ((0, [1, 2, 3, 4]), (2, [3, 4]), (4, [])):
             stream = await self.subscribed(hub, "news", last=ids[position])
             self.assertEqual(stream.data(), expected)
-        epoch, ms, n = place(ids[-1])
-        for unknown in (
-            f"{epoch}-{ms}-{n + 1}",
-            f"{epoch}-{ms + 1}-0",
-            f"{epoch}0-{ms}-{n}",
-            "junk",
-        ):
+        epoch, n = place(ids[-1])
+        other = "0" * 10 if epoch != "0" * 10 else "1" * 10
+        for unknown in (f"{epoch}-{n + 1}", f"{other}-{n}", "junk"):
             stream = await self.subscribed(hub, "news", last=unknown)
             self.assertEqual([e.event for e in stream.events], ["reset"], unknown)
             self.assertEqual(
@@ -155,7 +103,8 @@ class RedisHubServerTests(TestCase):
         self.assertEqual(stream.data(), [2, 3, 4])
         stream = await self.subscribed(hub, "news", last=ids[0])
         self.assertEqual([e.event for e in stream.events], ["reset"])
-        # Bytes: each event's lines are 'data: "xxxxxxxxxx"\n' (19 bytes).
+        self.assertEqual(int(self.cli("XLEN", "oxian:{news}:s")), 3)
+        # Bytes: each event's lines are 'data: xxxxxxxxxx\n\n' (18 bytes).
         small = self.hub(history_bytes=40)
         ids = [await small.publish("sport", "x" * 10) for n in range(4)]
         stream = await self.subscribed(small, "sport", last=ids[1])
@@ -172,18 +121,36 @@ class RedisHubServerTests(TestCase):
         await deferLater(reactor, 0.4)
         stream = await self.subscribed(hub, "news", last=ids[0])
         self.assertEqual([e.event for e in stream.events], ["reset"])
-        # A recent id on a channel that expired or never existed: nothing lost.
-        recent = await hub.publish("other", "x")
-        stream = await self.subscribed(hub, "quiet", last=recent)
+        # The last id of a channel whose history aged out: nothing missed.
+        stream = await self.subscribed(hub, "news", last=ids[1])
         self.assertEqual(stream.events, [])
 
-    async def test_new_channel_and_old_id(self) -> None:
-        """An id older than the history age may have missed a channel's events."""
-        hub = self.hub(history_age=0.3)
-        old = await hub.publish("news", "x")
-        await deferLater(reactor, 0.4)
-        stream = await self.subscribed(hub, "fresh", last=old)
+    async def test_an_id_of_another_channel(self) -> None:
+        """An id that does not name a channel's epoch: that channel resets."""
+        hub = self.hub()
+        other = await hub.publish("other", "x")
+        stream = await self.subscribed(hub, "fresh", last=other)
         self.assertEqual([e.event for e in stream.events], ["reset"])
+
+    async def test_multi_channel_resume_across_hubs(self) -> None:
+        """One id resumes a two-channel stream exactly, on another process."""
+        first, second = self.hub(), self.hub()
+        stream = await self.subscribed(first, "a", "b")
+        for n in range(3):
+            await first.publish("a", f"a{n}")
+            await second.publish("b", f"b{n}")
+        await until(lambda: len(stream.events) == 6)
+        cut = stream.events[2]
+        self.assertEqual(len(cut.id.split(".")), 2)  # type: ignore[union-attr]
+        got = stream.data()[:3]
+        stream.end()
+        await first.publish("a", "a3")
+        again = await self.subscribed(second, "b", "a", last=cut.id)
+        await until(lambda: len(got) + len(again.events) == 7)
+        self.assertEqual(
+            sorted(got + again.data()), ["a0", "a1", "a2", "a3", "b0", "b1", "b2"]
+        )
+        self.assertEqual(len(set(again.ids())), len(again.events))
 
     async def test_paused_redis_publish_may_have_happened(self) -> None:
         """
@@ -210,24 +177,33 @@ class RedisHubServerTests(TestCase):
     async def test_redis_restart(self) -> None:
         """
         Redis stopped: publishes fail with 503, streams stay. Restarted
-        without persistence: the hub reconnects, its streams get a reset
-        (history was lost with Redis: a new epoch), then later publishes.
+        without persistence: the hub reconnects, each stream gets one reset
+        per channel (history was lost with Redis: a new epoch), then every
+        later publish.
         """
         publisher, subscriber = self.hub(), self.hub()
         stream = await self.subscribed(subscriber, "news")
         first = await publisher.publish("news", 1)
         await until(lambda: len(stream.events) == 1)
         self.redis.stop()
-        await until(lambda: publisher._connection.protocol is None)  # type: ignore[union-attr]
+        connection = publisher._backend._connection  # type: ignore[attr-defined]
+        await until(lambda: connection.protocol is None)
         with self.assertRaises(HubUnavailable):
             await publisher.publish("news", 2)
         await deferLater(reactor, 1.0)
         self.redis.start()
-        await until(lambda: publisher._connection.protocol is not None, 15)  # type: ignore[union-attr]
-        await until(lambda: subscriber._connection.protocol is not None, 15)  # type: ignore[union-attr]
+        await until(lambda: connection.protocol is not None, 15)
         later = await publisher.publish("news", 3)
-        await until(lambda: len(stream.events) == 3)
+        await until(lambda: len(stream.events) == 3, 15)
+        await deferLater(reactor, 0.2)
         self.assertEqual(stream.ids(), [first, None, later])
         self.assertEqual(stream.events[1].event, "reset")
         self.assertNotEqual(place(first)[0], place(later)[0])
         self.assertFalse(stream.closed)
+
+    async def test_collector_is_a_subscriber(self) -> None:
+        from zope.interface.verify import verifyObject
+
+        from oxian_tw.hub import ISubscriber
+
+        self.assertTrue(verifyObject(ISubscriber, Collector()))

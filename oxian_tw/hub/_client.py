@@ -79,6 +79,10 @@ def parse_redis_url(url: str) -> RedisAddress:
 
 _LOST = Failure(ConnectionLost())
 
+# Pub/sub confirmations (RESP3 pushes): the protocol's own business.
+_SUBSCRIBED = frozenset({b"subscribe", b"ssubscribe"})
+_CONFIRMATIONS = _SUBSCRIBED | {b"unsubscribe", b"sunsubscribe"}
+
 
 class RedisProtocol(Protocol):
     """
@@ -114,14 +118,24 @@ class RedisProtocol(Protocol):
         self._write(encode_command(*args))
         return reply
 
-    def subscribe(self, channel: bytes) -> Deferred[None]:
-        """``SUBSCRIBE``: fires once Redis confirmed (with a push, in RESP3)."""
+    def subscribe(self, channel: bytes, sharded: bool = False) -> Deferred[None]:
+        """
+        ``SUBSCRIBE`` (``SSUBSCRIBE`` when ``sharded``): fires once Redis
+        confirmed (with a push, in RESP3).
+        """
         if not self.open:
             return fail(ConnectionLost("not connected to Redis"))
         confirmed: Deferred[None] = Deferred()
         self._subscribing[channel] = confirmed
-        self._write(encode_command(b"SUBSCRIBE", channel))
+        command = b"SSUBSCRIBE" if sharded else b"SUBSCRIBE"
+        self._write(encode_command(command, channel))
         return confirmed
+
+    def unsubscribe(self, channel: bytes, sharded: bool = False) -> None:
+        """``UNSUBSCRIBE`` (``SUNSUBSCRIBE``); its confirmation is not awaited."""
+        if self.open:
+            command = b"SUNSUBSCRIBE" if sharded else b"UNSUBSCRIBE"
+            self._write(encode_command(command, channel))
 
     def _write(self, data: bytes) -> None:
         assert self.transport is not None, "written only while open"
@@ -156,10 +170,11 @@ class RedisProtocol(Protocol):
                 return
 
     def _push(self, push: Push) -> None:
-        if len(push) >= 2 and push[0] == b"subscribe":
-            confirmed = self._subscribing.pop(push[1], None)
-            if confirmed is not None:
-                confirmed.callback(None)
+        if len(push) >= 2 and push[0] in _CONFIRMATIONS:
+            if push[0] in _SUBSCRIBED:
+                confirmed = self._subscribing.pop(push[1], None)
+                if confirmed is not None:
+                    confirmed.callback(None)
             return
         self._on_push(push)
 

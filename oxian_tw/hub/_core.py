@@ -418,7 +418,7 @@ class Hub:
             read: Deferred[Range] = self._backend.read(feed.channel, "head")
         else:
             # Followed again (reconnected): what was missed meanwhile.
-            read = self._backend.read(feed.channel, "after", feed.head)
+            read = self._backend.read(feed.channel, "since", feed.head)
         read.addCallbacks(
             self._feed_read,
             self._feed_not_read,
@@ -446,7 +446,7 @@ class Hub:
             head=str(feed.head),
         )
         generation = feed.generation
-        read: Deferred[Range] = self._backend.read(feed.channel, "after", feed.head)
+        read: Deferred[Range] = self._backend.read(feed.channel, "since", feed.head)
         read.addCallbacks(
             self._feed_read,
             self._feed_not_read,
@@ -459,15 +459,21 @@ class Hub:
             return
         if feed.head is None:
             feed.head = result.head
-        elif result.reset:
-            # Its members missed what cannot be brought back: one reset each.
-            self._reset_feed(feed, result.head)
         else:
+            if result.reset:
+                # Its members missed what cannot be brought back: one reset
+                # each. On a new epoch, what it kept follows (the feed was
+                # live up to its head: nothing else can be missing).
+                self._reset_feed(feed, Position(result.head.epoch, 0))
             for n, body in result.events:
                 if n > feed.head.n:
                     self._live(feed, Position(result.head.epoch, n), body)
             feed.head = result.head
         feed.move(FeedState.LIVE)
+        # Streams waiting for the feed start from where the read found it:
+        # what arrived meanwhile (held) comes after, to them too.
+        for sub in list(feed.joining):
+            self._advance(sub)
         held, feed.held = feed.held, []
         for position, body in held:
             if feed.state is FeedState.LIVE:
@@ -475,9 +481,6 @@ class Hub:
             else:
                 # A new catch-up began: the rest waits for it.
                 feed.held.append((position, body))
-        if feed.state is FeedState.LIVE:
-            for sub in list(feed.joining):
-                self._advance(sub)
 
     def _feed_not_read(self, failure: Failure, feed: _Feed, generation: int) -> None:
         if feed.generation != generation:

@@ -156,8 +156,10 @@ class IBackend(Interface):
         A Deferred of a `Range`: the channel's head and what it keeps,
         ``mode`` ``"head"`` (no events), ``"after"`` (the events after the
         `Position` ``after``, or a reset when it cannot be resumed),
-        ``"earliest"`` (everything kept) or ``"tail"`` (the last ``count``).
-        A channel that has no epoch yet gets one.
+        ``"since"`` (``"after"``, but on another epoch a reset with
+        everything the new epoch kept: for a process that was live up to
+        ``after``), ``"earliest"`` (everything kept) or ``"tail"`` (the
+        last ``count``). A channel that has no epoch yet gets one.
         """
 
     def follow(channel: str) -> Any:

@@ -139,6 +139,12 @@ class MemoryBackend:
         history = target.history
         if mode == "head":
             return succeed(Range(head))
+        reset = False
+        if mode == "since":
+            if after is not None and after.epoch != head.epoch:
+                reset, mode = True, "earliest"
+            else:
+                mode = "after"
         if mode == "tail":
             kept = list(history)[-count:] if count else []
         elif mode == "earliest":
@@ -150,7 +156,8 @@ class MemoryBackend:
             if after.n + 1 < target.first():
                 return succeed(Range(head, reset=True))
             kept = [entry for entry in history if entry[0] > after.n]
-        return succeed(Range(head, events=[(n, body) for n, body, _ in kept]))
+        events = [(n, body) for n, body, _ in kept]
+        return succeed(Range(head, reset=reset, events=events))
 
     def follow(self, channel: str) -> Deferred[None]:
         self._followed.add(channel)
