@@ -3,9 +3,9 @@
 --       command (PUBLISH or SPUBLISH), "1" when the key counts, its
 --       window ms.
 -- Returns {epoch, n, 1 if an earlier publish with the key answered}.
--- O(1) amortised: the oldest entry is read once, and at most two are
--- evicted per publish (history converges to its bounds, one in, up to two
--- out), never a scan of the whole history.
+-- O(1) amortised, never a scan: XADD trims by count (a Redis Stream frees
+-- whole nodes, so it keeps at least max events); every 16th publish reads
+-- the oldest entries to trim by bytes and age.
 if ARGV[7] == '1' then
   local known = redis.call('GET', KEYS[3])
   if known then
@@ -13,34 +13,34 @@ if ARGV[7] == '1' then
     return {e, tonumber(n), 1}
   end
 end
-local epoch, n, bytes, first = record()
+local epoch, n, c = record()
 local body = ARGV[1]
-n = n + 1
-redis.call('XADD', stream, n .. '-0', 'b', body, 't', now)
-bytes = bytes + #body
 local max_count, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
 local age = tonumber(ARGV[4])
-local cutoff = now - age
-for _ = 1, 2 do
-  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-  if not oldest then
-    break
-  end
-  local oldest_n = n_of(oldest[1])
-  if n - oldest_n + 1 > max_count or bytes > max_bytes
-      or tonumber(oldest[2][4]) <= cutoff then
-    redis.call('XTRIM', stream, 'MINID', (oldest_n + 1) .. '-0')
-    bytes = bytes - #oldest[2][2]
-    first = oldest_n + 1
-  else
-    first = oldest_n
-    break
+n = n + 1
+c = c + #body
+if max_count > 0 then
+  redis.call('XADD', stream, 'MAXLEN', '~', max_count, n .. '-0',
+    'b', body, 't', now, 'c', c)
+else
+  redis.call('XADD', stream, 'MAXLEN', 0, n .. '-0', 'b', body, 't', now, 'c', c)
+end
+if n % 16 == 0 then
+  local cutoff = now - age
+  for _ = 1, 64 do
+    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+    if not oldest then
+      break
+    end
+    local fields = oldest[2]
+    local kept = c - tonumber(fields[6]) + #fields[2]
+    if kept <= max_bytes and tonumber(fields[4]) > cutoff then
+      break
+    end
+    redis.call('XTRIM', stream, 'MINID', (n_of(oldest[1]) + 1) .. '-0')
   end
 end
-if first > n then
-  bytes = 0
-end
-redis.call('HSET', meta, 'n', n, 'b', bytes, 'f', first)
+redis.call('HSET', meta, 'n', n, 'c', c)
 redis.call('PEXPIRE', stream, age + 1000)
 -- The record outlives its history: a client resuming after the history
 -- aged out is told it missed nothing (its n is the last) or gets reset.

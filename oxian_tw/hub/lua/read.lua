@@ -1,12 +1,19 @@
 -- KEYS: record, history (as common.lua).
 -- ARGV: mode ("head", "after", "since", "earliest" or "tail"), the epoch
---       and n asked to resume after, the count (tail), age ms. "since" is
---       "after" for a process that was live up to that point: on another
---       epoch it is a reset followed by everything the new epoch kept.
+--       and n asked to resume after, the count (tail), age ms, max bytes,
+--       max events.
+--       "since" is "after" for a process that was live up to that point:
+--       on another epoch it is a reset followed by everything the new
+--       epoch kept.
 -- Returns {epoch, head n, 1 when "after" cannot be resumed, then n and
 -- body of each event, oldest first}. A channel without a record gets one.
-local epoch, n, bytes, first = record()
+-- What publishes did not trim yet (Redis frees whole nodes; bytes and age
+-- are checked every 16th publish) is left out here: never more than the
+-- bounds are served.
+local epoch, n, c = record()
 local age = tonumber(ARGV[5])
+local max_bytes = tonumber(ARGV[6])
+local oldest_n = n - tonumber(ARGV[7])
 -- A channel someone follows keeps its record.
 redis.call('PEXPIRE', meta, 2 * (age + 1000))
 local out = {epoch, n, 0}
@@ -15,22 +22,34 @@ if mode == 'head' then
   return out
 end
 local cutoff = now - age
-local entries
+-- Whether an entry is within the bounds (not older than the age, and
+-- among the newest max bytes).
+local function kept(entry)
+  local fields = entry[2]
+  return n_of(entry[1]) > oldest_n and tonumber(fields[4]) > cutoff
+    and c - tonumber(fields[6]) + #fields[2] <= max_bytes
+end
 if mode == 'since' and ARGV[2] ~= epoch then
   out[3] = 1
   mode = 'earliest'
 elseif mode == 'since' then
   mode = 'after'
 end
+local entries
 if mode == 'after' then
   local after = tonumber(ARGV[3])
-  if ARGV[2] ~= epoch or after > n or after + 1 < first then
+  if ARGV[2] ~= epoch or after > n then
     out[3] = 1
     return out
   end
+  if after == n then
+    return out
+  end
   entries = redis.call('XRANGE', stream, '(' .. after .. '-0', '+')
-  if #entries > 0 and tonumber(entries[1][2][4]) <= cutoff then
-    -- Its next event is older than the age: evicted, if not yet trimmed.
+  -- The event right after it must be there, and within the bounds: else
+  -- it was evicted (or the history lost), and the client missed it.
+  local first = entries[1]
+  if not first or n_of(first[1]) ~= after + 1 or not kept(first) then
     out[3] = 1
     return out
   end
@@ -44,7 +63,7 @@ else
   entries = redis.call('XRANGE', stream, '-', '+')
 end
 for _, entry in ipairs(entries) do
-  if tonumber(entry[2][4]) > cutoff then
+  if kept(entry) then
     out[#out + 1] = n_of(entry[1])
     out[#out + 1] = entry[2][2]
   end
