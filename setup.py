@@ -40,6 +40,8 @@ setup(
         "treq>=23.11",
         # oxian_tw.metrics, --metrics
         "prometheus-client>=0.20",
+        # The hub's Redis protocol (RESP3 parsing and packing, in C).
+        "hiredis>=3.0",
     ],
     extras_require={
         # python -m oxian_tw dev: the server, restarted on every change.

@@ -45,7 +45,6 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.defer import TimeoutError as _Timeout
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -57,6 +56,7 @@ from .._config import (
     HUB_HISTORY_BYTES,
     HUB_PRESENCE_TTL,
 )
+from .._deadlines import Deadlines
 from .._errors import HubTimeout, HubUnavailable
 from ._channels import IDEMPOTENCY_WINDOW
 from ._client import RedisAddress, RedisConnection, RedisProtocol
@@ -87,9 +87,11 @@ PRESENCE_SCRIPT = _script("presence")
 ABSENT_SCRIPT = _script("absent")
 
 
-@functools.cache
-def _sha(script: str) -> str:
-    return hashlib.sha1(script.encode()).hexdigest()
+#: Each script's SHA-1 digest, for EVALSHA.
+_DIGESTS = {
+    script: hashlib.sha1(script.encode()).hexdigest()
+    for script in (APPEND_SCRIPT, READ_SCRIPT, PRESENCE_SCRIPT, ABSENT_SCRIPT)
+}
 
 
 def _tag(channel: str) -> str:
@@ -148,6 +150,8 @@ class RedisBackend:
         self._followed: dict[bytes, str] = {}
         self._failing = False
         self._was_ready = False
+        #: Replies not yet come: one shared timer, not one per command.
+        self._due: Deadlines[str] | None = None
 
     # Connection.
 
@@ -157,6 +161,9 @@ class RedisBackend:
     def stop(self) -> Deferred[None]:
         connection, self._connection = self._connection, None
         self._was_ready = False
+        due, self._due = self._due, None
+        if due is not None:
+            due.stop()
         if connection is None:
             return succeed(None)
         stopped: Deferred[None] = connection.stop()
@@ -199,8 +206,9 @@ class RedisBackend:
     def append(
         self, channel: str, body: bytes, idempotency_key: str | None
     ) -> Deferred[tuple[Position, bool]]:
-        sent = self._when_ready(self._append, channel, body, idempotency_key)
-        sent.addTimeout(PUBLISH_TIMEOUT, self._clock())
+        sent = self._timed(
+            self._when_ready(self._append, channel, body, idempotency_key)
+        )
         return sent.addCallbacks(_appended, self._unavailable)
 
     def _append(
@@ -236,8 +244,7 @@ class RedisBackend:
         after: Position | None = None,
         count: int = 0,
     ) -> Deferred[Range]:
-        read = self._when_ready(self._read, channel, mode, after, count)
-        read.addTimeout(PUBLISH_TIMEOUT, self._clock())
+        read = self._timed(self._when_ready(self._read, channel, mode, after, count))
         return read.addCallback(_range)
 
     def _read(
@@ -331,10 +338,25 @@ class RedisBackend:
             *args,
             2,
         )
-        asked.addTimeout(PUBLISH_TIMEOUT, self._clock())
-        return asked
+        return self._timed(asked)
 
     # Internals.
+
+    def _timed(self, d: Deferred[Any]) -> Deferred[Any]:
+        """Cancel ``d`` if it has not fired within `PUBLISH_TIMEOUT`."""
+        due = self._due
+        if due is None:
+            due = self._due = Deadlines(self._clock(), {"reply": PUBLISH_TIMEOUT})
+        if d.called:
+            return d
+        waiting = _Waiting(d)
+        due.start(waiting, "reply")
+
+        def done(result: Any) -> Any:
+            due.cancel(waiting, "reply")
+            return result
+
+        return d.addBoth(done)
 
     def _keys(self, channel: str) -> dict[str, str]:
         return channel_keys(channel, self.address.db)
@@ -373,7 +395,7 @@ class RedisBackend:
                 address=self.description,
                 why=cause or failure.value,
             )
-        if unknown or failure.check(_Timeout):
+        if unknown:
             raise HubTimeout()
         raise HubUnavailable()
 
@@ -414,6 +436,18 @@ class RedisHub(Hub):
             connect=connect,
         )
         super().__init__(backend, clock, history=history, presence_ttl=presence_ttl)
+
+
+class _Waiting:
+    """A reply waited for (`Deadlines` owner): cancelled past its deadline."""
+
+    __slots__ = ("_deferred",)
+
+    def __init__(self, deferred: Deferred[Any]) -> None:
+        self._deferred = deferred
+
+    def deadline_passed(self, kind: str) -> None:
+        self._deferred.cancel()
 
 
 class _Sent(Exception):
@@ -473,11 +507,20 @@ def _evaluate(
     protocol: RedisProtocol, script: str, *args: bytes | str, keys: int
 ) -> Deferred[Any]:
     """Run a script by its digest, sending its text only when Redis lacks it."""
+    return protocol.command(b"EVALSHA", _DIGESTS[script], keys, *args).addErrback(
+        _send_script, protocol, script, keys, args
+    )
 
-    def unknown(failure: Failure) -> Deferred[Any] | Failure:
-        error = failure.value
-        if not isinstance(error, RespError) or error.kind != "NOSCRIPT":
-            return failure
-        return protocol.command(b"EVAL", script, keys, *args)
 
-    return protocol.command(b"EVALSHA", _sha(script), keys, *args).addErrback(unknown)
+def _send_script(
+    failure: Failure,
+    protocol: RedisProtocol,
+    script: str,
+    keys: int,
+    args: tuple[bytes | str, ...],
+) -> Deferred[Any] | Failure:
+    """Redis does not know the script yet (``NOSCRIPT``): send its text."""
+    error = failure.value
+    if not isinstance(error, RespError) or error.kind != "NOSCRIPT":
+        return failure
+    return protocol.command(b"EVAL", script, keys, *args)
