@@ -30,7 +30,7 @@ from .hub._interface import ISubscriber
 from .sse import Comment, encode, encode_fields, encode_retry
 
 #: Subscribes a stream to channels: the app's hub's ``subscribe``.
-Subscribe = Callable[..., None]
+Subscribe = Callable[..., Deferred[None]]
 _EndCallbacks = (
     Callable[["EventStream"], None]
     | list[Callable[["EventStream"], None]]
@@ -267,7 +267,7 @@ class EventStream:
         history: int = 0,
         presence: Any = None,
         presence_events: bool = False,
-    ) -> None:
+    ) -> Deferred[None]:
         """
         Deliver every event published on ``channels`` through the app's hub
         (``ctx.hub.publish``) to this stream. With a ``last_event_id``, the
@@ -280,9 +280,11 @@ class EventStream:
             is open.
         :param presence_events: also publish ``join``/``leave`` events with
             that info on ``channels``.
+        :return: a Deferred firing once the stream is caught up on the new
+            channels and takes their live events.
         :raises ValueError: for a bad channel name, ``history`` or info.
         """
-        self._subscribe_to(
+        joined: Deferred[None] = self._subscribe_to(
             self,
             channels,
             self.last_event_id,
@@ -290,6 +292,7 @@ class EventStream:
             presence=presence,
             presence_events=presence_events,
         )
+        return joined
 
     def close(self) -> None:
         """End the response once what was sent has been handed on; idempotent."""

@@ -166,6 +166,7 @@ class Stream:
     _log = Logger()
     # Slots: every open stream pays for its attributes, idle or not.
     __slots__ = (
+        "_head_held",
         "_on_drained",
         "_keep_open",
         "_broken",
@@ -206,6 +207,9 @@ class Stream:
         #: Called once what is held has gone to the transport and the
         #: transport is not paused (a lagging hub subscriber catches up).
         self._on_drained: Callable[[], None] | None = None
+        #: The response head waits (`_start` with ``hold_head``): what is
+        #: written is held until `_release_head`.
+        self._head_held = False
         self._broken = False
         self._resumed = 0
         self._last_write = 0.0
@@ -235,12 +239,29 @@ class Stream:
         self._joined = False
         self._chunked = False
 
-    def _start(self) -> None:
-        """Send the response head and start producing."""
+    def _start(self, hold_head: bool = False) -> None:
+        """
+        Start producing and send the response head; with ``hold_head``, the
+        head (and what is written meanwhile) waits for `_release_head`.
+        """
         request = self._request
         length = request.responseHeaders.getRawHeaders(b"content-length")
         self._remaining = int(length[0]) if length else None
         request.registerProducer(self, True)
+        if hold_head:
+            self._head_held = True
+            return
+        self._send_head()
+
+    def _release_head(self) -> None:
+        """Send the held head, then what was written meanwhile; idempotent."""
+        if self._head_held and self._state is not _ENDED:
+            self._send_head()
+            self._send()
+
+    def _send_head(self) -> None:
+        self._head_held = False
+        request = self._request
         request.write(b"")
         # The head is a write: a stream's silence (heartbeats) starts here.
         self._last_write = self._flusher.now()
@@ -297,7 +318,9 @@ class Stream:
         if self._state is not _OPEN:
             return
         self._state = _CLOSING
-        if not self._held:
+        if self._head_held:
+            self._release_head()
+        elif not self._held:
             self._finish()
 
     def pipe(self, source: Any) -> Deferred[None]:
@@ -447,7 +470,7 @@ class Stream:
 
     def _send(self) -> None:
         """Hand what is held to the network, unless paused; then release writes."""
-        if self._paused or self._state is _ENDED:
+        if self._paused or self._state is _ENDED or self._head_held:
             return
         held = self._held
         if held:
@@ -575,7 +598,7 @@ class HeadStream(Stream):
 
     __slots__ = ()
 
-    def _start(self) -> None:
+    def _start(self, hold_head: bool = False) -> None:
         request = self._request
         request.write(b"")
         request.finish()

@@ -67,6 +67,10 @@ _SSE_DEFAULTS = (
 )
 
 
+#: Seconds at most an SSE response's head waits for its channels to be
+#: live (one round trip to Redis; longer only while it is unreachable).
+HEAD_HOLD = 5.0
+
 #: Seconds of one synchronous stretch of serving a request (the pipeline,
 #: a ``def`` handler, an ``async def`` handler up to its first ``await``)
 #: past which a warning names the route.
@@ -275,8 +279,12 @@ class ResponseController:
         limit_unacknowledged(
             getattr(request.channel, "transport", None), settings.write_timeout
         )
-        # An event stream bounds what it holds itself (its budget).
-        stream = self._start_stream(keep_open, buffer_limit=None)
+        # An event stream bounds what it holds itself (its budget). With
+        # channels its head waits until they are live here: a client that
+        # sees the response head gets every event published after that.
+        stream = self._start_stream(
+            keep_open, buffer_limit=None, hold_head=bool(channels)
+        )
         last_event_id = header_text(request, b"last-event-id")
         if last_event_id is None:
             last_event_id = _query_value(request, b"lastEventId")
@@ -295,13 +303,31 @@ class ResponseController:
         if opening:
             stream._push(opening)
         if channels:
-            sse.subscribe(
+            joined = sse.subscribe(
                 *channels,
                 history=history,
                 presence=presence,
                 presence_events=presence_events,
             )
+            self._release_when(stream, joined)
         return sse
+
+    def _release_when(self, stream: Stream, joined: Deferred[None]) -> None:
+        """
+        Send the held head once ``joined`` fires, or after `HEAD_HOLD`
+        seconds whatever happens (the hub unreachable: heartbeats go on).
+        """
+        if joined.called:
+            stream._release_head()
+            return
+        cap = self._app.clock.callLater(HEAD_HOLD, stream._release_head)
+
+        def release(_: Any) -> None:
+            if cap.active():
+                cap.cancel()
+            stream._release_head()
+
+        joined.addBoth(release)
 
     def pipe(self, source: Any) -> Deferred[None]:
         """
@@ -609,7 +635,9 @@ class ResponseController:
                 response_headers.setRawHeaders(name, [value])
         return self._start_stream(keep_open, self._app.settings.buffer_limit)
 
-    def _start_stream(self, keep_open: bool, buffer_limit: int | None) -> Stream:
+    def _start_stream(
+        self, keep_open: bool, buffer_limit: int | None, hold_head: bool = False
+    ) -> Stream:
         self._check_open()
         request = self._request
         length = request.responseHeaders.getRawHeaders(b"content-length")
@@ -629,7 +657,7 @@ class ResponseController:
         self._state = _OPEN
         if self._foreign:
             request.finish = self._guarded_finish
-        stream._start()
+        stream._start(hold_head and not head_only)
         if head_only:
             # The head is all there is; stop the handler once it has yielded.
             self._app.clock.callLater(0, stream._lost)

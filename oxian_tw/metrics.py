@@ -85,6 +85,18 @@ _HUB = (
         "gaps",
     ),
     (
+        "oxian_hub_lagged",
+        "counter",
+        "Streams that fell behind and were caught up from history.",
+        "lagged",
+    ),
+    (
+        "oxian_hub_received_bytes",
+        "counter",
+        "Bytes received from the hub's server (Redis).",
+        "received",
+    ),
+    (
         "oxian_hub_present",
         "gauge",
         "Streams present on channels in this process.",

@@ -33,6 +33,7 @@ class Scripted:
     """A backend whose answers the test gives (`answer_follow`, `answer_read`)."""
 
     description = "scripted"
+    received = 0
 
     def __init__(self) -> None:
         self.sink: Any = None
@@ -302,3 +303,48 @@ class LagTests(SynchronousTestCase):
         self.assertEqual([e.data for e in stream.events], [str(n) for n in range(10)])
         hub.publish("news", 10)
         self.assertEqual(stream.events[-1].data, "10")
+
+
+class HeadHeldTests(SynchronousTestCase):
+    """
+    ``sse(channels=...)`` sends its response head once the channels are
+    live in this process, so a client that saw the head gets every event
+    published after it; at most `HEAD_HOLD` seconds.
+    """
+
+    def setUp(self) -> None:
+        from oxian_tw import OxianApp
+        from oxian_tw.testing import TestClient
+
+        from .helpers import make_tree
+
+        route = "def GET(data, ctx):\n    ctx.response.sse(channels=['news'])\n"
+        root = make_tree(self.mktemp(), {"sub.py": route})
+        self.clock = Clock()
+        self.app = OxianApp(root, reactor=self.clock)
+        self.backend = Scripted()
+        self.app.hub = Hub(self.backend, lambda: self.clock, history=10)
+        self.client = TestClient(self.app)
+
+    def test_head_once_live(self) -> None:
+        response = self.client.get("/sub")
+        self.assertNoResult(response)
+        self.backend.answer_follow("news")
+        self.backend.answer_read(Range(Position(EPOCH, 3)))
+        self.client.flush()
+        got = self.successResultOf(response)
+        self.assertEqual(got.code, 200)
+        self.backend.live("news", 4)
+        self.client.flush()
+        self.assertEqual(got.events()[0].data, "4")
+
+    def test_head_at_the_latest_after_the_hold(self) -> None:
+        from oxian_tw._response import HEAD_HOLD
+
+        response = self.client.get("/sub")
+        self.clock.advance(HEAD_HOLD - 0.1)
+        self.client.flush()
+        self.assertNoResult(response)
+        self.clock.advance(0.1)
+        self.client.flush()
+        self.assertEqual(self.successResultOf(response).code, 200)

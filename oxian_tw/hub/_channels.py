@@ -51,6 +51,9 @@ class HubStats:
     #: Times a stream fell behind past its budget and was caught up from
     #: history ("lag").
     lagged: int = 0
+    #: Bytes received from the backend's server (Redis): what following
+    #: only the channels served here saves shows here.
+    received: int = 0
 
 
 def check_channel(name: Any) -> None:

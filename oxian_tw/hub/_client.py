@@ -92,8 +92,13 @@ class RedisProtocol(Protocol):
 
     _log = Logger()
 
-    def __init__(self, on_push: Callable[[Push], None]) -> None:
+    def __init__(
+        self, on_push: Callable[[Push], None], counted: list[int] | None = None
+    ) -> None:
         self._on_push = on_push
+        #: Bytes received, added to ``counted[0]`` (shared by a connection's
+        #: successive protocols).
+        self._counted = counted if counted is not None else [0]
         self._parser = RespParser()
         self._replies: collections.deque[Deferred[Any]] = collections.deque()
         self._subscribing: dict[bytes, Deferred[None]] = {}
@@ -145,6 +150,7 @@ class RedisProtocol(Protocol):
         _abort(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
+        self._counted[0] += len(data)
         try:
             replies = self._parser.feed(data)
         except ProtocolError as e:
@@ -218,11 +224,13 @@ class RedisConnection:
         self.protocol: RedisProtocol | None = None
         #: A connection was ready once since `start`.
         self.was_ready = False
+        #: Bytes received from Redis, over every connection (``[n]``).
+        self.received = [0]
         self._service = ClientService(
             HostnameEndpoint(
                 reactor, address.host, address.port, timeout=CONNECT_TIMEOUT
             ),
-            Factory.forProtocol(lambda: RedisProtocol(on_push)),
+            Factory.forProtocol(lambda: RedisProtocol(on_push, self.received)),
             retryPolicy=backoffPolicy(initialDelay=RETRY_FIRST, maxDelay=RETRY_MAX),
             clock=reactor,
             prepareConnection=self._prepare,  # type: ignore[arg-type]

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -154,6 +154,7 @@ class _Sub:
         "resets",
         "held",
         "group",
+        "waiting",
     )
 
     def __init__(self, stream: ISubscriber) -> None:
@@ -174,6 +175,13 @@ class _Sub:
         #: None for a reset of the feed, body).
         self.held: list[tuple[str, Position | None, bytes]] = []
         self.group: _Group | None = None
+        #: Fired once it is LIVE (or gone): `Hub.subscribe`'s answers.
+        self.waiting: list[Deferred[None]] | None = None
+
+    def joined(self) -> None:
+        waiting, self.waiting = self.waiting, None
+        for d in waiting or ():
+            d.callback(None)
 
 
 @implementer(IFeedSink)
@@ -267,12 +275,13 @@ class Hub:
         history: int = 0,
         presence: Any = None,
         presence_events: bool = False,
-    ) -> None:
+    ) -> Deferred[None]:
         """
         Deliver ``channels`` to ``stream`` until it ends: first what
         ``last_event_id`` says it missed (or a ``reset`` per channel it
         cannot resume), or without one the last ``history`` events of each,
-        then every live event.
+        then every live event. Fires once the stream takes the channels'
+        live events (at once in memory; after a round trip with Redis).
 
         :raises ValueError: past `MAX_STREAM_CHANNELS` channels, or for a
             bad name, history or presence info.
@@ -288,7 +297,7 @@ class Hub:
             stream, channels, history, presence, presence_events
         )
         if not new:
-            return
+            return succeed(None)
         if last_event_id is None:
             start: tuple[Any, ...] = ("tail", history) if history else _LIVE
         elif last_event_id == EARLIEST:
@@ -313,7 +322,12 @@ class Hub:
             feed.joining[sub] = None
         if mine is not None:
             self._lease(new, [mine])
+        joined: Deferred[None] = Deferred()
+        if sub.waiting is None:
+            sub.waiting = []
+        sub.waiting.append(joined)
         self._advance(sub)
+        return joined
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """``{subscriber id: info}`` of every process on ``channel``."""
@@ -335,7 +349,9 @@ class Hub:
 
     def stats(self) -> HubStats:
         """A snapshot of this process's counters (``channels``: followed here)."""
-        return attrs.evolve(self._stats, channels=len(self._feeds))
+        return attrs.evolve(
+            self._stats, channels=len(self._feeds), received=self._backend.received
+        )
 
     def start(self) -> None:
         """Get the backend ready (publishing and subscribing do it too)."""
@@ -585,6 +601,8 @@ class Hub:
                     head = Position(head.epoch, head.n - 1)
                 sub.positions[name] = head
         sub.state = SubState.LAGGING
+        # (Its head, if it still waits, goes out: it will be caught up.)
+        sub.joined()
         # Whatever waited for it is read again from history.
         sub.held.clear()
         sub.replays.clear()
@@ -771,6 +789,7 @@ class Hub:
                 self._feeds[name].groups[key] = group
         group.members[stream] = sub
         sub.group = group
+        sub.joined()
 
     def _own_wire(
         self, key: tuple[str, ...], positions: dict[str, Position], body: bytes
@@ -801,6 +820,7 @@ class Hub:
                     feed.groups.pop(group.key, None)
 
     def _forget(self, sub: _Sub) -> None:
+        sub.joined()
         self._leave_group(sub)
         for feed in self._feeds.values():
             feed.joining.pop(sub, None)

@@ -77,13 +77,14 @@ class IHub(Interface):
         history: int = 0,
         presence: Any = None,
         presence_events: bool = False,
-    ) -> None:
+    ) -> Any:
         """
         Deliver ``channels`` to ``stream`` (an `ISubscriber`) until it ends:
         first what ``last_event_id`` says it missed (or a ``reset``), or
         without one the last ``history`` events of each channel, then every
         live event. With ``presence`` (JSON-able info), the stream is
-        present on those channels while it is open.
+        present on those channels while it is open. Returns a Deferred
+        firing once the stream takes the channels' live events (or ended).
         """
 
     def presence(channel: str) -> Any:
@@ -134,6 +135,7 @@ class IBackend(Interface):
 
     sink = Attribute("The `IFeedSink` live events go to (set by the core).")
     description = Attribute("Where it is, for the log (no credentials).")
+    received = Attribute("Bytes received from its server(s) (0 in memory).")
 
     def start() -> None:
         """Get ready (connect)."""

@@ -69,6 +69,8 @@ class MemoryBackend:
 
     _log = Logger()
     description = "memory"
+    #: Bytes received from a server: none.
+    received = 0
 
     def __init__(
         self,

@@ -150,6 +150,7 @@ class RedisBackend:
         self._followed: dict[bytes, str] = {}
         self._failing = False
         self._was_ready = False
+        self._received = 0
         #: Replies not yet come: one shared timer, not one per command.
         self._due: Deadlines[str] | None = None
 
@@ -160,6 +161,8 @@ class RedisBackend:
 
     def stop(self) -> Deferred[None]:
         connection, self._connection = self._connection, None
+        if connection is not None:
+            self._received = connection.received[0]
         self._was_ready = False
         due, self._due = self._due, None
         if due is not None:
@@ -357,6 +360,12 @@ class RedisBackend:
             return result
 
         return d.addBoth(done)
+
+    @property
+    def received(self) -> int:
+        """Bytes received from Redis since this backend started."""
+        connection = self._connection
+        return connection.received[0] if connection is not None else self._received
 
     def _keys(self, channel: str) -> dict[str, str]:
         return channel_keys(channel, self.address.db)
