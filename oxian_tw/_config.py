@@ -153,7 +153,7 @@ def _hub(value: Any) -> str:
     from .hub import check_hub
 
     if not isinstance(value, str):
-        raise ValueError("expected 'memory' or redis://host[:port][/db]")
+        raise ValueError("expected 'memory' or a Redis URL")
     check_hub(value)
     return value
 
@@ -363,9 +363,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "hub",
         _hub,
-        "Where hub channels live: 'memory' (this process) or "
+        "Where hub channels live: 'memory' (this process), "
         "redis://[[user]:password@]host[:port][/db] (shared by every process "
-        "using that Redis).",
+        "using that Redis) or redis+cluster://host:port[,host:port...] (a "
+        "Redis Cluster); rediss:// and rediss+cluster:// for TLS.",
     ),
     Option(
         "hub-history",

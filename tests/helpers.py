@@ -417,6 +417,164 @@ class RedisServer:
         self.server.process.send_signal(signal.SIGCONT)
 
 
+class RedisCluster:
+    """
+    A real local Redis Cluster: ``primaries`` primaries with ``replicas``
+    replicas each (``redis-server --cluster-enabled``, joined by
+    ``redis-cli --cluster create``), on free 127.0.0.1 ports, without
+    persistence; a node is declared failed after ``node_timeout_ms``.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 1000,
+    ) -> None:
+        import shutil
+        import subprocess
+
+        skip_unless(
+            shutil.which("redis-server") is not None
+            and shutil.which("redis-cli") is not None,
+            "redis-server and redis-cli are not installed "
+            "(Debian: apt-get install redis-server)",
+        )
+        self.nodes: dict[int, WatchedProcess] = {}
+        self.ports: list[int] = []
+        for i in range(primaries * (1 + replicas)):
+            where = os.path.abspath(os.path.join(directory, f"node{i}"))
+            os.makedirs(where, exist_ok=True)
+            port = free_port()
+            self.ports.append(port)
+            self.nodes[port] = WatchedProcess(
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--cluster-port",
+                    str(free_port()),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    os.path.join(where, "nodes.conf"),
+                    "--cluster-node-timeout",
+                    str(node_timeout_ms),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    where,
+                ]
+            )
+        for process in self.nodes.values():
+            process.wait_for("Ready to accept connections", 10)
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.wait_until_ok()
+
+    def url(self, seeds: int = 1) -> str:
+        """``redis+cluster://`` with the first ``seeds`` nodes."""
+        nodes = ",".join(f"127.0.0.1:{port}" for port in self.ports[:seeds])
+        return f"redis+cluster://{nodes}"
+
+    def cli(self, port: int, *args: str) -> str:
+        """A command to one node through ``redis-cli``."""
+        import subprocess
+
+        return subprocess.run(
+            ["redis-cli", "-p", str(port), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+
+    def wait_until_ok(self, timeout: float = 30.0) -> None:
+        """
+        Until every live node says ``cluster_state:ok`` and agrees on the
+        map, and every replica is in sync with its primary.
+        """
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = [p for p, n in self.nodes.items() if n.process.poll() is None]
+            states = {self.cli(p, "CLUSTER", "INFO").split()[0] for p in alive}
+            maps = {self._primary_ports(p) for p in alive}
+            # A replica that never synced cannot take over: wait for the sync.
+            links = {
+                line
+                for p in alive
+                for line in self.cli(p, "INFO", "replication").split()
+                if line.startswith("master_link_status:")
+            }
+            if (
+                states == {"cluster_state:ok"}
+                and len(maps) == 1
+                and links <= {"master_link_status:up"}
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cluster not ok: {states}, {maps}")
+            time.sleep(0.05)
+
+    def _primary_ports(self, port: int) -> frozenset[int]:
+        lines = self.cli(port, "CLUSTER", "NODES").splitlines()
+        return frozenset(
+            int(line.split()[1].split(":")[1].split("@")[0])
+            for line in lines
+            if "master" in line.split()[2] and "fail" not in line.split()[2]
+        )
+
+    def primary_of(self, slot: int) -> int:
+        """The port of the primary serving ``slot``."""
+        for line in self.cli(self.alive()[0], "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return int(fields[1].split(":")[1].split("@")[0])
+        raise AssertionError(f"no primary serves slot {slot}")
+
+    def node_id(self, port: int) -> str:
+        return self.cli(port, "CLUSTER", "MYID").strip()
+
+    def alive(self) -> list[int]:
+        return [p for p, n in self.nodes.items() if n.process.poll() is None]
+
+    def kill(self, port: int) -> None:
+        """``SIGKILL`` a node, as a crash would."""
+        process = self.nodes[port].process
+        process.kill()
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.nodes.values():
+            if process.process.poll() is None:
+                process.process.terminate()
+        for process in self.nodes.values():
+            process.process.wait(timeout=10)
+
+
 def make_certificate(directory: str) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1; returns (key, cert) paths."""
     import datetime

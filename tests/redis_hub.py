@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from oxian_tw.hub import Hub, ISubscriber, RedisHub
-from oxian_tw.hub._client import parse_redis_url
+from oxian_tw.hub._address import parse_redis_url
 from oxian_tw.hub._core import SubState
 from oxian_tw.sse import Decoder, Event
 

@@ -21,7 +21,7 @@ from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
 from oxian_tw.hub import RedisHub
-from oxian_tw.hub._client import parse_redis_url
+from oxian_tw.hub._address import parse_redis_url
 
 from .helpers import RedisServer, TwistdProcess, assert_clean_exit, make_tree
 from .sse_clients import SseClient, pump

@@ -39,6 +39,8 @@ class Scripted:
         self.sink: Any = None
         self.follows: dict[str, Deferred[None]] = {}
         self.reads: list[tuple[str, str, Any, int, Deferred[Range]]] = []
+        #: Each read's ``last`` (the body the core delivered at ``after``).
+        self.lasts: list[bytes | None] = []
         self.unfollowed: list[str] = []
 
     def start(self) -> None:
@@ -51,10 +53,16 @@ class Scripted:
         raise NotImplementedError
 
     def read(
-        self, channel: str, mode: str, after: Any = None, count: int = 0
+        self,
+        channel: str,
+        mode: str,
+        after: Any = None,
+        count: int = 0,
+        last: bytes | None = None,
     ) -> Deferred[Range]:
         d: Deferred[Range] = Deferred()
         self.reads.append((channel, mode, after, count, d))
+        self.lasts.append(last)
         return d
 
     def follow(self, channel: str) -> Deferred[None]:
@@ -129,14 +137,14 @@ class CoreTestCase(SynchronousTestCase):
 
 class BackendInterfaceTests(SynchronousTestCase):
     def test_backends_provide_it(self) -> None:
-        from oxian_tw.hub._client import parse_redis_url
-        from oxian_tw.hub._redis import RedisBackend
+        from oxian_tw.hub._address import parse_redis_url
+        from oxian_tw.hub._redis import OneRedis, RedisBackend
 
         clock = Clock()
         self.assertTrue(verifyObject(IBackend, Scripted()))
         self.assertTrue(verifyObject(IBackend, MemoryBackend(lambda: clock)))
-        redis = RedisBackend(parse_redis_url("redis://127.0.0.1:1/0"), lambda: clock)
-        self.assertTrue(verifyObject(IBackend, redis))
+        one = OneRedis(parse_redis_url("redis://127.0.0.1:1/0"), lambda: clock)
+        self.assertTrue(verifyObject(IBackend, RedisBackend(one, lambda: clock)))
 
 
 class StitchingTests(CoreTestCase):
@@ -230,6 +238,48 @@ class GapTests(CoreTestCase):
         )
         self.assertEqual((mode, after), ("since", Position(EPOCH, 1)))
         self.assertEqual(self.data(self.first), ["1", "2", "3"])
+
+    def test_reconnection_checks_the_last_event(self) -> None:
+        """
+        The read after a reconnection carries the body of the last event
+        delivered, so a backend that failed over can tell whether the event
+        at that position is still the one delivered.
+        """
+        self.backend.live("news", 1)
+        self.backend.live("news", 2)
+        self.backend.sink.lost(["news"])
+        self.backend.answer_follow("news")
+        self.assertEqual(self.backend.lasts[-1], body(2))
+        # Another epoch (the backend found the event changed): one reset,
+        # then what came after the change; nothing to check until then.
+        self.backend.answer_read(Range(Position(OTHER, 2), reset=True))
+        self.assertEqual(self.data(self.first), ["1", "2", "reset"])
+        self.backend.sink.lost()
+        self.backend.answer_follow("news")
+        self.assertIsNone(self.backend.lasts[-1])
+
+    def test_stale_events_of_an_old_epoch_dropped(self) -> None:
+        """
+        Events of an epoch the channel no longer has, arriving before the
+        read that found its new epoch, are dropped: not delivered, and not
+        one more read each (they would never stop).
+        """
+        self.backend.live("news", 1)
+        self.backend.sink.lost(["news"])
+        self.backend.answer_follow("news")
+        self.backend.live("news", 2)  # published before the epoch changed
+        self.backend.answer_read(Range(Position(OTHER, 2), reset=True))
+        self.assertEqual(self.backend.reads, [])
+        self.backend.live("news", 3, OTHER)
+        self.assertEqual(self.data(self.first), ["1", "reset", "3"])
+
+    def test_lost_names_its_channels(self) -> None:
+        """A Cluster's moved slot: only its channels are followed again."""
+        self.stream("other")
+        self.live_feed("other", 0)
+        self.backend.live("news", 1)
+        self.backend.sink.lost(["other", "gone"])
+        self.assertEqual(list(self.backend.follows), ["other"])
 
     def test_failed_read_retried_later(self) -> None:
         self.backend.live("news", 1)

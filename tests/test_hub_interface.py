@@ -14,7 +14,7 @@ from zope.interface.verify import verifyClass, verifyObject
 
 from oxian_tw import _eventstream
 from oxian_tw.hub import IHub, ISubscriber, MemoryHub, RedisHub, make_hub
-from oxian_tw.hub._client import parse_redis_url
+from oxian_tw.hub._address import parse_redis_url
 
 from .helpers import RoutesTestCase
 

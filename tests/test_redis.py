@@ -9,7 +9,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from oxian_tw.hub._client import RedisAddress, RedisProtocol, parse_redis_url
+from oxian_tw.hub._address import RedisAddress, parse_cluster_url, parse_redis_url
+from oxian_tw.hub._client import RedisProtocol
 from oxian_tw.hub._resp import Push, RespError
 
 
@@ -106,7 +107,58 @@ class UrlTests(SynchronousTestCase):
             "redis://h:x",
             "redis://h/db",
             "redis://h/1?x=1",
-            "rediss://h",
+            "redis://h?ssl_ca_certs=/ca.pem",
+            "rediss://h?ssl_ca_certs=",
+            "redis://h:1:2",
+            "redis+cluster://h:1",
         ):
             with self.assertRaises(ValueError, msg=url):
                 parse_redis_url(url)
+
+    def test_tls(self) -> None:
+        """``rediss://`` is TLS, trusting the system's CAs or the one given."""
+        address = parse_redis_url("rediss://:pw@cache.example:6380/2")
+        self.assertEqual(
+            (address.host, address.port, address.db, address.tls, address.ca),
+            ("cache.example", 6380, 2, True, None),
+        )
+        self.assertEqual(str(address), "rediss://cache.example:6380/2")
+        address = parse_redis_url("rediss://h?ssl_ca_certs=/etc/ca.pem")
+        self.assertEqual(address.ca, "/etc/ca.pem")
+
+
+class ClusterUrlTests(SynchronousTestCase):
+    def test_forms(self) -> None:
+        """Seeds in order (repeats once), credentials, TLS; no /db."""
+        address = parse_cluster_url(
+            "redis+cluster://app:s%40cret@h1:7000,10.0.0.2:7001,[::1]:7002,h1:7000/"
+        )
+        self.assertEqual(
+            address.seeds, (("h1", 7000), ("10.0.0.2", 7001), ("::1", 7002))
+        )
+        self.assertEqual((address.username, address.password), ("app", "s@cret"))
+        self.assertFalse(address.tls)
+        self.assertEqual(
+            str(address), "redis+cluster://h1:7000,10.0.0.2:7001,[::1]:7002"
+        )
+        self.assertNotIn("cret", repr(address))
+        node = address.node("10.0.0.9", 7005)
+        self.assertEqual((node.host, node.port, node.db), ("10.0.0.9", 7005, 0))
+        self.assertEqual(node.password, "s@cret")
+        secure = parse_cluster_url("rediss+cluster://h:7000?ssl_ca_certs=/ca.pem")
+        self.assertEqual((secure.tls, secure.ca), (True, "/ca.pem"))
+        self.assertTrue(secure.node("h", 7001).tls)
+
+    def test_refused(self) -> None:
+        for url in (
+            "redis://h:7000",
+            "redis+cluster://",
+            "redis+cluster://h",
+            "redis+cluster://h:7000,",
+            "redis+cluster://h:7000/1",
+            "redis+cluster://h:70000",
+            "redis+cluster://h:7000?x=1",
+            "redis+cluster://h:7000?ssl_ca_certs=/ca.pem",
+        ):
+            with self.assertRaises(ValueError, msg=url):
+                parse_cluster_url(url)

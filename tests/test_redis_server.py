@@ -195,7 +195,7 @@ class RedisHubServerTests(RedisHubTestCase):
         first = await publisher.publish("news", 1)
         await until(lambda: len(stream.events) == 1)
         self.redis.stop()
-        connection = publisher._backend._connection  # type: ignore[attr-defined]
+        connection = publisher._backend.nodes._connection  # type: ignore[attr-defined]
         await until(lambda: connection.protocol is None)
         with self.assertRaises(HubUnavailable):
             await publisher.publish("news", 2)

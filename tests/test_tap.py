@@ -343,7 +343,12 @@ class ConfigFileTests(SynchronousTestCase):
             ("body-limit = \n", "t.toml: not valid TOML: "),
             (
                 'hub = "https://h"\n',
-                "t.toml: hub: expected 'memory' or redis://host[:port][/db]",
+                "t.toml: hub: expected 'memory', redis[s]://host[:port][/db] or "
+                "redis[s]+cluster://host:port[,host:port...]",
+            ),
+            (
+                'hub = "redis+cluster://h:7000/1"\n',
+                "t.toml: hub: a Redis Cluster has only database 0: no /db",
             ),
         ]
         for text, expected in cases:

@@ -3,9 +3,10 @@ The hub (SPEC §11): named channels that SSE streams subscribe to, with
 history, exact resume, epochs, idempotent publish and presence.
 
 One core (`Hub`, written once) over a backend (`IBackend`): memory
-(``--hub memory``, one process) or Redis (``--hub redis://...``, every
-process sharing it). `make_hub` picks one from the ``--hub`` URL's scheme;
-nothing outside this package knows what Redis is.
+(``--hub memory``, one process) or Redis (``--hub redis://...`` or a
+Cluster, ``--hub redis+cluster://...``, every process sharing it).
+`make_hub` picks one from the ``--hub`` URL's scheme; nothing outside this
+package knows what Redis is.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._address import parse_cluster_url, parse_redis_url
 from ._channels import (
     EARLIEST,
     IDEMPOTENCY_WINDOW,
@@ -20,7 +22,7 @@ from ._channels import (
     RESET_EVENT,
     HubStats,
 )
-from ._client import parse_redis_url
+from ._cluster import ClusterHub
 from ._core import Hub
 from ._ids import MAX_STREAM_CHANNELS
 from ._interface import IBackend, IHub, ISubscriber
@@ -34,6 +36,7 @@ __all__ = (
     "MAX_STREAM_CHANNELS",
     "RESET_EVENT",
     "SCHEMES",
+    "ClusterHub",
     "Hub",
     "HubStats",
     "IBackend",
@@ -49,24 +52,32 @@ __all__ = (
 )
 
 #: ``--hub`` values: ``memory``, or a URL whose scheme names the backend.
-SCHEMES = ("memory", "redis://")
+SCHEMES = ("memory", "redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
+
+_CLUSTER = ("redis+cluster://", "rediss+cluster://")
 
 
 def check_hub(where: str) -> None:
     """:raises ValueError: for a ``--hub`` no backend serves."""
-    if where == "memory":
-        return
-    if where.startswith("redis://"):
-        parse_redis_url(where)
-        return
-    raise ValueError("expected 'memory' or redis://host[:port][/db]")
+    describe_hub(where)
 
 
 def describe_hub(where: str) -> str:
-    """``--hub`` for a log line: a URL without its credentials."""
+    """
+    ``--hub`` for a log line: a URL without its credentials.
+
+    :raises ValueError: for a ``--hub`` no backend serves.
+    """
     if where == "memory":
         return where
-    return str(parse_redis_url(where))
+    if where.startswith(_CLUSTER):
+        return str(parse_cluster_url(where))
+    if where.startswith(("redis://", "rediss://")):
+        return str(parse_redis_url(where))
+    raise ValueError(
+        "expected 'memory', redis[s]://host[:port][/db] or "
+        "redis[s]+cluster://host:port[,host:port...]"
+    )
 
 
 def make_hub(
@@ -88,4 +99,6 @@ def make_hub(
     }
     if where == "memory":
         return MemoryHub(clock, **limits)
+    if where.startswith(_CLUSTER):
+        return ClusterHub(parse_cluster_url(where), clock, **limits)
     return RedisHub(parse_redis_url(where), clock, **limits)

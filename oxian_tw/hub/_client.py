@@ -14,18 +14,17 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import attrs
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .._text import is_decimal
+from ._address import RedisAddress
 from ._resp import ProtocolError, Push, RespError, RespParser, encode_command
 
 #: Seconds before the first reconnection attempt and at most between two.
@@ -34,54 +33,27 @@ RETRY_MAX = 5.0
 CONNECT_TIMEOUT = 5.0
 
 
-@attrs.frozen
-class RedisAddress:
-    """Where the hub's Redis is: ``redis://[[user]:password@]host[:port][/db]``."""
-
-    host: str
-    port: int = 6379
-    db: int = 0
-    username: str | None = attrs.field(default=None, repr=False)
-    password: str | None = attrs.field(default=None, repr=False)
-
-    def __str__(self) -> str:
-        return f"redis://{self.host}:{self.port}/{self.db}"
-
-
-def parse_redis_url(url: str) -> RedisAddress:
-    """
-    :raises ValueError: for anything but ``redis://host[:port][/db]``, with
-        optional ``user:password@`` or ``:password@``.
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "redis" or not parts.hostname:
-        raise ValueError("expected redis://host[:port][/db]")
-    if parts.query or parts.fragment:
-        raise ValueError("a Redis URL has no query or fragment")
-    try:
-        port = 6379 if parts.port is None else parts.port
-    except ValueError:
-        port = 0
-    if not 0 < port < 65536:
-        raise ValueError("the port is a number from 1 to 65535")
-    path = parts.path.strip("/")
-    if path and not is_decimal(path):
-        raise ValueError("the database after the / is a number")
-    password = None if parts.password is None else unquote(parts.password)
-    return RedisAddress(
-        host=parts.hostname,
-        port=port,
-        db=int(path or 0),
-        username=unquote(parts.username) if parts.username else None,
-        password=password,
-    )
-
-
 _LOST = Failure(ConnectionLost())
 
-# Pub/sub confirmations (RESP3 pushes): the protocol's own business.
-_SUBSCRIBED = frozenset({b"subscribe", b"ssubscribe"})
-_CONFIRMATIONS = _SUBSCRIBED | {b"unsubscribe", b"sunsubscribe"}
+# Pub/sub confirmations (RESP3 pushes): the protocol's own business,
+# except an unsubscription nobody asked for (a Cluster's slot moved away).
+_CONFIRMATIONS = frozenset(
+    {b"subscribe", b"ssubscribe", b"unsubscribe", b"sunsubscribe"}
+)
+
+
+class _Confirmation:
+    """
+    A (un)subscription in the reply queue: Redis answers it in order, with a
+    push in RESP3 (or an error reply, e.g. ``MOVED`` on a Cluster).
+    """
+
+    __slots__ = ("kind", "channel", "deferred")
+
+    def __init__(self, kind: bytes, channel: bytes) -> None:
+        self.kind = kind
+        self.channel = channel
+        self.deferred: Deferred[None] = Deferred()
 
 
 class RedisProtocol(Protocol):
@@ -93,18 +65,27 @@ class RedisProtocol(Protocol):
     _log = Logger()
 
     def __init__(
-        self, on_push: Callable[[Push], None], counted: list[int] | None = None
+        self,
+        on_push: Callable[[Push], None],
+        counted: list[int] | None = None,
+        on_made: Callable[[RedisProtocol], None] | None = None,
     ) -> None:
         self._on_push = on_push
+        self._on_made = on_made
         #: Bytes received, added to ``counted[0]`` (shared by a connection's
         #: successive protocols).
         self._counted = counted if counted is not None else [0]
         self._parser = RespParser()
-        self._replies: collections.deque[Deferred[Any]] = collections.deque()
-        self._subscribing: dict[bytes, Deferred[None]] = {}
+        self._replies: collections.deque[Deferred[Any] | _Confirmation] = (
+            collections.deque()
+        )
         self._lost: Failure | None = None
         #: Fires with why (an exception) once the connection is lost.
         self.lost: Deferred[BaseException] = Deferred()
+
+    def connectionMade(self) -> None:
+        if self._on_made is not None:
+            self._on_made(self)
 
     @property
     def open(self) -> bool:
@@ -126,21 +107,21 @@ class RedisProtocol(Protocol):
     def subscribe(self, channel: bytes, sharded: bool = False) -> Deferred[None]:
         """
         ``SUBSCRIBE`` (``SSUBSCRIBE`` when ``sharded``): fires once Redis
-        confirmed (with a push, in RESP3).
+        confirmed (with a push, in RESP3), fails with its error reply.
         """
+        return self._pubsub(b"ssubscribe" if sharded else b"subscribe", channel)
+
+    def unsubscribe(self, channel: bytes, sharded: bool = False) -> Deferred[None]:
+        """``UNSUBSCRIBE`` (``SUNSUBSCRIBE``): fires once Redis confirmed."""
+        return self._pubsub(b"sunsubscribe" if sharded else b"unsubscribe", channel)
+
+    def _pubsub(self, kind: bytes, channel: bytes) -> Deferred[None]:
         if not self.open:
             return fail(ConnectionLost("not connected to Redis"))
-        confirmed: Deferred[None] = Deferred()
-        self._subscribing[channel] = confirmed
-        command = b"SSUBSCRIBE" if sharded else b"SUBSCRIBE"
-        self._write(encode_command(command, channel))
-        return confirmed
-
-    def unsubscribe(self, channel: bytes, sharded: bool = False) -> None:
-        """``UNSUBSCRIBE`` (``SUNSUBSCRIBE``); its confirmation is not awaited."""
-        if self.open:
-            command = b"SUNSUBSCRIBE" if sharded else b"UNSUBSCRIBE"
-            self._write(encode_command(command, channel))
+        waiting = _Confirmation(kind, channel)
+        self._replies.append(waiting)
+        self._write(encode_command(kind.upper(), channel))
+        return waiting.deferred
 
     def _write(self, data: bytes) -> None:
         assert self.transport is not None, "written only while open"
@@ -164,6 +145,8 @@ class RedisProtocol(Protocol):
                 self._push(reply)
             elif self._replies:
                 waiting = self._replies.popleft()
+                if isinstance(waiting, _Confirmation):
+                    waiting = waiting.deferred
                 if isinstance(reply, RespError):
                     waiting.errback(reply)
                 else:
@@ -177,18 +160,28 @@ class RedisProtocol(Protocol):
 
     def _push(self, push: Push) -> None:
         if len(push) >= 2 and push[0] in _CONFIRMATIONS:
-            if push[0] in _SUBSCRIBED:
-                confirmed = self._subscribing.pop(push[1], None)
-                if confirmed is not None:
-                    confirmed.callback(None)
-            return
+            replies = self._replies
+            if replies:
+                head = replies[0]
+                if (
+                    isinstance(head, _Confirmation)
+                    and head.kind == push[0]
+                    and head.channel == push[1]
+                ):
+                    replies.popleft()
+                    head.deferred.callback(None)
+                    return
+            if push[0] != b"sunsubscribe":
+                return
+            # Unasked: the Cluster moved the channel's slot away.
         self._on_push(push)
 
     def connectionLost(self, reason: Failure = _LOST) -> None:
         self._lost = reason
-        waiting = [*self._replies, *self._subscribing.values()]
+        waiting = [
+            w.deferred if isinstance(w, _Confirmation) else w for w in self._replies
+        ]
         self._replies.clear()
-        self._subscribing.clear()
         for d in waiting:
             d.errback(ConnectionLost(f"lost the connection to Redis: {reason.value}"))
         self.lost.callback(reason.value or ConnectionLost())
@@ -200,6 +193,12 @@ class RedisConnection:
     3`` with the credentials, ``SELECT``, then the owner's ``prepare``)
     before `protocol` is set and ``on_ready`` runs; a lost one is logged
     and a new one is attempted with backoff.
+
+    The preparation is ours, not ``ClientService``'s ``prepareConnection``:
+    a connection rejected there, or a service stopped during it, leaves the
+    service a disconnection it has no transition for (Twisted 25). A
+    refused connection is closed after a backoff of its own, since the
+    service's restarts from its first delay once connected.
 
     :param reactor: ``IReactorTCP`` and ``IReactorTime``.
     :param prepare: called with each new protocol; a Deferred it returns
@@ -218,6 +217,7 @@ class RedisConnection:
         on_ready: Callable[[RedisProtocol], None],
     ) -> None:
         self.address = address
+        self._reactor = reactor
         self._prepare_more = prepare
         self._on_ready = on_ready
         #: The ready protocol, ``None`` while (re)connecting.
@@ -226,14 +226,18 @@ class RedisConnection:
         self.was_ready = False
         #: Bytes received from Redis, over every connection (``[n]``).
         self.received = [0]
+        #: Waiting for the attempt under way (`first_attempt`).
+        self._first: list[Deferred[RedisProtocol]] = []
+        #: Connections refused in a row (their close is delayed more each).
+        self._refused = 0
+        self._closing: Any = None
         self._service = ClientService(
-            HostnameEndpoint(
-                reactor, address.host, address.port, timeout=CONNECT_TIMEOUT
+            endpoint(reactor, address),
+            Factory.forProtocol(
+                lambda: RedisProtocol(on_push, self.received, on_made=self._prepare)
             ),
-            Factory.forProtocol(lambda: RedisProtocol(on_push, self.received)),
             retryPolicy=backoffPolicy(initialDelay=RETRY_FIRST, maxDelay=RETRY_MAX),
             clock=reactor,
-            prepareConnection=self._prepare,  # type: ignore[arg-type]
         )
 
     @property
@@ -249,16 +253,33 @@ class RedisConnection:
     def stop(self) -> Deferred[None]:
         """Disconnect and stop reconnecting."""
         self.protocol = None
-        return self._service.stopService()
+        closing, self._closing = self._closing, None
+        if closing is not None and closing.active():
+            closing.cancel()
+        self._attempted(Failure(ConnectionLost("stopped")))
+        stopped: Deferred[None] = self._service.stopService()
+        return stopped
 
     def first_attempt(self) -> Deferred[RedisProtocol]:
         """The ready protocol once the attempt under way succeeds; fails if it fails."""
-        connected: Deferred[RedisProtocol] = self._service.whenConnected(
-            failAfterFailures=1
-        )  # type: ignore[assignment]
-        return connected
+        waiting: Deferred[RedisProtocol] = Deferred()
+        self._first.append(waiting)
+        if len(self._first) == 1:
+            # Fails when the TCP (or TLS) connection does; a refused
+            # preparation is told by `_prepare`.
+            connected: Deferred[Any] = self._service.whenConnected(failAfterFailures=1)
+            connected.addErrback(self._attempted)
+        return waiting
 
-    def _prepare(self, protocol: RedisProtocol) -> Deferred[None]:
+    def _attempted(self, outcome: RedisProtocol | Failure) -> None:
+        first, self._first = self._first, []
+        for waiting in first:
+            if isinstance(outcome, Failure):
+                waiting.errback(outcome)
+            else:
+                waiting.callback(outcome)
+
+    def _prepare(self, protocol: RedisProtocol) -> None:
         address = self.address
         hello: list[bytes | str | int] = [b"HELLO", 3]
         if address.password is not None:
@@ -269,6 +290,9 @@ class RedisConnection:
         steps.addCallback(lambda _: self._prepare_more(protocol))
 
         def ready(_: object) -> None:
+            if not protocol.open or not self._service.running:
+                return
+            self._refused = 0
             self.protocol = protocol
             if not self.was_ready:
                 self._log.info("hub: connected to Redis at {address}", address=address)
@@ -280,19 +304,26 @@ class RedisConnection:
             self.was_ready = True
             protocol.lost.addCallback(self._lost, protocol)
             self._on_ready(protocol)
+            self._attempted(protocol)
 
-        def refused(failure: Failure) -> Failure:
-            # A refused HELLO/AUTH/SELECT leaves a connection open that the
-            # ClientService does not know about.
-            _abort(protocol.transport)
-            self._log.warn(
-                "hub: cannot use Redis at {address}: {why}",
-                address=address,
-                why=failure.value,
-            )
-            return failure
+        def refused(failure: Failure) -> None:
+            if not protocol.open or not self._service.running:
+                # Lost or stopped meanwhile: the service goes on from there.
+                self._attempted(failure)
+                return
+            if not self._refused:
+                self._log.warn(
+                    "hub: cannot use Redis at {address}: {why}",
+                    address=address,
+                    why=failure.value,
+                )
+            delay = min(RETRY_FIRST * 2**self._refused, RETRY_MAX)
+            self._refused += 1
+            self._attempted(failure)
+            # Closed (and so attempted again) after a backoff of its own.
+            self._closing = self._reactor.callLater(delay, _close, protocol)
 
-        return steps.addCallbacks(ready, refused)
+        steps.addCallbacks(ready, refused)
 
     def _lost(self, why: BaseException, protocol: RedisProtocol) -> None:
         if self.protocol is not protocol:
@@ -304,6 +335,35 @@ class RedisConnection:
                 address=self.address,
                 why=why,
             )
+
+
+def _close(protocol: RedisProtocol) -> None:
+    transport = protocol.transport
+    if transport is not None and protocol.open:
+        transport.loseConnection()
+
+
+def endpoint(reactor: Any, address: RedisAddress) -> IStreamClientEndpoint:
+    """How to reach ``address``: TCP, in TLS for ``rediss://``."""
+    tcp = HostnameEndpoint(reactor, address.host, address.port, timeout=CONNECT_TIMEOUT)
+    if not address.tls:
+        return tcp
+    from twisted.internet import ssl
+
+    trust = None
+    if address.ca is not None:
+        with open(address.ca, "rb") as pem:
+            bundle = pem.read()
+        end = b"-----END CERTIFICATE-----"
+        trust = ssl.trustRootFromCertificates(
+            [
+                ssl.Certificate.loadPEM(block + end)
+                for block in bundle.split(end)
+                if b"-----BEGIN" in block
+            ]
+        )
+    options = ssl.optionsForClientTLS(address.host, trustRoot=trust)
+    return wrapClientTLS(options, tcp)
 
 
 def _abort(transport: object) -> None:

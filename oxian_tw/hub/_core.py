@@ -96,13 +96,25 @@ _FEED_TRANSITIONS = {
 class _Feed:
     """This process following one channel."""
 
-    __slots__ = ("channel", "state", "head", "held", "groups", "joining", "generation")
+    __slots__ = (
+        "channel",
+        "state",
+        "head",
+        "last",
+        "held",
+        "groups",
+        "joining",
+        "generation",
+    )
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self.state = FeedState.FOLLOWING
         #: The last event delivered (``None``: not known yet).
         self.head: Position | None = None
+        #: Its body, when this process delivered it (checked after a
+        #: reconnection: a failover may have put another event there).
+        self.last: bytes | None = None
         #: Live events that arrived while it was not LIVE.
         self.held: list[tuple[Position, bytes]] = []
         #: The groups whose channel set has this channel.
@@ -199,8 +211,8 @@ class _Sink:
     def announced(self, channel: str, wire: bytes) -> None:
         self._hub._announced(channel, wire)
 
-    def lost(self) -> None:
-        self._hub._lost()
+    def lost(self, channels: Iterable[str] | None = None) -> None:
+        self._hub._lost(channels)
 
 
 @implementer(IHub)
@@ -397,9 +409,13 @@ class Hub:
         for sub in feed.joining:
             sub.held.append((channel, None, wire))
 
-    def _lost(self) -> None:
-        """The backend reconnected: follow every channel again, catching up."""
-        for feed in self._feeds.values():
+    def _lost(self, channels: Iterable[str] | None) -> None:
+        """The backend reconnected: follow the channels again, catching up."""
+        feeds = self._feeds
+        for name in list(feeds) if channels is None else channels:
+            feed = feeds.get(name)
+            if feed is None:
+                continue
             if feed.state is not FeedState.FOLLOWING:
                 feed.move(FeedState.FOLLOWING)
             self._follow(feed)
@@ -434,7 +450,7 @@ class Hub:
             read: Deferred[Range] = self._backend.read(feed.channel, "head")
         else:
             # Followed again (reconnected): what was missed meanwhile.
-            read = self._backend.read(feed.channel, "since", feed.head)
+            read = self._backend.read(feed.channel, "since", feed.head, last=feed.last)
         read.addCallbacks(
             self._feed_read,
             self._feed_not_read,
@@ -462,7 +478,9 @@ class Hub:
             head=str(feed.head),
         )
         generation = feed.generation
-        read: Deferred[Range] = self._backend.read(feed.channel, "since", feed.head)
+        read: Deferred[Range] = self._backend.read(
+            feed.channel, "since", feed.head, last=feed.last
+        )
         read.addCallbacks(
             self._feed_read,
             self._feed_not_read,
@@ -484,6 +502,9 @@ class Hub:
             for n, body in result.events:
                 if n > feed.head.n:
                     self._live(feed, Position(result.head.epoch, n), body)
+            if feed.head != result.head:
+                # Its last event was not delivered here: nothing to check.
+                feed.last = None
             feed.head = result.head
         feed.move(FeedState.LIVE)
         # Streams waiting for the feed start from where the read found it:
@@ -491,7 +512,13 @@ class Hub:
         for sub in list(feed.joining):
             self._advance(sub)
         held, feed.held = feed.held, []
+        epoch = result.head.epoch
         for position, body in held:
+            if position.epoch != epoch:
+                # Arrived before the read's answer (one connection, in
+                # order), so published before it, on an epoch the channel
+                # no longer has: the read knew better.
+                continue
             if feed.state is FeedState.LIVE:
                 self._event(feed.channel, position, body)
             else:
@@ -524,10 +551,12 @@ class Hub:
         for sub in feed.joining:
             sub.held.append((feed.channel, None, wire))
         feed.head = head
+        feed.last = None
 
     def _live(self, feed: _Feed, position: Position, body: bytes) -> None:
         """The channel's next event: to its groups, and its joining streams."""
         feed.head = position
+        feed.last = body
         for group in list(feed.groups.values()):
             self._fan_out(group, self._wire(group.key, body), feed.channel)
         for sub in list(feed.joining):

@@ -117,10 +117,11 @@ class IFeedSink(Interface):
     def announced(channel: str, wire: bytes) -> None:
         """A presence event (``join``/``leave``, no id) on ``channel``."""
 
-    def lost() -> None:
+    def lost(channels: Any = None) -> None:
         """
-        Live events may have been lost on every followed channel (the
-        backend reconnected): the core follows them again and catches up.
+        Live events may have been lost on ``channels`` (an iterable; ``None``:
+        every followed channel), after a reconnection or a Cluster's slot
+        moving: the core follows them again and catches up.
         """
 
 
@@ -153,7 +154,9 @@ class IBackend(Interface):
         `HubTimeout` (sent, unconfirmed).
         """
 
-    def read(channel: str, mode: str, after: Any = None, count: int = 0) -> Any:
+    def read(
+        channel: str, mode: str, after: Any = None, count: int = 0, last: Any = None
+    ) -> Any:
         """
         A Deferred of a `Range`: the channel's head and what it keeps,
         ``mode`` ``"head"`` (no events), ``"after"`` (the events after the
@@ -162,6 +165,11 @@ class IBackend(Interface):
         everything the new epoch kept: for a process that was live up to
         ``after``), ``"earliest"`` (everything kept) or ``"tail"`` (the
         last ``count``). A channel that has no epoch yet gets one.
+        ``last``, for ``"since"``: the body of the event at ``after`` as
+        this process delivered it; a backend that can lose acknowledged
+        events (Redis failing over to a replica) compares it and, when the
+        channel holds another event there (or went back before it), gives
+        the channel a new epoch and answers a reset.
         """
 
     def follow(channel: str) -> Any:

@@ -133,7 +133,10 @@ class MemoryBackend:
         mode: str,
         after: Position | None = None,
         count: int = 0,
+        last: bytes | None = None,
     ) -> Deferred[Range]:
+        # (``last`` is not checked: in one process nothing is lost in a
+        # failover, nothing numbered twice.)
         now = self._clock().seconds()
         target = self._channel(channel, now)
         self._evict(target, now)

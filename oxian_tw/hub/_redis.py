@@ -42,7 +42,7 @@ import functools
 import hashlib
 import importlib.resources
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionLost
@@ -58,14 +58,23 @@ from .._config import (
 )
 from .._deadlines import Deadlines
 from .._errors import HubTimeout, HubUnavailable
+from ._address import RedisAddress
 from ._channels import IDEMPOTENCY_WINDOW
-from ._client import RedisAddress, RedisConnection, RedisProtocol
+from ._client import RedisConnection, RedisProtocol
 from ._core import Hub, Range
 from ._ids import Position
 from ._interface import IBackend
 from ._resp import Push, RespError
 
-__all__ = ("PUBLISH_TIMEOUT", "RedisBackend", "RedisHub", "channel_keys")
+__all__ = (
+    "PUBLISH_TIMEOUT",
+    "Nodes",
+    "OneRedis",
+    "RedisBackend",
+    "RedisHub",
+    "channel_keys",
+    "on_connection",
+)
 
 #: Seconds a publish, or a read, waits for Redis's answer before failing
 #: (a publish with 504: it may have been stored).
@@ -100,6 +109,13 @@ def _tag(channel: str) -> str:
     return "{" + escaped + "}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _routing_key(channel: str) -> bytes:
+    """What a Cluster hashes for every key of ``channel``: its hash tag."""
+    return _tag(channel).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=4096)
 def channel_keys(channel: str, db: int = 0) -> dict[str, str]:
     """A channel's keys and pub/sub channel (see the module docstring)."""
     base = f"{PREFIX}:{_tag(channel)}"
@@ -113,62 +129,93 @@ def channel_keys(channel: str, db: int = 0) -> dict[str, str]:
     }
 
 
-@implementer(IBackend)
-class RedisBackend:
+class Nodes(Protocol):
     """
-    Channels in one Redis (see the module docstring).
-
-    :param clock: returns the reactor (``IReactorTCP``, ``IReactorTime``),
-        resolved late.
-    :param connect: builds the connection (tests pass a fake); the default
-        is a `RedisConnection` to ``address``.
+    The Redis servers a `RedisBackend` talks to: one (`OneRedis`) or a
+    Cluster's primaries (`oxian_tw.hub._cluster.ClusterNodes`), each
+    command sent to the one that holds the channel.
     """
 
-    _log = Logger()
-    #: Pub/sub commands: classic on one Redis (``SPUBLISH`` on a Cluster).
-    _publish_command = b"PUBLISH"
-    _sharded = False
+    #: For the log (no credentials).
+    description: str
+    #: The database (pub/sub names carry it: pub/sub spans databases).
+    db: int
+    #: Sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``, a Cluster) or not.
+    sharded: bool
+
+    @property
+    def received(self) -> int:
+        """Bytes received from every server since the first `start`."""
+
+    def start(
+        self,
+        on_push: Callable[[Push], None],
+        on_lost: Callable[[Callable[[bytes], bool] | None], None],
+        on_ready: Callable[[], None],
+    ) -> None:
+        """
+        Connect: pushes go to ``on_push``; ``on_lost(which)`` says that the
+        subscriptions whose pub/sub names ``which`` accepts (``None``: all)
+        were lost (a reconnection, a slot moved) and must be made again;
+        ``on_ready`` that a server answers again.
+        """
+
+    def stop(self) -> Deferred[None]:
+        """Disconnect from every server."""
+
+    def run(
+        self, key: bytes, call: Callable[..., Deferred[Any]], *args: Any
+    ) -> Deferred[Any]:
+        """
+        ``call(protocol, *args)`` on the connection to the server holding
+        ``key`` (any of a channel's keys: they share a slot), once ready.
+        """
+
+
+class OneRedis:
+    """One Redis server (`Nodes`): every command on one connection."""
+
+    db: int
+    sharded = False
 
     def __init__(
         self,
         address: RedisAddress,
         clock: Callable[[], Any],
-        *,
-        history: int = HUB_HISTORY,
-        history_bytes: int = HUB_HISTORY_BYTES,
-        history_age: float = HUB_HISTORY_AGE,
         connect: Callable[..., RedisConnection] = RedisConnection,
     ) -> None:
-        self.sink: Any = None
         self.address = address
         self.description = str(address)
+        self.db = address.db
         self._clock = clock
         self._connect = connect
-        self._limits = (str(history), str(history_bytes), str(int(history_age * 1000)))
         self._connection: RedisConnection | None = None
-        #: pub/sub channel -> channel, for what this process follows.
-        self._followed: dict[bytes, str] = {}
-        self._failing = False
         self._was_ready = False
         self._received = 0
-        #: Replies not yet come: one shared timer, not one per command.
-        self._due: Deadlines[str] | None = None
+        self._on_push: Callable[[Push], None] = _ignore
+        self._on_lost: Callable[[Callable[[bytes], bool] | None], None] = _ignore
+        self._on_ready: Callable[[], None] = _nothing
 
-    # Connection.
+    @property
+    def received(self) -> int:
+        connection = self._connection
+        return connection.received[0] if connection is not None else self._received
 
-    def start(self) -> None:
+    def start(
+        self,
+        on_push: Callable[[Push], None],
+        on_lost: Callable[[Callable[[bytes], bool] | None], None],
+        on_ready: Callable[[], None],
+    ) -> None:
+        self._on_push, self._on_lost, self._on_ready = on_push, on_lost, on_ready
         self._started()
 
     def stop(self) -> Deferred[None]:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            self._received = connection.received[0]
         self._was_ready = False
-        due, self._due = self._due, None
-        if due is not None:
-            due.stop()
         if connection is None:
             return succeed(None)
+        self._received = connection.received[0]
         stopped: Deferred[None] = connection.stop()
         return stopped
 
@@ -177,7 +224,7 @@ class RedisBackend:
             self._connection = self._connect(
                 self.address,
                 self._clock(),
-                on_push=self._pushed,
+                on_push=self._on_push,
                 prepare=_prepared,
                 on_ready=self._ready,
             )
@@ -185,24 +232,93 @@ class RedisBackend:
         return self._connection
 
     def _ready(self, protocol: RedisProtocol) -> None:
-        self._failing = False
+        self._on_ready()
         if self._was_ready:
-            # A new connection: subscriptions (and pushes) were lost with
-            # the old one; the core follows its channels again.
-            self._followed.clear()
-            self.sink.lost()
+            # Subscriptions (and pushes) were lost with the old connection.
+            self._on_lost(None)
         self._was_ready = True
 
-    def _when_ready(
-        self, run: Callable[..., Deferred[Any]], *args: Any
+    def run(
+        self, key: bytes, call: Callable[..., Deferred[Any]], *args: Any
     ) -> Deferred[Any]:
-        """``run(protocol, *args)`` on the ready connection, or its first one."""
         connection = self._started()
-        if connection.protocol is not None:
-            return run(connection.protocol, *args)
-        if connection.was_ready:
-            return fail(ConnectionLost("not connected to Redis"))
-        return connection.first_attempt().addCallback(run, *args)
+        return on_connection(connection, call, *args)
+
+
+def on_connection(
+    connection: RedisConnection, call: Callable[..., Deferred[Any]], *args: Any
+) -> Deferred[Any]:
+    """``call(protocol, *args)`` on ``connection``'s ready protocol, or its first."""
+    if connection.protocol is not None:
+        return call(connection.protocol, *args)
+    if connection.was_ready:
+        return fail(ConnectionLost("not connected to Redis"))
+    return connection.first_attempt().addCallback(call, *args)
+
+
+@implementer(IBackend)
+class RedisBackend:
+    """
+    Channels in Redis (see the module docstring), on one server or a
+    Cluster (``nodes``).
+
+    :param clock: returns the reactor (``IReactorTime``), resolved late.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        nodes: Nodes,
+        clock: Callable[[], Any],
+        *,
+        history: int = HUB_HISTORY,
+        history_bytes: int = HUB_HISTORY_BYTES,
+        history_age: float = HUB_HISTORY_AGE,
+    ) -> None:
+        self.sink: Any = None
+        self.nodes = nodes
+        self.description = nodes.description
+        self._clock = clock
+        self._limits = (str(history), str(history_bytes), str(int(history_age * 1000)))
+        self._publish_command = b"SPUBLISH" if nodes.sharded else b"PUBLISH"
+        #: pub/sub channel -> channel, for what this process follows.
+        self._followed: dict[bytes, str] = {}
+        self._failing = False
+        self._started = False
+        #: Replies not yet come: one shared timer, not one per command.
+        self._due: Deadlines[str] | None = None
+
+    # Connection.
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self.nodes.start(self._pushed, self._lost, self._ready)
+
+    def stop(self) -> Deferred[None]:
+        self._started = False
+        due, self._due = self._due, None
+        if due is not None:
+            due.stop()
+        return self.nodes.stop()
+
+    def _ready(self) -> None:
+        self._failing = False
+
+    def _lost(self, which: Callable[[bytes], bool] | None) -> None:
+        lost = [pubsub for pubsub in self._followed if which is None or which(pubsub)]
+        channels = [self._followed.pop(pubsub) for pubsub in lost]
+        if channels:
+            # The core follows them again, catching up.
+            self.sink.lost(channels)
+
+    def _on(
+        self, channel: str, run: Callable[..., Deferred[Any]], *args: Any
+    ) -> Deferred[Any]:
+        """``run(protocol, *args)`` on the server holding ``channel``."""
+        self.start()
+        return self.nodes.run(_routing_key(channel), run, *args)
 
     # IBackend.
 
@@ -210,7 +326,7 @@ class RedisBackend:
         self, channel: str, body: bytes, idempotency_key: str | None
     ) -> Deferred[tuple[Position, bool]]:
         sent = self._timed(
-            self._when_ready(self._append, channel, body, idempotency_key)
+            self._on(channel, self._append, channel, body, idempotency_key)
         )
         return sent.addCallbacks(_appended, self._unavailable)
 
@@ -246,8 +362,12 @@ class RedisBackend:
         mode: str,
         after: Position | None = None,
         count: int = 0,
+        last: bytes | None = None,
     ) -> Deferred[Range]:
-        read = self._timed(self._when_ready(self._read, channel, mode, after, count))
+        check = hashlib.sha1(last).hexdigest() if last is not None else ""
+        read = self._timed(
+            self._on(channel, self._read, channel, mode, after, count, check)
+        )
         return read.addCallback(_range)
 
     def _read(
@@ -257,6 +377,7 @@ class RedisBackend:
         mode: str,
         after: Position | None,
         count: int,
+        check: str,
     ) -> Deferred[Any]:
         keys = self._keys(channel)
         return _evaluate(
@@ -271,28 +392,31 @@ class RedisBackend:
             self._limits[2],
             self._limits[1],
             self._limits[0],
+            check,
             keys=2,
         )
 
     def follow(self, channel: str) -> Deferred[None]:
         pubsub = self._keys(channel)["pubsub"].encode("utf-8")
         self._followed[pubsub] = channel
-        return self._when_ready(self._subscribe, pubsub)
+        return self._on(channel, self._subscribe, pubsub)
 
     def _subscribe(self, protocol: RedisProtocol, pubsub: bytes) -> Deferred[None]:
-        return protocol.subscribe(pubsub, self._sharded)
+        return protocol.subscribe(pubsub, self.nodes.sharded)
 
     def unfollow(self, channel: str) -> None:
         pubsub = self._keys(channel)["pubsub"].encode("utf-8")
         self._followed.pop(pubsub, None)
-        connection = self._connection
-        if connection is not None and connection.protocol is not None:
-            connection.protocol.unsubscribe(pubsub, self._sharded)
+        if self._started:
+            # Unconfirmed when the connection is gone: so is the subscription.
+            self.nodes.run(
+                _routing_key(channel), _unsubscribe, pubsub, self.nodes.sharded
+            ).addErrback(_ignore)
 
     def announce(self, channel: str, wire: bytes) -> Deferred[Any]:
         keys = self._keys(channel)
-        return self._when_ready(
-            _command, self._publish_command, keys["pubsub"], b"p" + wire
+        return self._on(
+            channel, _command, self._publish_command, keys["pubsub"], b"p" + wire
         )
 
     def lease(
@@ -305,7 +429,8 @@ class RedisBackend:
 
     def release(self, channel: str, presence_id: str, leave: bytes) -> Deferred[Any]:
         keys = self._keys(channel)
-        return self._when_ready(
+        return self._on(
+            channel,
             _evaluate_on,
             ABSENT_SCRIPT,
             keys["presence"],
@@ -329,7 +454,8 @@ class RedisBackend:
         self, channel: str, want: str, args: list[str | bytes], ttl: float
     ) -> Deferred[Any]:
         keys = self._keys(channel)
-        asked = self._when_ready(
+        asked = self._on(
+            channel,
             _evaluate_on,
             PRESENCE_SCRIPT,
             keys["presence"],
@@ -364,11 +490,10 @@ class RedisBackend:
     @property
     def received(self) -> int:
         """Bytes received from Redis since this backend started."""
-        connection = self._connection
-        return connection.received[0] if connection is not None else self._received
+        return self.nodes.received
 
     def _keys(self, channel: str) -> dict[str, str]:
-        return channel_keys(channel, self.address.db)
+        return channel_keys(channel, self.nodes.db)
 
     def _pushed(self, push: Push) -> None:
         if len(push) != 3 or push[0] not in _MESSAGES:
@@ -437,12 +562,11 @@ class RedisHub(Hub):
         connect: Callable[..., RedisConnection] = RedisConnection,
     ) -> None:
         backend = RedisBackend(
-            address,
+            OneRedis(address, clock, connect),
             clock,
             history=history,
             history_bytes=history_bytes,
             history_age=history_age,
-            connect=connect,
         )
         super().__init__(backend, clock, history=history, presence_ttl=presence_ttl)
 
@@ -502,12 +626,26 @@ def _presence_map(reply: list[Any]) -> dict[str, str]:
     }
 
 
+def _ignore(_: object) -> None:
+    """Nothing to do with it (a callback or errback)."""
+
+
+def _nothing() -> None:
+    """Nothing to do."""
+
+
+def _unsubscribe(
+    protocol: RedisProtocol, pubsub: bytes, sharded: bool
+) -> Deferred[None]:
+    return protocol.unsubscribe(pubsub, sharded)
+
+
 def _command(protocol: RedisProtocol, *args: bytes | str) -> Deferred[Any]:
     return protocol.command(*args)
 
 
 def _evaluate_on(protocol: RedisProtocol, script: str, *args: Any) -> Deferred[Any]:
-    """`_evaluate` with the key count last (for `RedisBackend._when_ready`)."""
+    """`_evaluate` with the key count last (for `Nodes.run`)."""
     *rest, keys = args
     return _evaluate(protocol, script, *rest, keys=keys)
 

@@ -1,6 +1,8 @@
 -- Shared by the channel scripts (prepended to each).
 -- KEYS[1]: the channel's record, a hash: e (its epoch), n (its last n),
---          c (bytes of every event it ever appended, cumulated).
+--          c (bytes of every event it ever appended, cumulated) and, once
+--          its epoch was changed for events lost in a failover, pe and pn
+--          (the epoch before and the last n then).
 -- KEYS[2]: its history, a stream of entries "<n>-0" with b (the event's
 --          lines, without the id line), t (when it was published, ms) and
 --          c (the record's c once it was appended).

@@ -1,10 +1,16 @@
 -- KEYS: record, history (as common.lua).
 -- ARGV: mode ("head", "after", "since", "earliest" or "tail"), the epoch
 --       and n asked to resume after, the count (tail), age ms, max bytes,
---       max events.
+--       max events, and for "since" the SHA-1 (hex) of the event at that n
+--       as the process delivered it ("" when it does not know it).
 --       "since" is "after" for a process that was live up to that point:
 --       on another epoch it is a reset followed by everything the new
---       epoch kept.
+--       epoch kept (what came after the change, for the epoch it replaced).
+--       When the channel went back (its n is below the process's) or the
+--       event at that n is not the one delivered, a failover lost events
+--       the process had delivered and others were numbered in their place:
+--       the channel gets a new epoch (pe, pn remember the change), so that
+--       every id given before is a reset, never a silent hole.
 -- Returns {epoch, head n, 1 when "after" cannot be resumed, then n and
 -- body of each event, oldest first}. A channel without a record gets one.
 -- What publishes did not trim yet (Redis frees whole nodes; bytes and age
@@ -29,10 +35,26 @@ local function kept(entry)
   return n_of(entry[1]) > oldest_n and tonumber(fields[4]) > cutoff
     and c - tonumber(fields[6]) + #fields[2] <= max_bytes
 end
+local from = nil
 if mode == 'since' and ARGV[2] ~= epoch then
   out[3] = 1
   mode = 'earliest'
+  if ARGV[2] == redis.call('HGET', meta, 'pe') then
+    from = tonumber(redis.call('HGET', meta, 'pn'))
+  end
 elseif mode == 'since' then
+  local after = tonumber(ARGV[3])
+  local diverged = after > n
+  if not diverged and ARGV[8] ~= '' and after > 0 then
+    local at = redis.call('XRANGE', stream, after .. '-0', after .. '-0')[1]
+    -- (Trimmed: it cannot be told; "after" below decides.)
+    diverged = at ~= nil and redis.sha1hex(at[2][2]) ~= ARGV[8]
+  end
+  if diverged then
+    local renewed = string.sub(redis.sha1hex(meta .. epoch .. t[1] .. t[2]), 1, 10)
+    redis.call('HSET', meta, 'e', renewed, 'pe', epoch, 'pn', n)
+    return {renewed, n, 1}
+  end
   mode = 'after'
 end
 local entries
@@ -63,7 +85,7 @@ else
   entries = redis.call('XRANGE', stream, '-', '+')
 end
 for _, entry in ipairs(entries) do
-  if kept(entry) then
+  if kept(entry) and (from == nil or n_of(entry[1]) > from) then
     out[#out + 1] = n_of(entry[1])
     out[#out + 1] = entry[2][2]
   end
