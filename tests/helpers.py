@@ -366,9 +366,18 @@ class RedisServer:
     """
     A real ``redis-server`` on a free 127.0.0.1 port, in a directory of its
     own, without persistence; `stop` and `start` again keep the port.
+
+    :param tls: ``(key, certificate)`` files: it speaks only TLS.
+    :param password: the default user's (``requirepass``).
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        tls: tuple[str, str] | None = None,
+        password: str | None = None,
+    ) -> None:
         import shutil
 
         skip_unless(
@@ -378,17 +387,27 @@ class RedisServer:
         os.makedirs(directory, exist_ok=True)
         self.directory = directory
         self.port = free_port()
+        self.tls = tls
+        self.password = password
         self.start()
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            key, cert = (os.path.abspath(path) for path in self.tls)
+            listen = ["--port", "0", "--tls-port", str(self.port)]
+            listen += ["--tls-key-file", key, "--tls-cert-file", cert]
+            listen += ["--tls-auth-clients", "no"]
+        if self.password is not None:
+            listen += ["--requirepass", self.password]
         self.server = WatchedProcess(
             [
                 "redis-server",
-                "--port",
-                str(self.port),
+                *listen,
                 "--bind",
                 "127.0.0.1",
                 "--save",

@@ -96,6 +96,24 @@ class ClusterTestCase(TestCase):
         return found
 
 
+class KeySlotTests(ClusterTestCase):
+    def test_as_redis_computes_it(self) -> None:
+        """`key_slot` against ``CLUSTER KEYSLOT``, hash tags and escapes too."""
+        keys = [
+            "123456789",
+            "foo",
+            "{user1000}.following",
+            "foo{}{bar}",
+            "foo{{bar}}zap",
+            *(channel_keys(c)["meta"] for c in ("news", "a{b}c", "100%", "é")),
+        ]
+        port = self.cluster.ports[0]
+        for key in keys:
+            expected = int(self.cluster.cli(port, "CLUSTER", "KEYSLOT", key))
+            self.assertEqual(key_slot(key.encode()), expected, key)
+        self.assertEqual(key_slot(b"123456789"), 0x31C3)
+
+
 class ClusterFeatureTests(ClusterTestCase):
     async def test_channels_on_every_primary(self) -> None:
         """

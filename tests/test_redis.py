@@ -49,6 +49,31 @@ class ProtocolTests(SynchronousTestCase):
         self.successResultOf(confirmed)
         self.assertEqual(self.pushes, [])
 
+    def test_subscription_refused_by_an_error_reply(self) -> None:
+        """
+        A Cluster answers ``SSUBSCRIBE`` for a slot elsewhere with ``MOVED``,
+        in the reply order: it fails that subscription, not the next reply.
+        """
+        refused = self.protocol.subscribe(b"oxian:{a}", sharded=True)
+        after = self.protocol.command(b"PING")
+        self.protocol.dataReceived(b"-MOVED 15495 127.0.0.1:7002\r\n+PONG\r\n")
+        self.assertEqual(self.failureResultOf(refused, RespError).value.kind, "MOVED")
+        self.assertEqual(self.successResultOf(after), b"PONG")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_unasked_unsubscription_passed_on(self) -> None:
+        """
+        ``sunsubscribe`` pushes: the one answering our ``SUNSUBSCRIBE`` is
+        the protocol's; one nobody asked for (the slot moved) goes on.
+        """
+        ours = self.protocol.unsubscribe(b"oxian:{a}", sharded=True)
+        self.protocol.dataReceived(
+            b">3\r\n$12\r\nsunsubscribe\r\n$9\r\noxian:{b}\r\n:0\r\n"
+            b">3\r\n$12\r\nsunsubscribe\r\n$9\r\noxian:{a}\r\n:0\r\n"
+        )
+        self.successResultOf(ours)
+        self.assertEqual(self.pushes, [[b"sunsubscribe", b"oxian:{b}", 0]])
+
     def test_lost_fails_waiting_and_later_commands(self) -> None:
         waiting = self.protocol.command(b"PING")
         subscribing = self.protocol.subscribe(b"c")

@@ -15,11 +15,15 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
 
 from oxian_tw import HubTimeout, HubUnavailable
+from oxian_tw.hub import RedisHub
 from oxian_tw.hub import _redis as _redishub
+from oxian_tw.hub._address import parse_redis_url
 
-from .redis_hub import Collector, RedisHubTestCase, place, until
+from .helpers import RedisServer, make_certificate
+from .redis_hub import Collector, RedisHubTestCase, live, place, until
 
 
 class RedisHubServerTests(RedisHubTestCase):
@@ -216,3 +220,67 @@ class RedisHubServerTests(RedisHubTestCase):
         from oxian_tw.hub import ISubscriber
 
         self.assertTrue(verifyObject(ISubscriber, Collector()))
+
+
+class ConnectionTests(TestCase):
+    """How the hub reaches Redis: TLS, credentials."""
+
+    async def test_tls(self) -> None:
+        """
+        ``rediss://`` to a Redis that speaks only TLS, trusting its
+        certificate with ``?ssl_ca_certs=``; without it (the system's CAs),
+        the self-signed certificate is refused: 503, nothing published.
+        """
+        key, cert = make_certificate(self.mktemp())
+        redis = RedisServer(self.mktemp(), tls=(key, cert))
+        self.addCleanup(redis.stop)
+        trusted = RedisHub(
+            parse_redis_url(f"{redis.url(0)}?ssl_ca_certs={cert}"), lambda: reactor
+        )
+        self.addCleanup(trusted.stop)
+        stream = Collector()
+        trusted.subscribe(stream, ["secure"])  # type: ignore[arg-type]
+        await until(lambda: live(trusted, stream))
+        published = await trusted.publish("secure", "hello")
+        await until(lambda: len(stream.events) == 1)
+        self.assertEqual(stream.ids(), [published])
+        untrusted = RedisHub(parse_redis_url(redis.url(0)), lambda: reactor)
+        self.addCleanup(untrusted.stop)
+        with self.assertRaises(HubUnavailable):
+            await untrusted.publish("secure", "nope")
+
+    async def test_wrong_password(self) -> None:
+        """
+        Refused credentials: 503 at once (not a hang), one warning per
+        outage, connections retried with a growing delay; the right
+        password publishes.
+        """
+        from twisted.logger import globalLogPublisher
+
+        redis = RedisServer(self.mktemp(), password="s3cret")
+        self.addCleanup(redis.stop)
+        warned: list[Any] = []
+
+        def observe(event: Any) -> None:
+            if "cannot use Redis" in event.get("log_format", ""):
+                warned.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        wrong = RedisHub(
+            parse_redis_url(f"redis://:nope@127.0.0.1:{redis.port}/0"), lambda: reactor
+        )
+        self.addCleanup(wrong.stop)
+        with self.assertRaises(HubUnavailable):
+            await wrong.publish("c", 1)
+        await deferLater(reactor, 0.5)
+        with self.assertRaises(HubUnavailable):
+            await wrong.publish("c", 2)
+        self.assertEqual(len(warned), 1)
+        self.assertIn("WRONGPASS", str(warned[0]["why"]))
+        right = RedisHub(
+            parse_redis_url(f"redis://:s3cret@127.0.0.1:{redis.port}/0"),
+            lambda: reactor,
+        )
+        self.addCleanup(right.stop)
+        self.assertRegex(await right.publish("c", 3), r"^[0-9a-f]{10}-1$")
