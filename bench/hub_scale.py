@@ -5,6 +5,7 @@ same run. A script that prints numbers, not a test.
 
     python bench/hub_scale.py [--repeat 5] [--publishes 20000]
                               [--channels 1000] [--history 1000]
+                              [--no-cluster]
 
 Each round, alternating:
 
@@ -12,14 +13,22 @@ Each round, alternating:
   ~100 B over ``--channels`` channels, awaited 1,000 at a time, nobody
   subscribed: publishes/s.
 - "redis": the same through a ``redis-server`` (started here, on CPU 1;
-  this process on CPU 0), once every channel's history is full
-  (``--history`` events each: every publish evicts): publishes/s, and the
-  Redis CPU per publish from ``INFO commandstats`` (the publish script's
-  ``usec_per_call``, which counts the commands it runs).
+  the publisher on CPU 0), every channel's history full (``--history``
+  events each, filled before the first round: every publish evicts):
+  publishes/s, the Redis CPU per publish from ``INFO commandstats`` (the
+  publish script's ``usec_per_call``, which counts the commands it runs)
+  and Redis's CPU for all its commands over the round.
+- "cluster": the same through a local Redis Cluster of three primaries
+  (``redis-server --cluster-enabled``, all on CPU 1), histories full too:
+  publishes/s, and each primary's CPU over the round (``INFO cpu``, main
+  thread) and time in the publish script (``INFO commandstats``) as a
+  share of the single Redis's in the same round (a third each is perfect
+  spreading).
 
 Printed: the median (min-max) of ``--repeat`` rounds, and the ratio of the
 medians (redis / memory). Issue 29's targets: Redis CPU per publish at most
-15 us (110-120 before), and the rate through Redis at least 0.3x memory's.
+15 us (110-120 before), the rate through Redis at least 0.3x memory's, and
+each Cluster primary at most 40% of the single Redis's CPU.
 """
 
 from __future__ import annotations
@@ -38,14 +47,16 @@ ROUND = r"""
 import sys, time, json
 sys.path.insert(0, TOP)
 from twisted.internet import reactor, defer
-from oxian_tw.hub import MemoryHub, RedisHub
-from oxian_tw.hub._client import parse_redis_url
+from oxian_tw.hub import ClusterHub, MemoryHub, RedisHub
+from oxian_tw.hub._address import parse_cluster_url, parse_redis_url
 
-kind, publishes, channels, history = sys.argv[1], *map(int, sys.argv[2:5])
-url = sys.argv[5] if len(sys.argv) > 5 else ""
+kind, publishes, channels, history, fill = sys.argv[1], *map(int, sys.argv[2:6])
+url = sys.argv[6] if len(sys.argv) > 6 else ""
 PAD = "x" * 60
 if kind == "memory":
     hub = MemoryHub(lambda: reactor, history=history)
+elif kind == "cluster":
+    hub = ClusterHub(parse_cluster_url(url), lambda: reactor, history=history)
 else:
     hub = RedisHub(parse_redis_url(url), lambda: reactor, history=history)
 
@@ -57,9 +68,9 @@ async def run(count, offset):
         ])
 
 async def main():
-    if kind == "redis":
+    if kind != "memory":
         # Fill every channel's history: from here each publish evicts.
-        await run(channels * history, 0)
+        await run(channels * history if fill else 2000, 0)
         print("filled", flush=True)
         sys.stdin.readline()
     else:
@@ -74,23 +85,64 @@ reactor.run()
 """.replace("TOP", repr(TOP))
 
 
-def redis_cpu(port: int) -> float:
-    """The publish script's microseconds per call since the last reset."""
+def commandstats(port: int) -> dict[str, dict[str, float]]:
+    """``INFO commandstats`` of one server: command -> its fields."""
     out = subprocess.run(
         ["redis-cli", "-p", str(port), "INFO", "commandstats"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    stats = {}
     for line in out.splitlines():
-        if line.startswith("cmdstat_evalsha:"):
-            fields = dict(f.split("=") for f in line.split(":", 1)[1].split(","))
-            return float(fields["usec_per_call"])
-    raise SystemExit("no EVALSHA counted")
+        if line.startswith("cmdstat_"):
+            name, _, rest = line.partition(":")
+            fields = dict(f.split("=") for f in rest.split(","))
+            stats[name[8:]] = {k: float(v) for k, v in fields.items()}
+    return stats
+
+
+def scripts_time(port: int) -> float:
+    """Microseconds in scripts (``EVALSHA``, ``EVAL``) since ``RESETSTAT``."""
+    stats = commandstats(port)
+    return sum(stats.get(name, {}).get("usec", 0.0) for name in ("evalsha", "eval"))
+
+
+def cpu_seconds(port: int) -> float:
+    """CPU seconds of the server's main thread (``INFO cpu``), user + system."""
+    out = subprocess.run(
+        ["redis-cli", "-p", str(port), "INFO", "cpu"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fields = dict(
+        line.split(":", 1) for line in out.splitlines() if line.startswith("used_cpu")
+    )
+    return float(fields["used_cpu_user_main_thread"]) + float(
+        fields["used_cpu_sys_main_thread"]
+    )
+
+
+def reset_stats(ports: list[int]) -> None:
+    for port in ports:
+        subprocess.run(
+            ["redis-cli", "-p", str(port), "CONFIG", "RESETSTAT"],
+            check=True,
+            capture_output=True,
+        )
+
+
+def redis_cpu(port: int) -> float:
+    """The publish script's microseconds per call since the last reset."""
+    stats = commandstats(port)
+    if "evalsha" not in stats:
+        raise SystemExit("no EVALSHA counted")
+    return stats["evalsha"]["usec_per_call"]
 
 
 def one_round(
-    kind: str, args: argparse.Namespace, redis: RedisServer | None
+    kind: str, args: argparse.Namespace, url: str, ports: list[int], fill: bool
 ) -> dict[str, float]:
     command = [
         sys.executable,
@@ -100,14 +152,10 @@ def one_round(
         str(args.publishes),
         str(args.channels),
         str(args.history),
+        str(int(fill)),
     ]
-    if redis is not None:
-        command.append(redis.url(0))
-        subprocess.run(
-            ["redis-cli", "-p", str(redis.port), "FLUSHALL"],
-            check=True,
-            capture_output=True,
-        )
+    if url:
+        command.append(url)
     process = subprocess.Popen(
         pinned(0, command),
         stdin=subprocess.PIPE,
@@ -115,25 +163,25 @@ def one_round(
         text=True,
     )
     assert process.stdin is not None and process.stdout is not None
-    result: dict[str, float] = {}
-    if redis is not None:
+    before: list[float] = []
+    if ports:
         line = process.stdout.readline()
         if line.strip() != "filled":
             raise SystemExit(f"the publisher failed: {line!r}")
-        subprocess.run(
-            ["redis-cli", "-p", str(redis.port), "CONFIG", "RESETSTAT"],
-            check=True,
-            capture_output=True,
-        )
+        reset_stats(ports)
+        before = [cpu_seconds(port) for port in ports]
         process.stdin.write("go\n")
         process.stdin.flush()
     out = process.stdout.readline()
-    process.wait(timeout=600)
+    process.wait(timeout=3600)
     import json
 
-    result.update(json.loads(out))
-    if redis is not None:
-        result["redis us"] = redis_cpu(redis.port)
+    result: dict[str, float] = json.loads(out)
+    for index, port in enumerate(ports):
+        result[f"scripts{index}"] = scripts_time(port)
+        result[f"cpu{index}"] = cpu_seconds(port) - before[index]
+    if kind == "redis":
+        result["redis us"] = redis_cpu(ports[0])
     return result
 
 
@@ -149,41 +197,77 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=20000)
     parser.add_argument("--channels", type=int, default=1000)
     parser.add_argument("--history", type=int, default=1000)
+    parser.add_argument("--no-cluster", action="store_true")
     args = parser.parse_args()
     if not shutil.which("redis-server"):
         raise SystemExit("needs redis-server (apt-get install redis-server)")
+    from tests.helpers import RedisCluster
+
     directory = tempfile.mkdtemp(prefix="oxian-hub-scale-")
     redis = RedisServer(directory)
+    cluster = None
+    kinds = ["memory", "redis"]
+    if not args.no_cluster:
+        cluster = RedisCluster(os.path.join(directory, "cluster"), replicas=0)
+        kinds.append("cluster")
     # Redis on the load generator's core, the publisher on the server's.
-    subprocess.run(
-        ["taskset", "-pc", "1", str(redis.server.process.pid)], capture_output=True
-    )
-    results: dict[str, dict[str, list[float]]] = {"memory": {}, "redis": {}}
+    pids = [redis.server.process.pid]
+    if cluster is not None:
+        pids += [n.process.pid for n in cluster.nodes.values()]
+    for pid in pids:
+        subprocess.run(["taskset", "-pc", "1", str(pid)], capture_output=True)
+    where = {
+        "memory": ("", []),
+        "redis": (redis.url(0), [redis.port]),
+    }
+    if cluster is not None:
+        where["cluster"] = (cluster.url(3), cluster.ports)
+    results: dict[str, dict[str, list[float]]] = {kind: {} for kind in kinds}
     try:
-        for _ in range(args.repeat):
-            for kind in ("memory", "redis"):
-                out = one_round(kind, args, redis if kind == "redis" else None)
+        for index in range(args.repeat):
+            for kind in kinds:
+                url, ports = where[kind]
+                out = one_round(kind, args, url, ports, fill=index == 0)
                 for key, value in out.items():
                     results[kind].setdefault(key, []).append(value)
     finally:
         redis.stop()
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
     print(
         f"hub publish: {args.publishes} publishes of ~100 B over {args.channels} "
         f"channels (history {args.history} each, full); median (min-max) of "
         f"{args.repeat}, rounds interleaved"
     )
-    print(f"{'':<28}{'memory':>28}{'redis':>28}")
+    print(f"{'':<30}" + "".join(f"{kind:>28}" for kind in kinds))
     print(
-        f"{'publishes/s':<28}{spread(results['memory']['rate']):>28}"
-        f"{spread(results['redis']['rate']):>28}"
+        f"{'publishes/s':<30}"
+        + "".join(f"{spread(results[kind]['rate']):>28}" for kind in kinds)
     )
     cpu = spread(results["redis"]["redis us"])
-    print(f"{'Redis CPU per publish, us':<28}{'':>28}{cpu:>28}")
-    ratio = statistics.median(results["redis"]["rate"]) / statistics.median(
-        results["memory"]["rate"]
-    )
-    print(f"rate through Redis / in memory: {ratio:.2f}x")
+    print(f"{'Redis CPU per publish, us':<30}{'':>28}{cpu:>28}")
+    memory = statistics.median(results["memory"]["rate"])
+    for kind in kinds[1:]:
+        ratio = statistics.median(results[kind]["rate"]) / memory
+        print(f"rate through {kind} / in memory: {ratio:.2f}x")
+    if cluster is not None:
+        print(
+            "each Cluster primary as a share of the single Redis, same publishes "
+            "(CPU: INFO cpu, main thread; scripts: time in EVALSHA from INFO "
+            "commandstats, which is wall time: inflated when the three primaries "
+            "share CPU 1)"
+        )
+        for measure in ("cpu", "scripts"):
+            single = results["redis"][f"{measure}0"]
+            for index in range(len(cluster.ports)):
+                shares = [
+                    100 * primary / alone
+                    for primary, alone in zip(
+                        results["cluster"][f"{measure}{index}"], single, strict=True
+                    )
+                ]
+                print(f"  primary {index} {measure:<8} {spread(shares)} %")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,19 @@ class RedisFeatureTestCase(RedisHubTestCase):
 
 
 class HistoryTests(RedisFeatureTestCase):
+    async def test_keys_expire_after_the_history_age(self) -> None:
+        """
+        A channel's history expires 1 to 1.5 times the history age after
+        its last publish (plus a second), its record twice that.
+        """
+        hub = self.hub(history_age=10)
+        for n in range(3):
+            await hub.publish("aging", n)
+        history = int(self.cli("PTTL", "oxian:{aging}:s"))
+        record = int(self.cli("PTTL", "oxian:{aging}:m"))
+        self.assertTrue(10_000 < history <= 16_000, history)
+        self.assertTrue(20_000 < record <= 32_000, record)
+
     async def test_last_n(self) -> None:
         hub = self.hub(history=10)
         for n in range(5):

@@ -18,8 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from oxian_tw import HubTimeout, HubUnavailable
-from oxian_tw.hub import RedisHub
-from oxian_tw.hub import _redis as _redishub
+from oxian_tw.hub import RedisHub, _client
 from oxian_tw.hub._address import parse_redis_url
 
 from .helpers import RedisServer, make_certificate
@@ -172,7 +171,7 @@ class RedisHubServerTests(RedisHubTestCase):
         and once Redis resumes the event is delivered, as the error said
         it might be.
         """
-        self.patch(_redishub, "PUBLISH_TIMEOUT", 0.5)
+        self.patch(_client, "REPLY_TIMEOUT", 0.5)
         publisher, subscriber = self.hub(), self.hub()
         stream = await self.subscribed(subscriber, "news")
         await publisher.publish("news", 1)

@@ -21,6 +21,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -31,6 +32,10 @@ from ._resp import ProtocolError, Push, RespError, RespParser, encode_command
 RETRY_FIRST = 0.2
 RETRY_MAX = 5.0
 CONNECT_TIMEOUT = 5.0
+#: Seconds Redis may answer nothing while a reply is awaited: then every
+#: command awaiting one fails (a publish with 504: it may have run). Checked
+#: every half of it, so a stall is noticed after 5 to 7.5 s.
+REPLY_TIMEOUT = 5.0
 
 
 _LOST = Failure(ConnectionLost())
@@ -86,6 +91,23 @@ class RedisProtocol(Protocol):
     def connectionMade(self) -> None:
         if self._on_made is not None:
             self._on_made(self)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a reply (or a subscription's confirmation) is awaited."""
+        return bool(self._replies)
+
+    def time_out(self) -> None:
+        """
+        Fail every command awaiting its reply (``CancelledError``); the
+        replies, if they come, are dropped in order.
+        """
+        for waiting in list(self._replies):
+            deferred = (
+                waiting.deferred if isinstance(waiting, _Confirmation) else waiting
+            )
+            if not deferred.called:
+                deferred.cancel()
 
     @property
     def open(self) -> bool:
@@ -231,6 +253,11 @@ class RedisConnection:
         #: Connections refused in a row (their close is delayed more each).
         self._refused = 0
         self._closing: Any = None
+        #: The newest protocol (ready or being prepared), watched for stalls.
+        self._current: RedisProtocol | None = None
+        self._watch: LoopingCall | None = None
+        self._seen = 0
+        self._stalls = 0
         self._service = ClientService(
             endpoint(reactor, address),
             Factory.forProtocol(
@@ -249,10 +276,20 @@ class RedisConnection:
         """Connect, and keep reconnecting until `stop`."""
         self.was_ready = False
         self._service.startService()
+        if self._watch is None:
+            # One timer per connection, not one per command: replies come in
+            # order, so nothing received for a while means the oldest waits.
+            self._watch = LoopingCall(self._check)
+            self._watch.clock = self._reactor
+            self._watch.start(REPLY_TIMEOUT / 2, now=False)
 
     def stop(self) -> Deferred[None]:
         """Disconnect and stop reconnecting."""
         self.protocol = None
+        self._current = None
+        watch, self._watch = self._watch, None
+        if watch is not None and watch.running:
+            watch.stop()
         closing, self._closing = self._closing, None
         if closing is not None and closing.active():
             closing.cancel()
@@ -279,7 +316,26 @@ class RedisConnection:
             else:
                 waiting.callback(outcome)
 
+    def _check(self) -> None:
+        """Every half `REPLY_TIMEOUT`: two checks without a byte, time out."""
+        protocol, received = self._current, self.received[0]
+        if protocol is None or not protocol.waiting or received != self._seen:
+            self._stalls = 0
+        else:
+            self._stalls += 1
+            if self._stalls >= 2:
+                self._stalls = 0
+                self._log.warn(
+                    "hub: Redis at {address} answered nothing for {seconds} s; "
+                    "the commands waiting fail",
+                    address=self.address,
+                    seconds=REPLY_TIMEOUT,
+                )
+                protocol.time_out()
+        self._seen = received
+
     def _prepare(self, protocol: RedisProtocol) -> None:
+        self._current = protocol
         address = self.address
         hello: list[bytes | str | int] = [b"HELLO", 3]
         if address.password is not None:

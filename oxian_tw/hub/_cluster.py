@@ -12,8 +12,8 @@ channel, carry the channel as their hash tag: one slot).
 - ``MOVED`` sends the command again to the node named (at most
   `MAX_REDIRECTS` times); ``ASK`` sends ``ASKING`` and the command there,
   once, during a slot's migration; ``TRYAGAIN`` (a channel's keys half
-  migrated) sends it again every `TRY_AGAIN_AFTER` seconds, until the
-  caller's deadline (a publish's 5 s).
+  migrated) sends it again every `TRY_AGAIN_AFTER` seconds, at most
+  `TRY_AGAIN_TIMES` times.
 - Live events use sharded pub/sub (``SSUBSCRIBE``/``SPUBLISH``, Redis or
   Valkey 7 and later) on the slot's primary. When a slot changes primary
   (a failover, a migration), the channels of that slot are followed again
@@ -50,7 +50,7 @@ from .._config import (
 from ._address import ClusterAddress
 from ._client import RedisConnection, RedisProtocol
 from ._core import Hub
-from ._redis import RedisBackend, on_connection
+from ._redis import RedisBackend, on_connection, routing_key
 from ._resp import Push, RespError
 
 __all__ = (
@@ -68,8 +68,11 @@ SLOTS = 16384
 MAX_REDIRECTS = 5
 #: Seconds between two reads of the slot map while a primary is lost.
 REFRESH_EVERY = 1.0
-#: Seconds before a command refused with ``TRYAGAIN`` is sent again.
+#: Seconds before a command refused with ``TRYAGAIN`` is sent again, and
+#: how many times at most (5 s: a migration of a channel's few keys takes
+#: milliseconds).
 TRY_AGAIN_AFTER = 0.05
+TRY_AGAIN_TIMES = 100
 
 Node = tuple[str, int]
 
@@ -178,13 +181,14 @@ class ClusterNodes:
         return done
 
     def run(
-        self, key: bytes, call: Callable[..., Deferred[Any]], *args: Any
+        self, channel: str, call: Callable[..., Deferred[Any]], *args: Any
     ) -> Deferred[Any]:
+        key = routing_key(channel)
         if not self._mapped:
             mapped: Deferred[None] = Deferred()
             self._waiting.append(mapped)
-            return mapped.addCallback(lambda _: self.run(key, call, *args))
-        return self._routed(key, call, args, 0)
+            return mapped.addCallback(lambda _: self.run(channel, call, *args))
+        return self._routed(key, call, args, 0, 0)
 
     # Routing.
 
@@ -194,13 +198,14 @@ class ClusterNodes:
         call: Callable[..., Deferred[Any]],
         args: tuple[Any, ...],
         redirects: int,
+        tries: int,
     ) -> Deferred[Any]:
         node = self._slots[key_slot(key)]
         if node is None:
             self._refresh()
             return fail(ConnectionLost("no Redis Cluster node serves this slot"))
         sent = on_connection(self._connection(node), call, *args)
-        return sent.addErrback(self._redirected, key, call, args, redirects)
+        return sent.addErrback(self._redirected, key, call, args, redirects, tries)
 
     def _redirected(
         self,
@@ -209,16 +214,24 @@ class ClusterNodes:
         call: Callable[..., Deferred[Any]],
         args: tuple[Any, ...],
         redirects: int,
+        tries: int,
     ) -> Deferred[Any] | Failure:
         error = failure.value
         if not isinstance(error, RespError) or redirects >= MAX_REDIRECTS:
             return failure
         kind = error.kind
-        if kind == "TRYAGAIN":
+        if kind == "TRYAGAIN" and tries < TRY_AGAIN_TIMES:
             # A multi-key command during a slot's migration, not run: again
-            # shortly (until the caller's deadline cancels the wait).
+            # shortly.
             again: Deferred[Any] = deferLater(
-                self._clock(), TRY_AGAIN_AFTER, self._routed, key, call, args, redirects
+                self._clock(),
+                TRY_AGAIN_AFTER,
+                self._routed,
+                key,
+                call,
+                args,
+                redirects,
+                tries + 1,
             )
             return again
         if kind not in ("MOVED", "ASK"):
@@ -233,10 +246,10 @@ class ClusterNodes:
             # The map is stale: this slot now, the rest read again.
             self._slots[int(slot)] = node
             self._refresh()
-            return self._routed(key, call, args, redirects + 1)
+            return self._routed(key, call, args, redirects + 1, tries)
         # ASK: this one command, there, during a migration.
         asked = on_connection(self._connection(node), _asking, call, args)
-        return asked.addErrback(self._redirected, key, call, args, redirects + 1)
+        return asked.addErrback(self._redirected, key, call, args, redirects + 1, tries)
 
     def _any_host(self) -> str:
         return self.address.seeds[0][0]

@@ -11,8 +11,9 @@ channel's name are escaped):
 
 - ``oxian:{C}:m``: its record (epoch, last ``n``, bytes appended);
   ``oxian:{C}:s``: its history, a Redis Stream of entries ``<n>-0``
-  (lines, time, bytes appended so far). Both expire once nothing is newer
-  than the history age (the record at twice it).
+  (lines, time, bytes appended so far). The history expires 1 to 1.5
+  times the history age after the last publish (its expiry is pushed back
+  at most every half age, not on every publish), the record at twice it.
 - ``oxian:{C}:i:<key>``: the id a publish with an idempotency key got,
   for `IDEMPOTENCY_WINDOW`.
 - ``oxian:{C}:p``, ``oxian:{C}:pz``: who is present (info, leave event)
@@ -24,8 +25,8 @@ channel's name are escaped):
 
 A publish is one script on the channel's keys (idempotency, ``n``,
 ``XADD`` trimming by count, ``PUBLISH``; every 16th also trims by bytes
-and age), costing Redis O(1) amortised: about 13 microseconds of its CPU
-(``bench/hub_scale.py``). A read serves nothing past the bounds, trimmed
+and age), costing Redis O(1) amortised (``bench/hub_scale.py`` measures
+it). A read serves nothing past the bounds, trimmed
 yet or not, and resumes only when the event after the client's is still
 there. A process
 subscribes to a channel's pub/sub when the channel's first stream here
@@ -56,7 +57,6 @@ from .._config import (
     HUB_HISTORY_BYTES,
     HUB_PRESENCE_TTL,
 )
-from .._deadlines import Deadlines
 from .._errors import HubTimeout, HubUnavailable
 from ._address import RedisAddress
 from ._channels import IDEMPOTENCY_WINDOW
@@ -67,18 +67,15 @@ from ._interface import IBackend
 from ._resp import Push, RespError
 
 __all__ = (
-    "PUBLISH_TIMEOUT",
     "Nodes",
     "OneRedis",
     "RedisBackend",
     "RedisHub",
     "channel_keys",
     "on_connection",
+    "routing_key",
 )
 
-#: Seconds a publish, or a read, waits for Redis's answer before failing
-#: (a publish with 504: it may have been stored).
-PUBLISH_TIMEOUT = 5.0
 PREFIX = "oxian"
 
 _MESSAGES = frozenset({b"message", b"smessage"})
@@ -101,6 +98,7 @@ _DIGESTS = {
     script: hashlib.sha1(script.encode()).hexdigest()
     for script in (APPEND_SCRIPT, READ_SCRIPT, PRESENCE_SCRIPT, ABSENT_SCRIPT)
 }
+_APPEND_DIGEST = _DIGESTS[APPEND_SCRIPT]
 
 
 def _tag(channel: str) -> str:
@@ -110,9 +108,16 @@ def _tag(channel: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _routing_key(channel: str) -> bytes:
+def routing_key(channel: str) -> bytes:
     """What a Cluster hashes for every key of ``channel``: its hash tag."""
     return _tag(channel).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=4096)
+def _append_keys(channel: str, db: int) -> tuple[str, str, str, str]:
+    """What a publish names: record, history, idempotency prefix, pub/sub."""
+    keys = channel_keys(channel, db)
+    return keys["meta"], keys["stream"], keys["idempotency"], keys["pubsub"]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -164,11 +169,11 @@ class Nodes(Protocol):
         """Disconnect from every server."""
 
     def run(
-        self, key: bytes, call: Callable[..., Deferred[Any]], *args: Any
+        self, channel: str, call: Callable[..., Deferred[Any]], *args: Any
     ) -> Deferred[Any]:
         """
         ``call(protocol, *args)`` on the connection to the server holding
-        ``key`` (any of a channel's keys: they share a slot), once ready.
+        ``channel``'s keys (they share a slot: `routing_key`), once ready.
         """
 
 
@@ -239,10 +244,14 @@ class OneRedis:
         self._was_ready = True
 
     def run(
-        self, key: bytes, call: Callable[..., Deferred[Any]], *args: Any
+        self, channel: str, call: Callable[..., Deferred[Any]], *args: Any
     ) -> Deferred[Any]:
-        connection = self._started()
-        return on_connection(connection, call, *args)
+        connection = self._connection
+        if connection is not None:
+            protocol = connection.protocol
+            if protocol is not None:
+                return call(protocol, *args)
+        return on_connection(self._started(), call, *args)
 
 
 def on_connection(
@@ -286,8 +295,6 @@ class RedisBackend:
         self._followed: dict[bytes, str] = {}
         self._failing = False
         self._started = False
-        #: Replies not yet come: one shared timer, not one per command.
-        self._due: Deadlines[str] | None = None
 
     # Connection.
 
@@ -298,9 +305,6 @@ class RedisBackend:
 
     def stop(self) -> Deferred[None]:
         self._started = False
-        due, self._due = self._due, None
-        if due is not None:
-            due.stop()
         return self.nodes.stop()
 
     def _ready(self) -> None:
@@ -317,17 +321,16 @@ class RedisBackend:
         self, channel: str, run: Callable[..., Deferred[Any]], *args: Any
     ) -> Deferred[Any]:
         """``run(protocol, *args)`` on the server holding ``channel``."""
-        self.start()
-        return self.nodes.run(_routing_key(channel), run, *args)
+        if not self._started:
+            self.start()
+        return self.nodes.run(channel, run, *args)
 
     # IBackend.
 
     def append(
         self, channel: str, body: bytes, idempotency_key: str | None
     ) -> Deferred[tuple[Position, bool]]:
-        sent = self._timed(
-            self._on(channel, self._append, channel, body, idempotency_key)
-        )
+        sent = self._on(channel, self._append, channel, body, idempotency_key)
         return sent.addCallbacks(_appended, self._unavailable)
 
     def _append(
@@ -337,24 +340,24 @@ class RedisBackend:
         body: bytes,
         key: str | None,
     ) -> Deferred[Any]:
-        keys = self._keys(channel)
-        sent = protocol.open
-        reply = _evaluate(
-            protocol,
-            APPEND_SCRIPT,
-            keys["meta"],
-            keys["stream"],
-            keys["idempotency"] + (key or ""),
+        # The hot path: one command, one errback (see `_append_failed`).
+        meta, stream, idempotency, pubsub = _append_keys(channel, self.nodes.db)
+        limits = self._limits
+        args = (
+            meta,
+            stream,
+            idempotency if key is None else idempotency + key,
             body,
-            *self._limits,
-            keys["pubsub"],
+            limits[0],
+            limits[1],
+            limits[2],
+            pubsub,
             self._publish_command,
             "0" if key is None else "1",
-            str(int(IDEMPOTENCY_WINDOW * 1000)),
-            keys=3,
+            "0" if key is None else str(int(IDEMPOTENCY_WINDOW * 1000)),
         )
-        # Sent: Redis may run it even if its answer never comes.
-        return reply.addErrback(_mark_sent, sent)
+        reply = protocol.command(b"EVALSHA", _APPEND_DIGEST, 3, *args)
+        return reply.addErrback(_append_failed, protocol, protocol.open, args)
 
     def read(
         self,
@@ -365,9 +368,7 @@ class RedisBackend:
         last: bytes | None = None,
     ) -> Deferred[Range]:
         check = hashlib.sha1(last).hexdigest() if last is not None else ""
-        read = self._timed(
-            self._on(channel, self._read, channel, mode, after, count, check)
-        )
+        read = self._on(channel, self._read, channel, mode, after, count, check)
         return read.addCallback(_range)
 
     def _read(
@@ -410,7 +411,7 @@ class RedisBackend:
         if self._started:
             # Unconfirmed when the connection is gone: so is the subscription.
             self.nodes.run(
-                _routing_key(channel), _unsubscribe, pubsub, self.nodes.sharded
+                channel, _unsubscribe, pubsub, self.nodes.sharded
             ).addErrback(_ignore)
 
     def announce(self, channel: str, wire: bytes) -> Deferred[Any]:
@@ -467,25 +468,9 @@ class RedisBackend:
             *args,
             2,
         )
-        return self._timed(asked)
+        return asked
 
     # Internals.
-
-    def _timed(self, d: Deferred[Any]) -> Deferred[Any]:
-        """Cancel ``d`` if it has not fired within `PUBLISH_TIMEOUT`."""
-        due = self._due
-        if due is None:
-            due = self._due = Deadlines(self._clock(), {"reply": PUBLISH_TIMEOUT})
-        if d.called:
-            return d
-        waiting = _Waiting(d)
-        due.start(waiting, "reply")
-
-        def done(result: Any) -> Any:
-            due.cancel(waiting, "reply")
-            return result
-
-        return d.addBoth(done)
 
     @property
     def received(self) -> int:
@@ -571,18 +556,6 @@ class RedisHub(Hub):
         super().__init__(backend, clock, history=history, presence_ttl=presence_ttl)
 
 
-class _Waiting:
-    """A reply waited for (`Deadlines` owner): cancelled past its deadline."""
-
-    __slots__ = ("_deferred",)
-
-    def __init__(self, deferred: Deferred[Any]) -> None:
-        self._deferred = deferred
-
-    def deadline_passed(self, kind: str) -> None:
-        self._deferred.cancel()
-
-
 class _Sent(Exception):
     """A publish that reached Redis's connection and then failed."""
 
@@ -596,9 +569,25 @@ def _prepared(protocol: RedisProtocol) -> Deferred[None]:
     return succeed(None)
 
 
-def _mark_sent(failure: Failure, sent: bool) -> Failure:
-    if sent and not failure.check(RespError):
-        raise _Sent(failure.value or ConnectionLost())
+def _append_failed(
+    failure: Failure,
+    protocol: RedisProtocol,
+    sent: bool,
+    args: tuple[bytes | str, ...] | None,
+) -> Deferred[Any] | Failure:
+    """
+    A publish's script failed: Redis lacked it (``NOSCRIPT``: sent in full,
+    once), refused it (an error reply: not run), or it was sent and its
+    answer never came (`_Sent`: it may have run).
+    """
+    error = failure.value
+    if isinstance(error, RespError):
+        if error.kind == "NOSCRIPT" and args is not None:
+            again = protocol.command(b"EVAL", APPEND_SCRIPT, 3, *args)
+            return again.addErrback(_append_failed, protocol, sent, None)
+        return failure
+    if sent:
+        raise _Sent(error or ConnectionLost())
     return failure
 
 

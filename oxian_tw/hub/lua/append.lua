@@ -13,7 +13,7 @@ if ARGV[7] == '1' then
     return {e, tonumber(n), 1}
   end
 end
-local epoch, n, c = record()
+local epoch, n, c, x = record()
 local body = ARGV[1]
 local max_count, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3])
 local age = tonumber(ARGV[4])
@@ -40,11 +40,16 @@ if n % 16 == 0 then
     redis.call('XTRIM', stream, 'MINID', (n_of(oldest[1]) + 1) .. '-0')
   end
 end
-redis.call('HSET', meta, 'n', n, 'c', c)
-redis.call('PEXPIRE', stream, age + 1000)
--- The record outlives its history: a client resuming after the history
--- aged out is told it missed nothing (its n is the last) or gets reset.
-redis.call('PEXPIRE', meta, 2 * (age + 1000))
+if now - x >= age / 2 then
+  -- (Not on every publish: two commands fewer, most of the time.) The
+  -- record outlives its history: a client resuming after the history aged
+  -- out is told it missed nothing (its n is the last) or gets reset.
+  redis.call('PEXPIRE', stream, history_ttl(age))
+  redis.call('PEXPIRE', meta, 2 * history_ttl(age))
+  redis.call('HSET', meta, 'n', n, 'c', c, 'x', now)
+else
+  redis.call('HSET', meta, 'n', n, 'c', c)
+end
 local id = epoch .. '-' .. n
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[3], id, 'PX', ARGV[8])

@@ -21,7 +21,7 @@ local age = tonumber(ARGV[5])
 local max_bytes = tonumber(ARGV[6])
 local oldest_n = n - tonumber(ARGV[7])
 -- A channel someone follows keeps its record.
-redis.call('PEXPIRE', meta, 2 * (age + 1000))
+redis.call('PEXPIRE', meta, 2 * history_ttl(age))
 local out = {epoch, n, 0}
 local mode = ARGV[1]
 if mode == 'head' then
