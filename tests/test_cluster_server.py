@@ -135,6 +135,25 @@ class ClusterFeatureTests(ClusterTestCase):
             self.assertEqual(streams[c].ids(), ids[c])
             self.assertEqual([place(i)[1] for i in ids[c]], [1, 2, 3, 4, 5])
 
+    async def test_a_turns_publishes_one_call_per_slot(self) -> None:
+        """A turn's publishes: one script call per slot, on its primary."""
+        import re
+
+        hub = self.hub()
+        channels = [f"batch{i}" for i in range(30)]
+        await hub.publish("warm", 0)
+        for port in self.cluster.alive():
+            self.cluster.cli(port, "CONFIG", "RESETSTAT")
+        sent = [hub.publish(c, n) for n in range(2) for c in channels]
+        ids = [await d for d in sent]
+        calls = 0
+        for port in self.cluster.alive():
+            stats = self.cluster.cli(port, "INFO", "commandstats")
+            found = re.search(r"cmdstat_evalsha:calls=(\d+)", stats)
+            calls += int(found.group(1)) if found else 0
+        self.assertEqual(calls, len({slot_of(c) for c in channels}))
+        self.assertEqual([place(i)[1] for i in ids], [1] * 30 + [2] * 30)
+
     async def test_one_id_resumes_channels_on_several_nodes(self) -> None:
         """A multi-channel id, resumed on another process, misses nothing."""
         channels = [f"multi{i}" for i in range(6)]

@@ -10,6 +10,7 @@ restart are survived.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from twisted.internet import reactor
@@ -44,6 +45,38 @@ class RedisHubServerTests(RedisHubTestCase):
             self.assertEqual(stream.ids(), in_order)
             self.assertEqual(sorted(d["n"] for d in stream.data()), list(range(50)))
             self.assertTrue(all(w.startswith(b"id: ") for w in stream.wires))
+
+    async def test_a_turns_publishes_in_one_call(self) -> None:
+        """
+        Publishes made in one reactor turn go to Redis as one script call
+        (at most `BATCH_MAX` each), in order, each with its own id; the
+        same idempotency key twice in a batch is one event.
+        """
+        hub = self.hub()
+        await hub.publish("warm", 0)
+        self.cli("CONFIG", "RESETSTAT")
+        sent = [hub.publish(f"c{n % 3}", n) for n in range(250)]
+        twice = [hub.publish("c0", "k", idempotency_key="k") for _ in range(2)]
+        ids = [await d for d in sent]
+        first, second = [await d for d in twice]
+        stats = self.cli("INFO", "commandstats")
+        calls = re.search(r"cmdstat_evalsha:calls=(\d+)", stats)
+        assert calls is not None
+        self.assertEqual(int(calls.group(1)), 3)
+        for channel in range(3):
+            numbers = [place(i)[1] for i in ids[channel::3]]
+            self.assertEqual(numbers, list(range(1, len(numbers) + 1)))
+        self.assertEqual(first, second)
+        self.assertEqual(hub.stats().duplicates, 1)
+
+    async def test_stopped_with_a_batch_waiting(self) -> None:
+        """A hub stopped before its turn's publishes left: 503, not a hang."""
+        hub = self.hub()
+        await hub.publish("warm", 0)
+        waiting = hub.publish("c", 1)
+        await hub.stop()
+        with self.assertRaises(HubUnavailable):
+            await waiting
 
     async def test_each_channel_its_own_sequence(self) -> None:
         hub = self.hub()

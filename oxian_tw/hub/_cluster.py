@@ -23,14 +23,11 @@ channel, carry the channel as their hash tag: one slot).
   last event differ, and the channel gets a new epoch: a ``reset``, never a
   silent hole.
 
-A slot is ``CRC16(key) mod 16384`` (Redis's "XMODEM" CRC, which is the
-standard library's ``binascii.crc_hqx`` with 0 to start: no hand-written
-CRC and no dependency for it).
+A slot is ``CRC16(key) mod 16384`` (`oxian_tw.hub._redis.key_slot`).
 """
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +47,7 @@ from .._config import (
 from ._address import ClusterAddress
 from ._client import RedisConnection, RedisProtocol
 from ._core import Hub
-from ._redis import RedisBackend, on_connection, routing_key
+from ._redis import SLOTS, RedisBackend, key_slot, on_connection, routing_key
 from ._resp import Push, RespError
 
 __all__ = (
@@ -62,8 +59,6 @@ __all__ = (
     "key_slot",
 )
 
-#: Hash slots of a Redis Cluster.
-SLOTS = 16384
 #: ``MOVED``/``ASK`` redirections one command follows before failing.
 MAX_REDIRECTS = 5
 #: Seconds between two reads of the slot map while a primary is lost.
@@ -75,16 +70,6 @@ TRY_AGAIN_AFTER = 0.05
 TRY_AGAIN_TIMES = 100
 
 Node = tuple[str, int]
-
-
-def key_slot(key: bytes) -> int:
-    """The hash slot of ``key`` (of its hash tag, ``{...}``, when it has one)."""
-    start = key.find(b"{")
-    if start >= 0:
-        end = key.find(b"}", start + 1)
-        if end > start + 1:
-            key = key[start + 1 : end]
-    return binascii.crc_hqx(key, 0) % SLOTS
 
 
 def _prepared(protocol: RedisProtocol) -> Deferred[None]:
