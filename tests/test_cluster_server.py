@@ -135,24 +135,78 @@ class ClusterFeatureTests(ClusterTestCase):
             self.assertEqual(streams[c].ids(), ids[c])
             self.assertEqual([place(i)[1] for i in ids[c]], [1, 2, 3, 4, 5])
 
-    async def test_a_turns_publishes_one_call_per_slot(self) -> None:
-        """A turn's publishes: one script call per slot, on its primary."""
+    def evalsha_calls(self) -> dict[int, int]:
+        """Script calls each live node ran since its stats were reset."""
         import re
 
+        calls = {}
+        for port in self.cluster.alive():
+            stats = self.cluster.cli(port, "INFO", "commandstats")
+            found = re.search(r"cmdstat_evalsha:calls=(\d+)", stats)
+            calls[port] = int(found.group(1)) if found else 0
+        return calls
+
+    async def test_a_turns_publishes_one_call_per_primary(self) -> None:
+        """A turn's publishes: one script call per primary, whatever the slots."""
         hub = self.hub()
         channels = [f"batch{i}" for i in range(30)]
+        primaries = {self.cluster.primary_of(slot_of(c)) for c in channels}
+        self.assertEqual(len(primaries), 3)
         await hub.publish("warm", 0)
         for port in self.cluster.alive():
             self.cluster.cli(port, "CONFIG", "RESETSTAT")
         sent = [hub.publish(c, n) for n in range(2) for c in channels]
         ids = [await d for d in sent]
-        calls = 0
-        for port in self.cluster.alive():
-            stats = self.cluster.cli(port, "INFO", "commandstats")
-            found = re.search(r"cmdstat_evalsha:calls=(\d+)", stats)
-            calls += int(found.group(1)) if found else 0
-        self.assertEqual(calls, len({slot_of(c) for c in channels}))
+        calls = self.evalsha_calls()
+        self.assertEqual(sum(calls.values()), 3)
+        self.assertEqual({p for p, n in calls.items() if n}, primaries)
         self.assertEqual([place(i)[1] for i in ids], [1] * 30 + [2] * 30)
+
+    async def test_a_migrating_slot_splits_the_call(self) -> None:
+        """
+        A batch holding a channel whose keys were migrated away (its slot
+        still migrating) is refused before it wrote anything, then sent one
+        call per slot: the others are written once each (n 2, never 3), the
+        migrated channel's publish waits out the migration (``ASK``, then
+        ``TRYAGAIN``) and lands on the new primary.
+        """
+        cluster = self.cluster
+        hub = self.hub()
+        moving = "migrating-batch"
+        slot = slot_of(moving)
+        source = cluster.primary_of(slot)
+        target = next(
+            p for p in (cluster.primary_of(s) for s in (0, 8000, 16383)) if p != source
+        )
+        candidates = (f"mig{i}" for i in range(400))
+        others = [
+            c
+            for c in candidates
+            if cluster.primary_of(slot_of(c)) == source and slot_of(c) != slot
+        ][:5]
+        self.assertEqual(len(others), 5)
+        for c in (*others, moving):
+            await hub.publish(c, "before")
+        source_id, target_id = cluster.node_id(source), cluster.node_id(target)
+        cluster.cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        cluster.cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        keys = cluster.cli(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split()
+        cluster.cli(
+            source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *keys
+        )
+        sent = [hub.publish(c, "during") for c in (*others, moving)]
+        await deferLater(reactor, 0.2)
+        for port in cluster.alive():
+            if (
+                port in (source, target)
+                or "master" in cluster.cli(port, "ROLE").split("\n")[0]
+            ):
+                cluster.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+        cluster.wait_until_ok()
+        ids = [await d for d in sent]
+        self.assertEqual([place(i)[1] for i in ids], [2] * 6)
+        meta = channel_keys(moving)["meta"]
+        self.assertEqual(cluster.cli(target, "EXISTS", meta).strip(), "1")
 
     async def test_one_id_resumes_channels_on_several_nodes(self) -> None:
         """A multi-channel id, resumed on another process, misses nothing."""

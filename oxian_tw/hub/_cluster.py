@@ -28,7 +28,7 @@ A slot is ``CRC16(key) mod 16384`` (`oxian_tw.hub._redis.key_slot`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -174,6 +174,13 @@ class ClusterNodes:
             self._waiting.append(mapped)
             return mapped.addCallback(lambda _: self.run(channel, call, *args))
         return self._routed(key, call, args, 0, 0)
+
+    def batch_of(self, channel: str) -> Hashable:
+        # The primary the slot map names (or the slot, unmapped): a call
+        # across its slots is refused before writing if the map is stale.
+        slot = key_slot(routing_key(channel))
+        node = self._slots[slot] if self._mapped else None
+        return slot if node is None else node
 
     # Routing.
 

@@ -43,7 +43,7 @@ import binascii
 import functools
 import hashlib
 import importlib.resources
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -211,6 +211,12 @@ class Nodes(Protocol):
         ``channel``'s keys (they share a slot: `routing_key`), once ready.
         """
 
+    def batch_of(self, channel: str) -> Hashable:
+        """
+        Publishes on channels with equal values may share a script call
+        (they are on one server, as far as is known).
+        """
+
 
 class OneRedis:
     """One Redis server (`Nodes`): every command on one connection."""
@@ -287,6 +293,9 @@ class OneRedis:
             if protocol is not None:
                 return call(protocol, *args)
         return on_connection(self._started(), call, *args)
+
+    def batch_of(self, channel: str) -> Hashable:
+        return None
 
 
 def on_connection(
@@ -375,7 +384,7 @@ class RedisBackend:
         self, channel: str, body: bytes, idempotency_key: str | None
     ) -> Deferred[tuple[Position, bool]]:
         # Held until the turn ends: a turn's publishes go in one script call
-        # per slot (Redis's cost of a call and ours of a command, paid once).
+        # per server (Redis's cost of a call and ours of a command, paid once).
         appended: Deferred[tuple[Position, bool]] = Deferred()
         batch = self._batch
         if batch is None:
@@ -388,46 +397,75 @@ class RedisBackend:
         batch, self._batch, self._flushing = self._batch, None, None
         if not batch:
             return
-        if self.nodes.sharded:
-            # A script's keys are in one slot: a call per slot.
-            slots: dict[int, list[_Publish]] = {}
-            for publish in batch:
-                slots.setdefault(slot_of(publish[0]), []).append(publish)
-            groups = list(slots.values())
-        else:
-            groups = [batch]
-        for group in groups:
+        groups: dict[Hashable, list[_Publish]] = {}
+        batch_of = self.nodes.batch_of
+        for publish in batch:
+            groups.setdefault(batch_of(publish[0]), []).append(publish)
+        for group in groups.values():
             for start in range(0, len(group), BATCH_MAX):
-                part = group[start : start + BATCH_MAX]
-                sent = self._on(part[0][0], self._append, part)
-                sent.addCallbacks(
-                    _appended,
-                    self._not_appended,
-                    callbackArgs=(part,),
-                    errbackArgs=(part,),
-                )
+                self._send(group[start : start + BATCH_MAX], self.nodes.sharded)
 
-    def _append(self, protocol: RedisProtocol, part: list[_Publish]) -> Deferred[Any]:
+    def _send(self, part: list[_Publish], across_slots: bool) -> None:
+        """
+        One script call for ``part``; ``across_slots``: its channels may
+        be in several slots of one Cluster node.
+        """
+        sent = self._on(part[0][0], self._append, part, across_slots)
+        sent.addCallbacks(
+            _appended,
+            self._not_appended,
+            callbackArgs=(part,),
+            errbackArgs=(part, across_slots),
+        )
+
+    def _append(
+        self, protocol: RedisProtocol, part: list[_Publish], across_slots: bool
+    ) -> Deferred[Any]:
         db = self.nodes.db
-        keys: list[str] = []
         tail: list[bytes | str] = []
         for channel, body, key, _ in part:
             meta, stream, idempotency, pubsub = _append_keys(channel, db)
-            keys += (meta, stream, idempotency if key is None else idempotency + key)
-            tail += (body, pubsub, "0" if key is None else "1")
+            tail += (
+                meta,
+                stream,
+                idempotency if key is None else idempotency + key,
+                body,
+                pubsub,
+                "0" if key is None else "1",
+            )
+        # Declared: every key, or (across a node's slots) the first
+        # publish's, which route the call.
+        keys = (
+            tail[:3]
+            if across_slots
+            else [name for at in range(0, len(tail), 6) for name in tail[at : at + 3]]
+        )
         args = (
             len(keys),
             *keys,
             *self._limits,
             self._publish_command,
             str(int(IDEMPOTENCY_WINDOW * 1000)),
+            "1" if across_slots else "0",
             *tail,
         )
         reply = protocol.command(b"EVALSHA", _APPEND_DIGEST, *args)
         # One errback (see `_append_failed`).
         return reply.addErrback(_append_failed, protocol, protocol.open, args)
 
-    def _not_appended(self, failure: Failure, part: list[_Publish]) -> None:
+    def _not_appended(
+        self, failure: Failure, part: list[_Publish], across_slots: bool
+    ) -> None:
+        error = failure.value
+        if across_slots and isinstance(error, RespError) and _refused_across(error):
+            # Refused before it wrote anything (a slot moved or migrates):
+            # again, one call per slot, each routed (MOVED, ASK) on its own.
+            slots: dict[int, list[_Publish]] = {}
+            for publish in part:
+                slots.setdefault(slot_of(publish[0]), []).append(publish)
+            for group in slots.values():
+                self._send(group, False)
+            return
         try:
             self._unavailable(failure)
         except Exception:
@@ -665,6 +703,15 @@ def _append_failed(
     if sent:
         raise _Sent(error or ConnectionLost())
     return failure
+
+
+def _refused_across(error: RespError) -> bool:
+    """
+    Whether a call across a node's slots was refused before it wrote:
+    a key the node does not serve (the script touches every key first).
+    """
+    text = str(error)
+    return "non local key" in text or error.kind == "CROSSSLOT"
 
 
 def _appended(reply: list[Any], part: list[_Publish]) -> None:

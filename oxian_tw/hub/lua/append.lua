@@ -1,9 +1,16 @@
 -- Publishes, in order: a batch of those a process made in one reactor
--- turn on channels of one slot (one call, not one each).
--- KEYS: per publish: record, history (as common.lua), idempotency key.
+-- turn on channels of one server (one call, not one each).
+-- KEYS: the keys the call declares (every key on one Redis; on a Cluster
+--       the first publish's, which route the call: a declared key's slot
+--       must be the same for all, and a script may touch keys of other
+--       slots the node serves).
 -- ARGV: max events, max bytes, age ms, publish command (PUBLISH or
---       SPUBLISH), the idempotency window ms, then per publish: body,
---       pub/sub channel, "1" when the idempotency key counts.
+--       SPUBLISH), the idempotency window ms, "1" to touch every key
+--       before writing any (a Cluster: a key this node does not serve, or
+--       that a migration moved, then fails the call before it wrote
+--       anything), then per publish: record, history (as common.lua),
+--       idempotency key, body, pub/sub channel, "1" when the idempotency
+--       key counts.
 -- Returns per publish {epoch, n, 1 if an earlier publish with the key
 -- answered}, flattened.
 -- O(1) amortised per publish, never a scan: XADD trims by count (a Redis
@@ -63,12 +70,20 @@ local function publish(idempotency, body, pubsub, counts)
   return epoch, n, 0
 end
 
+local count = (#ARGV - 6) / 6
+if ARGV[6] == '1' then
+  for i = 0, count - 1 do
+    local at = 7 + 6 * i
+    redis.call('EXISTS', ARGV[at], ARGV[at + 1], ARGV[at + 2])
+  end
+end
 local out = {}
-for i = 0, #KEYS / 3 - 1 do
+for i = 0, count - 1 do
+  local at = 7 + 6 * i
   -- (common.lua's record() reads these two.)
-  meta, stream = KEYS[3 * i + 1], KEYS[3 * i + 2]
-  local e, n, earlier = publish(KEYS[3 * i + 3], ARGV[6 + 3 * i],
-    ARGV[7 + 3 * i], ARGV[8 + 3 * i])
+  meta, stream = ARGV[at], ARGV[at + 1]
+  local e, n, earlier = publish(ARGV[at + 2], ARGV[at + 3], ARGV[at + 4],
+    ARGV[at + 5])
   out[3 * i + 1] = e
   out[3 * i + 2] = n
   out[3 * i + 3] = earlier
