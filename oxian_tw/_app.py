@@ -6,7 +6,7 @@ for all its requests: settings, the SSE registry, the hub, the end-of-turn
 flight, and graceful shutdown.
 
 Each request is served by `oxian_tw._dispatch.RouteResource`, which hands
-it to a new `oxian_tw._response.ResponseController`, its one owner.
+it to a new `oxian_tw._exchange.Exchange`, its one owner.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ._config import Settings, read_config_file, settings_from
 from ._connection import Timeouts
 from ._context import Dependencies
 from ._dispatch import Dispatcher, RouteResource
+from ._exchange import Exchange
 from ._limits import default_max_connections, fd_limit
 from ._listen import Listener
 from ._producer import Flusher
@@ -116,7 +117,7 @@ class OxianApp:
             fixed[settings.client_script.encode()] = lambda: Response(
                 client.script(), headers={"Content-Type": client.CONTENT_TYPE}
             )
-        run: Callable[[ResponseController], Any] = self._dispatcher.run
+        run: Callable[[Exchange], Any] = self._dispatcher.run
         if fixed:
             run = _serving_fixed(run, fixed)
         self._resource = RouteResource(self, run)
@@ -176,12 +177,11 @@ class OxianApp:
         outlive: it ends when closed, when the client leaves, or at
         shutdown.
         """
-        owner = ResponseController(self, request)
-        owner._foreign = True
+        owner = Exchange(self, request, foreign=True)
         cors = self._dispatcher.cors_headers(request)
         if cors:
-            owner.headers(dict(cors))
-        return owner
+            owner.set_headers(dict(cors))
+        return owner.response
 
     def site(self, root: IResource | None = None) -> OxianSite:
         """
@@ -338,9 +338,7 @@ class OxianApp:
         """The shutdown grace is over: what is cut now ends by the shutdown."""
         self._cut = True
 
-    def _request_ended(
-        self, owner: ResponseController, started: float, how: str
-    ) -> None:
+    def _request_ended(self, owner: Exchange, started: float, how: str) -> None:
         """A request's response ended (`oxian_tw._accesslog.ENDINGS`)."""
         if self._cut and how == "client_gone":
             # The connection was cut by the shutdown, not left by its client.
@@ -348,13 +346,13 @@ class OxianApp:
         access_log = self._access_log
         metrics = self._metrics
         if access_log is not None or metrics is not None:
-            request = owner._request
+            request = owner.request
             now = self.clock.seconds()
             if access_log is not None:
                 access_log.record(
                     request,
-                    request_id=owner._request_id,
-                    client_request_id=owner._client_request_id,
+                    request_id=owner.request_id,
+                    client_request_id=owner.client_request_id,
                     status=request.code,
                     started=started,
                     now=now,
@@ -363,7 +361,7 @@ class OxianApp:
             # One that began before metrics were asked for was not timed.
             if metrics is not None and started != _UNMEASURED:
                 metrics._request(
-                    owner._route or "", request.code, now - started, request.sentLength
+                    owner.route or "", request.code, now - started, request.sentLength
                 )
         self._in_flight -= 1
         if not self._in_flight and self._quiet:
@@ -399,16 +397,16 @@ class _AppService(MultiService):
 
 
 def _serving_fixed(
-    run: Callable[[ResponseController], Any],
+    run: Callable[[Exchange], Any],
     fixed: dict[bytes, Callable[[], Response]],
-) -> Callable[[ResponseController], Any]:
+) -> Callable[[Exchange], Any]:
     """
     ``run``, except that ``GET`` (or ``HEAD``) of a path of ``fixed``
     answers what it makes (``--metrics``, ``--client-script``).
     """
 
-    def serve(controller: ResponseController) -> Any:
-        request = controller._request
+    def serve(controller: Exchange) -> Any:
+        request = controller.request
         answer = fixed.get(request.path)
         if answer is not None and request.method in (b"GET", b"HEAD"):
             return answer()

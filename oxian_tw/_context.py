@@ -22,7 +22,7 @@ from twisted.web.iweb import IRequest
 
 if TYPE_CHECKING:
     from ._app import OxianApp
-    from ._response import ResponseController
+    from ._exchange import Exchange
     from .hub import IHub
 
 
@@ -216,18 +216,27 @@ class Context:
     :ivar app: the `OxianApp`.
     """
 
-    __slots__ = ("request", "response", "dependencies", "route", "app", "__dict__")
+    __slots__ = (
+        "request",
+        "response",
+        "dependencies",
+        "route",
+        "app",
+        "_exchange",
+        "__dict__",
+    )
 
     def __init__(
         self,
         request: RequestInfo,
-        response: ResponseController,
+        exchange: Exchange,
         dependencies: Dependencies,
         route: str,
         app: OxianApp,
     ) -> None:
         self.request = request
-        self.response = response
+        self._exchange = exchange
+        self.response = exchange.response
         self.dependencies = dependencies
         self.route = route
         self.app = app
@@ -235,7 +244,7 @@ class Context:
     @property
     def request_id(self) -> str:
         """The request's id, also sent as ``X-Request-Id``."""
-        return self.response._request_id
+        return self._exchange.request_id
 
     @property
     def clock(self) -> IReactorTime:

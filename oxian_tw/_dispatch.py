@@ -8,8 +8,8 @@ For one request: CORS headers, the ``Host`` (400, `oxian_tw._host`; an
 below the base path (decoded per segment), the route (404), the method
 (405, or the automatic ``OPTIONS``), the body (413, 400), ``data`` and
 ``ctx``, then the route's pipeline and handler. What the handler gives
-goes to the request's `oxian_tw._response.ResponseController`, which owns
-the rest of the request's life.
+goes to the request's `oxian_tw._exchange.Exchange`, which owns the rest
+of the request's life.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from ._body import build_data, parse_body, parse_query
 from ._context import Context, RequestInfo, header_value
 from ._cors import CorsPolicy
 from ._errors import TOO_LARGE_MESSAGE, HttpError
+from ._exchange import Exchange
 from ._host import host_problem
 from ._invoke import Handlers
 from ._modules import RouteModules
 from ._pipeline import Chain, Pipeline
-from ._response import ResponseController
 from ._routing import RouteTable, discover
 
 if TYPE_CHECKING:
@@ -98,17 +98,17 @@ class Dispatcher:
             return []
         return self.cors.response_headers(header_value(request, b"origin"))
 
-    def run(self, owner: ResponseController) -> Any:
+    def run(self, owner: Exchange) -> Any:
         """
         Serve ``owner``'s request: the handler's result, or a Deferred of it.
 
         :raises HttpError: for the framework's own answers (400, 404, 405,
             413), and whatever the handler raises.
         """
-        request = owner._request
+        request = owner.request
         cors = self.cors
         if cors is not None:
-            owner.headers(dict(self.cors_headers(request)))
+            owner.set_headers(dict(self.cors_headers(request)))
         if not getattr(request, "host_checked", False):
             problem = host_problem(
                 request.requestHeaders.getRawHeaders(b"host"), request.clientproto
@@ -120,7 +120,7 @@ class Dispatcher:
             plan, params = self._match(request)
         else:
             params = {}
-        owner._route = plan.pattern
+        owner.route = plan.pattern
         method = request.method
         handler = plan.by_wire.get(method, plan.default)
         if handler is None or method == b"OPTIONS":
@@ -150,11 +150,11 @@ class Dispatcher:
             app,
         )
         data = build_data(body, query, params)
-        return self.pipeline.run(plan.chain, handler, data, ctx)
+        return self.pipeline.run(plan.chain, handler, data, ctx, owner)
 
     def _options_or_405(
         self,
-        owner: ResponseController,
+        owner: Exchange,
         handlers: Handlers,
         handler: Callable[..., Any] | None,
     ) -> Callable[..., Any] | None:
@@ -165,12 +165,12 @@ class Dispatcher:
 
         :raises HttpError: ``405`` with ``Allow``.
         """
-        request = owner._request
+        request = owner.request
         options = request.method == b"OPTIONS"
         cors = self.cors
         if options and cors is not None:
             if request.getHeader(b"access-control-request-method") is not None:
-                owner.headers(
+                owner.set_headers(
                     dict(
                         cors.preflight_headers(
                             header_value(request, b"origin"),
@@ -183,8 +183,9 @@ class Dispatcher:
             return handler
         allow = handlers.allow()
         if options:
-            owner.headers({"Allow": allow})
-            owner.send(None, status=204)
+            owner.set_headers({"Allow": allow})
+            owner.set_status(204)
+            owner.commit(None)
             return None
         raise HttpError(405, "Method Not Allowed", headers={"Allow": allow})
 
@@ -211,9 +212,9 @@ class Dispatcher:
         refuses before a resource is looked up.
         """
 
-        def refuse(owner: ResponseController) -> None:
+        def refuse(owner: Exchange) -> None:
             if self.cors is not None:
-                owner.headers(dict(self.cors_headers(owner._request)))
+                owner.set_headers(dict(self.cors_headers(owner.request)))
             raise error
 
         return RouteResource(self._app, refuse)
@@ -227,7 +228,7 @@ class RouteResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, app: OxianApp, run: Callable[[ResponseController], Any]) -> None:
+    def __init__(self, app: OxianApp, run: Callable[[Exchange], Any]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._app = app
         self._run = run
@@ -238,4 +239,4 @@ class RouteResource(Resource):
 
     def _serve(self, request: Any) -> None:
         """Serve ``request``: its owner runs the route tree."""
-        ResponseController(self._app, request)._serve(self._run)
+        Exchange(self._app, request).serve(self._run)

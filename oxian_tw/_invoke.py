@@ -14,6 +14,8 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 
+from ._coroutines import drive
+
 _METHOD = re.compile("[A-Z]+")
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -21,13 +23,14 @@ STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def call(fn: Callable[..., Any], *args: Any) -> Any:
     """
     Call ``fn`` and adapt what it gives: a coroutine becomes a cancellable
-    Deferred (``Deferred.fromCoroutine``, run at once up to its first
-    ``await``); a Deferred or a plain value is returned as is. Exceptions
-    propagate. A Deferred is made only when something is asynchronous.
+    Deferred (`oxian_tw._coroutines.drive`: asyncio awaitables and
+    Deferreds alike on the asyncio reactor); a Deferred or a plain value is
+    returned as is. Exceptions propagate. A Deferred is made only when
+    something is asynchronous.
     """
     result = fn(*args)
     if isinstance(result, CoroutineType):
-        return Deferred.fromCoroutine(result)
+        return drive(result)
     return result
 
 
@@ -46,9 +49,12 @@ def is_deferred(value: Any) -> bool:
 
 
 async def call_async(fn: Callable[..., Any], *args: Any) -> Any:
-    """`call`, awaited: the value, however ``fn`` gives it."""
-    result = call(fn, *args)
-    if isinstance(result, Deferred):
+    """
+    ``fn(*args)``, awaited: the value, however ``fn`` gives it. A coroutine
+    is awaited in the caller's (one driver for a whole pipeline).
+    """
+    result = fn(*args)
+    if isinstance(result, CoroutineType | Deferred):
         return await result
     return result
 

@@ -18,7 +18,7 @@ out of the steps before it (a result or an exception).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred, TimeoutError
@@ -27,10 +27,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._context import RESERVED_CONTEXT_NAMES, Context, Dependencies
+from ._coroutines import drive
 from ._errors import HttpError, RouteTreeError
 from ._invoke import call, call_async
 from ._modules import RouteModules
 from ._routing import PIPELINE_FILES, Route, walk
+
+if TYPE_CHECKING:
+    from ._exchange import Exchange
 
 _log = Logger()
 
@@ -107,7 +111,7 @@ class Singleton:
             self._waiting.append(waiter)
             return waiter
         self._waiting = [waiter]
-        Deferred.fromCoroutine(self._evaluate()).addBoth(self._settle)
+        drive(self._evaluate()).addBoth(self._settle)
         return waiter
 
     async def _evaluate(self) -> Dependencies:
@@ -229,10 +233,12 @@ class Pipeline:
         handler: Callable[..., Any],
         data: dict[str, Any],
         ctx: Context,
+        exchange: Exchange,
     ) -> Any:
         """
         Run ``handler`` for one request through ``chain``: its result, or a
-        Deferred of it when something was asynchronous.
+        Deferred of it when something was asynchronous. ``exchange`` owns
+        the request (a step may answer it: then no handler runs).
         """
         if chain.empty:
             # ``ctx`` was made with the app's dependencies.
@@ -244,7 +250,7 @@ class Pipeline:
         )
         # `Singleton.get` gives its value or a Deferred of exactly that type.
         if type(dependencies) is Deferred or chain.steps or chain.after_run:
-            return Deferred.fromCoroutine(_run(chain, handler, data, ctx, dependencies))
+            return drive(_run(chain, handler, data, ctx, exchange, dependencies))
         ctx.dependencies = dependencies  # type: ignore[assignment]
         return call(handler, data, ctx)
 
@@ -255,7 +261,7 @@ class Pipeline:
         the values (a later request evaluates the factories again).
         Failures are logged; the others still run.
         """
-        return Deferred.fromCoroutine(self._shutdown(timeout, clock))
+        return drive(self._shutdown(timeout, clock))
 
     async def _shutdown(self, timeout: float, clock: IReactorTime) -> None:
         evaluated, self._evaluated[:] = list(self._evaluated), []
@@ -264,9 +270,9 @@ class Pipeline:
             if singleton.shutdown is None:
                 continue
             try:
-                await Deferred.fromCoroutine(
-                    call_async(singleton.shutdown, value)
-                ).addTimeout(timeout, clock)
+                await drive(call_async(singleton.shutdown, value)).addTimeout(
+                    timeout, clock
+                )
             except TimeoutError:
                 _log.warn(
                     "shutdown() in {file} took over {timeout} s; cancelled",
@@ -282,6 +288,7 @@ async def _run(
     handler: Callable[..., Any],
     data: dict[str, Any],
     ctx: Context,
+    exchange: Exchange,
     dependencies: Dependencies | Deferred[Dependencies],
 ) -> Any:
     if isinstance(dependencies, Deferred):
@@ -289,7 +296,7 @@ async def _run(
     ctx.dependencies = dependencies
     failed = False
     try:
-        result = await _steps(chain, handler, data, ctx)
+        result = await _steps(chain, handler, data, ctx, exchange)
     except Exception as exc:
         result, failed = exc, True
     for step in chain.after_run:
@@ -306,12 +313,15 @@ async def _run(
 
 
 async def _steps(
-    chain: Chain, handler: Callable[..., Any], data: dict[str, Any], ctx: Context
+    chain: Chain,
+    handler: Callable[..., Any],
+    data: dict[str, Any],
+    ctx: Context,
+    exchange: Exchange,
 ) -> Any:
-    response = ctx.response
     for step in chain.steps:
         _merge(step, await call_async(step.fn, data, ctx), data, ctx)
-        if response._settled:
+        if exchange.settled:
             # Answered (``ctx.response.send()``) or gone: no handler.
             return None
     return await call_async(handler, data, ctx)

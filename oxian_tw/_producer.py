@@ -45,12 +45,14 @@ from twisted.web.http import HTTPChannel
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
+from ._coroutines import drive
 from ._errors import StreamClosed
 from ._fastpath import DirectWriter
 from ._relay import relay
+from ._streaming import pump_chunks
 
 if TYPE_CHECKING:
-    from ._response import ResponseController
+    from ._exchange import Exchange
 
 #: Bytes a stream holds before it sends at once instead of at the end of
 #: the turn; also when a write's Deferred waits.
@@ -67,6 +69,13 @@ WRITE_COST = 4096
 BLOCK_SIZE = 64 * 1024
 
 _OPEN, _CLOSING, _ENDED = "open", "closing", "ended"
+
+#: Headers of every streamed response unless set: caches and proxies
+#: (nginx) must not hold a streamed body back.
+NO_BUFFERING = (
+    (b"Cache-Control", b"no-cache, no-transform"),
+    (b"X-Accel-Buffering", b"no"),
+)
 
 
 def as_bytes(chunk: Any) -> bytes:
@@ -196,7 +205,7 @@ class Stream:
     def __init__(
         self,
         request: IRequest,
-        owner: ResponseController,
+        owner: Exchange,
         *,
         flusher: Flusher,
         buffer_limit: int | None,
@@ -216,7 +225,7 @@ class Stream:
         #: How the stream will say it ended when it is closed.
         self._end_reason = "complete"
         self._request: Any = request
-        self._owner: ResponseController | None = owner
+        self._owner: Exchange | None = owner
         self._flusher = flusher
         self._buffer_limit = buffer_limit
         self._request_id = request_id
@@ -337,7 +346,7 @@ class Stream:
         if hasattr(source, "read"):
             return self._pull_file(source)
         if hasattr(source, "__aiter__"):
-            return Deferred.fromCoroutine(self._pipe_async(source))
+            return drive(pump_chunks(self, source))
         if isinstance(source, str | bytes | bytearray | memoryview):
             raise TypeError("pipe() takes a file or an iterable; use write() for data")
         return Deferred.fromCoroutine(self._pipe_iter(iter(source)))
@@ -565,7 +574,7 @@ class Stream:
             d.callback(None)
         owner, self._owner = self._owner, None
         if owner is not None:
-            owner._stream_ended(reason, stop_handler, immediate)
+            owner.stream_ended(reason, stop_handler, immediate)
 
     async def _pipe_iter(self, iterator: Any) -> None:
         try:
@@ -576,17 +585,6 @@ class Stream:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
-
-    async def _pipe_async(self, source: Any) -> None:
-        iterator = source.__aiter__()
-        try:
-            async for chunk in iterator:
-                if not await self.write(chunk):
-                    return
-        finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
 
 class HeadStream(Stream):

@@ -936,10 +936,10 @@ class BlockingTests(AppTestCase):
     """Serving a request that holds the reactor > 0.5 s names its route."""
 
     def served_in(self, seconds: float) -> list[dict[str, Any]]:
-        from oxian_tw import _response
+        from oxian_tw import _exchange
 
         times = iter([100.0, 100.0 + seconds])
-        self.patch(_response, "_wall_clock", lambda: next(times))
+        self.patch(_exchange, "_wall_clock", lambda: next(times))
         self.logged.clear()
         self.get("/users/7")
         return [

@@ -389,7 +389,7 @@ class HeadHeldTests(SynchronousTestCase):
         self.assertEqual(got.events()[0].data, "4")
 
     def test_head_at_the_latest_after_the_hold(self) -> None:
-        from oxian_tw._response import HEAD_HOLD
+        from oxian_tw._sse_response import HEAD_HOLD
 
         response = self.client.get("/sub")
         self.clock.advance(HEAD_HOLD - 0.1)

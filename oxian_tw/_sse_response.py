@@ -1,0 +1,141 @@
+# -*- test-case-name: tests.test_sse,tests.test_hub_core -*-
+"""
+Opening an SSE response (``ctx.response.sse()``, SPEC §5): its checks, its
+head, its `oxian_tw._eventstream.EventStream`, and, with channels, the head
+held until they are live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+
+from ._context import header_text
+from ._eventstream import DEFAULT_POLICY, SLOW_CONSUMER_POLICIES, EventStream
+from ._fastpath import limit_unacknowledged
+from ._producer import NO_BUFFERING
+from .hub._channels import channel_names, check_history, presence_json
+from .sse import encode_retry
+
+if TYPE_CHECKING:
+    from ._exchange import Exchange
+    from ._producer import Stream
+
+#: ``sse(ping=...)`` left out: the app's ``--ping`` applies.
+APP_PING: Any = object()
+
+#: Seconds at most an SSE response's head waits for its channels to be
+#: live (one round trip to Redis; longer only while it is unreachable).
+HEAD_HOLD = 5.0
+
+_SSE_DEFAULTS = (
+    (b"Content-Type", b"text/event-stream; charset=utf-8"),
+    *NO_BUFFERING,
+)
+
+
+def open_sse(
+    exchange: Exchange,
+    *,
+    retry: int | None,
+    keep_open: bool,
+    headers: Mapping[str, Any] | None,
+    status: int,
+    ping: Any,
+    slow_consumer: Any,
+    channels: Iterable[str],
+    history: int,
+    presence: Any,
+    presence_events: bool,
+) -> EventStream:
+    """``ctx.response.sse(...)`` (its parameters are documented there)."""
+    if slow_consumer is not DEFAULT_POLICY and (
+        slow_consumer not in SLOW_CONSUMER_POLICIES
+    ):
+        raise ValueError(
+            f"slow_consumer must be one of {SLOW_CONSUMER_POLICIES}, "
+            f"not {slow_consumer!r}"
+        )
+    app = exchange.app
+    settings = app.settings
+    if ping is APP_PING:
+        ping = settings.ping or None
+    elif ping is not None and (
+        isinstance(ping, bool) or not isinstance(ping, int | float) or ping <= 0
+    ):
+        raise ValueError(f"ping must be a number of seconds > 0 or None: {ping!r}")
+    opening = b"" if retry is None else encode_retry(retry)
+    channels = channel_names(channels)
+    check_history(history)
+    if presence is not None:
+        presence_json(presence)
+    exchange.check_open()
+    app.streams.admit()
+    exchange.set_status(status)
+    request = exchange.request
+    response_headers = request.responseHeaders
+    response_headers.removeHeader(b"content-length")
+    for name, value in _SSE_DEFAULTS:
+        response_headers.setRawHeaders(name, [value])
+    if headers:
+        exchange.set_headers(headers)
+    limit_unacknowledged(
+        getattr(request.channel, "transport", None), settings.write_timeout
+    )
+    # An event stream bounds what it holds itself (its budget). With
+    # channels its head waits until they are live here: a client that
+    # sees the response head gets every event published after that.
+    stream = exchange.start_stream(
+        keep_open, buffer_limit=None, hold_head=bool(channels)
+    )
+    last_event_id = header_text(request, b"last-event-id")
+    if last_event_id is None:
+        last_event_id = _query_value(request, b"lastEventId")
+    sse = exchange.sse = EventStream(
+        stream,
+        clock=app.clock,
+        subscribe_to=app.hub.subscribe,
+        route=exchange.route or request.path.decode("latin-1"),
+        request_id=exchange.request_id,
+        budget=settings.sse_budget,
+        slow_consumer=slow_consumer,
+        ping=ping,
+        last_event_id=last_event_id,
+    )
+    app.streams.add(sse)
+    if opening:
+        stream._push(opening)
+    if channels:
+        joined = sse.subscribe(
+            *channels,
+            history=history,
+            presence=presence,
+            presence_events=presence_events,
+        )
+        release_when(exchange, stream, joined)
+    return sse
+
+
+def release_when(exchange: Exchange, stream: Stream, joined: Deferred[Any]) -> None:
+    """
+    Send the held head once ``joined`` fires, or after `HEAD_HOLD` seconds
+    whatever happens (the hub unreachable: heartbeats go on).
+    """
+    if joined.called:
+        stream._release_head()
+        return
+    cap = exchange.app.clock.callLater(HEAD_HOLD, stream._release_head)
+
+    def release(_: Any) -> None:
+        if cap.active():
+            cap.cancel()
+        stream._release_head()
+
+    joined.addBoth(release)
+
+
+def _query_value(request: Any, name: bytes) -> str | None:
+    values = request.args.get(name) if request.args else None
+    return values[0].decode("utf-8", "replace") if values else None
