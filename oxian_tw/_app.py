@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, TimeoutError, gatherResults, succeed
@@ -38,9 +38,10 @@ from ._registry import StreamRegistry
 from ._requestid import TrustedProxies
 from ._response import ResponseController
 from ._results import Response
+from ._runs import RUN_HISTORY_EVENTS, Runs
 from ._site import OxianSite
 from ._version import __version__
-from .hub import IHub, describe_hub, make_hub
+from .hub import Hub, IHub, describe_hub, make_hub
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import Metrics
 
@@ -101,6 +102,24 @@ class OxianApp:
             history_bytes=settings.hub_history_bytes,
             history_age=settings.hub_history_age,
             presence_ttl=settings.hub_presence_ttl,
+        )
+        #: The app's runs (SPEC §15): ``ctx.runs``. Their channels live in
+        #: a hub of their own, of the same kind, with runs' history bounds.
+        self.runs = Runs(
+            cast(
+                Hub,
+                make_hub(
+                    settings.hub,
+                    lambda: self.clock,
+                    history=RUN_HISTORY_EVENTS,
+                    history_bytes=settings.runs_history_bytes,
+                    history_age=settings.runs_retention,
+                    presence_ttl=settings.hub_presence_ttl,
+                ),
+            ),
+            lambda: self.clock,
+            lease=settings.runs_lease,
+            retention=settings.runs_retention,
         )
         self._dispatcher = Dispatcher(self, root)
         #: The route table, in precedence order.
@@ -303,11 +322,14 @@ class OxianApp:
         """
         if grace is None:
             grace = self.settings.shutdown_grace
-        drained = self.drain(grace)
+        # Runs made here end first (as interrupted): their clients are told.
+        drained = self.runs.stop_service()
+        drained.addCallback(lambda _: self.drain(grace))
         drained.addCallback(
             lambda _: self._dispatcher.pipeline.shutdown(max(grace, 1.0), self.clock)
         )
         drained.addCallback(lambda _: self.hub.stop())
+        drained.addCallback(lambda _: self.runs.hub.stop())
         return drained.addBoth(self._shut_down)
 
     def _shut_down(self, result: Any) -> Any:

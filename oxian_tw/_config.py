@@ -36,6 +36,11 @@ HUB_HISTORY_BYTES = 1024 * 1024
 HUB_HISTORY_AGE = 3600.0
 HUB_PRESENCE_TTL = 30.0
 
+#: Runs' defaults (SPEC §15), also those of `oxian_tw.Runs` built directly.
+RUNS_LEASE = 10.0
+RUNS_RETENTION = 600.0
+RUNS_HISTORY_BYTES = 8 * 1024 * 1024
+
 
 class ConfigError(ValueError):
     """A setting is unknown or its value is invalid."""
@@ -391,6 +396,23 @@ OPTIONS: tuple[Option, ...] = (
         "of it.",
     ),
     Option(
+        "runs-lease",
+        _positive_seconds,
+        "Seconds a run outlives its producing process unrenewed (killed): "
+        "then it ends as interrupted. Renewed every third of it.",
+    ),
+    Option(
+        "runs-retention",
+        _positive_seconds,
+        "Seconds a run is kept after its end (its events, its end, its "
+        "snapshot); an attach then gets them, a start of its key nothing new.",
+    ),
+    Option(
+        "runs-history-bytes",
+        _positive_int,
+        "Encoded bytes of events each run keeps; past it its oldest give way.",
+    ),
+    Option(
         "metrics",
         _optional_path,
         "Serve Prometheus metrics (requests, streams, hub, process) at this "
@@ -466,6 +488,9 @@ class Settings:
     hub_history_bytes: int = HUB_HISTORY_BYTES
     hub_history_age: float = HUB_HISTORY_AGE
     hub_presence_ttl: float = HUB_PRESENCE_TTL
+    runs_lease: float = RUNS_LEASE
+    runs_retention: float = RUNS_RETENTION
+    runs_history_bytes: int = RUNS_HISTORY_BYTES
     metrics: str | None = None
     client_script: str | None = None
     shutdown_grace: float = 5.0

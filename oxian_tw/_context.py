@@ -23,6 +23,7 @@ from twisted.web.iweb import IRequest
 if TYPE_CHECKING:
     from ._app import OxianApp
     from ._exchange import Exchange
+    from ._runs import Runs
     from .hub import IHub
 
 
@@ -199,6 +200,7 @@ RESERVED_CONTEXT_NAMES = frozenset(
         "clock",
         "app",
         "hub",
+        "runs",
         "sleep",
     }
 )
@@ -255,6 +257,11 @@ class Context:
     def hub(self) -> IHub:
         """The app's hub (``ctx.hub.publish(channel, data)``)."""
         return self.app.hub
+
+    @property
+    def runs(self) -> Runs:
+        """The app's runs (``ctx.runs.start(key, source)``, SPEC §15)."""
+        return self.app.runs
 
     def sleep(self, seconds: float) -> Deferred[None]:
         """A Deferred that fires with ``None`` after ``seconds`` on ``ctx.clock``."""

@@ -460,3 +460,33 @@ class EventStream:
         done, self._done = self._done, _FIRED
         for d in done or ():
             d.callback(None)
+
+
+#: What a run's ``end`` event starts with on the wire, after its id line.
+_END_FIELD = b"\nevent: end\n"
+
+
+class RunStream(EventStream):
+    """
+    A client attached to a run (``sse(run=key)``): it closes itself once
+    the run's ``end`` event is handed on, so EventSource reconnects with
+    that event's id (and gets 204: nothing runs again).
+    """
+
+    __slots__ = ()
+
+    def _deliver(self, payload: bytes) -> bool:
+        taken = super()._deliver(payload)
+        if taken and _END_FIELD in payload:
+            self._close_soon()
+        return taken
+
+    def _offer(self, payload: bytes) -> bool:
+        taken = super()._offer(payload)
+        if taken and _END_FIELD in payload:
+            self._close_soon()
+        return taken
+
+    def _close_soon(self) -> None:
+        # Not inside the hub's delivery: on the next turn.
+        self._clock.callLater(0, self.close)

@@ -124,6 +124,7 @@ class ResponseController:
         history: int = 0,
         presence: Any = None,
         presence_events: bool = False,
+        run: str | None = None,
     ) -> EventStream:
         """
         Open a Server-Sent Events response and return its `EventStream`.
@@ -153,6 +154,10 @@ class ResponseController:
             (``hub.presence(channel)``).
         :param presence_events: also publish ``join``/``leave`` events with
             that info on ``channels``.
+        :param run: attach to the run of this key (``ctx.runs``, SPEC
+            §15): its events from the client's ``Last-Event-ID`` or from
+            its first, until its ``end``; ``404`` for no such run, ``204``
+            for a reconnect after its end.
         :raises HttpError: ``503`` with ``Retry-After`` at ``--max-streams``
             or during shutdown.
         :raises StreamClosed: when the client already left.
@@ -170,6 +175,7 @@ class ResponseController:
             history=history,
             presence=presence,
             presence_events=presence_events,
+            run=run,
         )
 
     def pipe(self, source: Any) -> Deferred[None]:

@@ -7,21 +7,34 @@ held until they are live.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ._context import header_text
-from ._eventstream import DEFAULT_POLICY, SLOW_CONSUMER_POLICIES, EventStream
+from ._coroutines import drive
+from ._errors import error_body, http_status_of
+from ._eventstream import (
+    DEFAULT_POLICY,
+    SLOW_CONSUMER_POLICIES,
+    EventStream,
+    RunStream,
+)
 from ._fastpath import limit_unacknowledged
+from ._json import JSON_CONTENT_TYPE, dump_json
 from ._producer import NO_BUFFERING
+from ._runs import RUNNING
 from .hub._channels import channel_names, check_history, presence_json
 from .sse import encode_retry
 
 if TYPE_CHECKING:
     from ._exchange import Exchange
     from ._producer import Stream
+
+_log = Logger()
 
 #: ``sse(ping=...)`` left out: the app's ``--ping`` applies.
 APP_PING: Any = object()
@@ -49,8 +62,13 @@ def open_sse(
     history: int,
     presence: Any,
     presence_events: bool,
+    run: str | None = None,
 ) -> EventStream:
     """``ctx.response.sse(...)`` (its parameters are documented there)."""
+    if run is not None:
+        if channels:
+            raise ValueError("sse(run=...) takes no channels: the run is its channel")
+        exchange.app.runs.channel(run)
     if slow_consumer is not DEFAULT_POLICY and (
         slow_consumer not in SLOW_CONSUMER_POLICIES
     ):
@@ -88,15 +106,15 @@ def open_sse(
     # channels its head waits until they are live here: a client that
     # sees the response head gets every event published after that.
     stream = exchange.start_stream(
-        keep_open, buffer_limit=None, hold_head=bool(channels)
+        keep_open, buffer_limit=None, hold_head=bool(channels) or run is not None
     )
     last_event_id = header_text(request, b"last-event-id")
     if last_event_id is None:
         last_event_id = _query_value(request, b"lastEventId")
-    sse = exchange.sse = EventStream(
+    sse = exchange.sse = (EventStream if run is None else RunStream)(
         stream,
         clock=app.clock,
-        subscribe_to=app.hub.subscribe,
+        subscribe_to=app.hub.subscribe if run is None else app.runs.hub.subscribe,
         route=exchange.route or request.path.decode("latin-1"),
         request_id=exchange.request_id,
         budget=settings.sse_budget,
@@ -115,7 +133,73 @@ def open_sse(
             presence_events=presence_events,
         )
         release_when(exchange, stream, joined)
+    if run is not None:
+        drive(_attach(exchange, sse, stream, run)).addErrback(
+            _not_attached, exchange, stream
+        )
     return sse
+
+
+async def _attach(
+    exchange: Exchange, sse: EventStream, stream: Stream, key: str
+) -> None:
+    """
+    Attach ``sse`` to the run ``key`` (SPEC §15), its head held until
+    decided: 404 for no such run; 204 for a reconnect with the id of its
+    ``end`` (EventSource stops); else its events from the client's
+    ``Last-Event-ID``, or from its first (its snapshot, once ended).
+    """
+    runs = exchange.app.runs
+    handle = await runs.status(key)
+    if stream.closed:
+        return
+    if handle is None:
+        _answer(exchange, stream, 404, error_body(404, "No such run"))
+        return
+    last = sse.last_event_id
+    if last is not None and last == handle.end_id:
+        _answer(exchange, stream, 204, None)
+        return
+    if last is None:
+        if handle.end_id is not None and handle.snapshot_id is not None:
+            epoch, _, n = handle.snapshot_id.rpartition("-")
+            sse.last_event_id = f"{epoch}-{int(n) - 1}"
+        else:
+            sse.last_event_id = "earliest"
+    if handle.status == RUNNING:
+        sse._on_end(_unwatching(runs.watch(key)))
+    joined = sse.subscribe(runs.channel(key))
+    release_when(exchange, stream, joined)
+
+
+def _unwatching(unwatch: Callable[[], None]) -> Callable[[Any], None]:
+    return lambda _: unwatch()
+
+
+def _answer(exchange: Exchange, stream: Stream, status: int, body: Any) -> None:
+    """Answer a held SSE head with ``status`` (and a JSON ``body``) instead."""
+    request = exchange.request
+    request.setResponseCode(status)
+    headers = request.responseHeaders
+    if body is None:
+        headers.removeHeader(b"content-type")
+    else:
+        headers.setRawHeaders(b"Content-Type", [JSON_CONTENT_TYPE.encode()])
+        stream._push(dump_json(body))
+    stream.close()
+
+
+def _not_attached(failure: Failure, exchange: Exchange, stream: Stream) -> None:
+    """The run's state could not be read (the hub unreachable): 503."""
+    if not stream.closed:
+        error = failure.value
+        status = (http_status_of(error) if error is not None else None) or 503
+        _log.warn(
+            "sse(run=...) failed: {error} (request {request_id})",
+            error=error,
+            request_id=exchange.request_id,
+        )
+        _answer(exchange, stream, status, error_body(status, "The run is unavailable"))
 
 
 def release_when(exchange: Exchange, stream: Stream, joined: Deferred[Any]) -> None:

@@ -88,6 +88,19 @@ class Scripted:
     def present_count(self, channel: str) -> Deferred[int]:
         return succeed(0)
 
+    def fetch(self, channel: str, name: str) -> Deferred[str | None]:
+        return succeed(None)
+
+    def claim(
+        self, channel: str, name: str, value: str, ttl: float
+    ) -> Deferred[str | None]:
+        return succeed(None)
+
+    def swap(
+        self, channel: str, name: str, expected: str, value: str, ttl: float
+    ) -> Deferred[bool]:
+        return succeed(False)
+
     # The test's side.
 
     def answer_follow(self, channel: str) -> None:

@@ -33,7 +33,11 @@ class BackendTests(SynchronousTestCase):
 
     def test_same_signatures(self) -> None:
         """The two backends take the same arguments for each interface method."""
+        from zope.interface.interface import Method
+
         for name in IHub.names():
+            if not isinstance(IHub[name], Method):
+                continue
             self.assertEqual(
                 list(inspect.signature(getattr(MemoryHub, name)).parameters),
                 list(inspect.signature(getattr(RedisHub, name)).parameters),

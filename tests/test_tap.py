@@ -246,6 +246,13 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
             "hub-presence-ttl = 9",
             9.0,
         ),
+        "runs-lease": (["--runs-lease", "4"], "runs-lease = 4", 4.0),
+        "runs-retention": (["--runs-retention", "30"], "runs-retention = 30", 30.0),
+        "runs-history-bytes": (
+            ["--runs-history-bytes", "65536"],
+            "runs-history-bytes = 65536",
+            65536,
+        ),
         "shutdown-grace": (["--shutdown-grace", "0"], "shutdown-grace = 0", 0.0),
         "debug": (["--debug"], "debug = true", True),
     }

@@ -252,6 +252,11 @@ class Hub:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} on {self._backend.description}>"
 
+    @property
+    def backend(self) -> IBackend:
+        """Where its channels live (records beside them: `oxian_tw._runs`)."""
+        return self._backend
+
     # IHub.
 
     def publish(
@@ -799,6 +804,9 @@ class Hub:
                 positions[name] = mine
                 return
             stats.delivered += 1
+        if self._subs.get(stream) is not sub:
+            # It ended while it was sent to.
+            return
         for name in key:
             feed = self._feeds[name]
             if positions.get(name) != feed.head:

@@ -93,6 +93,10 @@ class IHub(Interface):
     def presence_count(channel: str) -> Any:
         """A Deferred of how many are present on ``channel``, in every process."""
 
+    backend = Attribute(
+        "Where its channels live (`IBackend`), with records beside them."
+    )
+
     def stats() -> Any:
         """A snapshot of the counters (`HubStats`)."""
 
@@ -200,3 +204,24 @@ class IBackend(Interface):
 
     def present_count(channel: str) -> Any:
         """A Deferred of how many are present on ``channel``, not reading them."""
+
+    def fetch(channel: str, name: str) -> Any:
+        """
+        A Deferred of the record ``name`` kept beside ``channel`` (a
+        ``str``), or ``None`` when there is none (never set, or expired).
+        Records are small values shared by every process (a run's state
+        and lease, `oxian_tw._runs`).
+        """
+
+    def claim(channel: str, name: str, value: str, ttl: float) -> Any:
+        """
+        Set the record ``name`` to ``value`` for ``ttl`` seconds unless it
+        exists, atomically across processes: a Deferred of ``None`` when
+        set, else of the record's value.
+        """
+
+    def swap(channel: str, name: str, expected: str, value: str, ttl: float) -> Any:
+        """
+        Set the record ``name`` to ``value`` for ``ttl`` seconds if it is
+        ``expected``, atomically: a Deferred of whether it was set.
+        """

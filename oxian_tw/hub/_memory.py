@@ -93,6 +93,8 @@ class MemoryBackend:
         )
         self._present: dict[str, dict[str, str]] = {}
         self._sweep: IDelayedCall | None = None
+        # (channel, name) -> (value, when it expires).
+        self._records: dict[tuple[str, str], tuple[str, float]] = {}
 
     def start(self) -> None:
         """Nothing to connect to."""
@@ -202,6 +204,35 @@ class MemoryBackend:
 
     def present_count(self, channel: str) -> Deferred[int]:
         return succeed(len(self._present.get(channel, ())))
+
+    def fetch(self, channel: str, name: str) -> Deferred[str | None]:
+        return succeed(self._record(channel, name))
+
+    def claim(
+        self, channel: str, name: str, value: str, ttl: float
+    ) -> Deferred[str | None]:
+        held = self._record(channel, name)
+        if held is not None:
+            return succeed(held)
+        self._records[channel, name] = (value, self._clock().seconds() + ttl)
+        return succeed(None)
+
+    def swap(
+        self, channel: str, name: str, expected: str, value: str, ttl: float
+    ) -> Deferred[bool]:
+        if self._record(channel, name) != expected:
+            return succeed(False)
+        self._records[channel, name] = (value, self._clock().seconds() + ttl)
+        return succeed(True)
+
+    def _record(self, channel: str, name: str) -> str | None:
+        held = self._records.get((channel, name))
+        if held is None:
+            return None
+        if held[1] <= self._clock().seconds():
+            del self._records[channel, name]
+            return None
+        return held[0]
 
     # Internals.
 

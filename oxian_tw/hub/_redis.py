@@ -95,12 +95,21 @@ APPEND_SCRIPT = _script("common", "append")
 READ_SCRIPT = _script("common", "read")
 PRESENCE_SCRIPT = _script("presence")
 ABSENT_SCRIPT = _script("absent")
+CLAIM_SCRIPT = _script("claim")
+SWAP_SCRIPT = _script("swap")
 
 
 #: Each script's SHA-1 digest, for EVALSHA.
 _DIGESTS = {
     script: hashlib.sha1(script.encode()).hexdigest()
-    for script in (APPEND_SCRIPT, READ_SCRIPT, PRESENCE_SCRIPT, ABSENT_SCRIPT)
+    for script in (
+        APPEND_SCRIPT,
+        READ_SCRIPT,
+        PRESENCE_SCRIPT,
+        ABSENT_SCRIPT,
+        CLAIM_SCRIPT,
+        SWAP_SCRIPT,
+    )
 }
 _APPEND_DIGEST = _DIGESTS[APPEND_SCRIPT]
 
@@ -565,6 +574,47 @@ class RedisBackend:
         asked = self._presence(channel, "2", [], 0)
         return asked.addCallbacks(int, self._presence_unavailable)
 
+    def fetch(self, channel: str, name: str) -> Deferred[str | None]:
+        asked = self._on(channel, _command, b"GET", self._record_key(channel, name))
+        return asked.addCallbacks(_text_or_none, self._record_unavailable)
+
+    def claim(
+        self, channel: str, name: str, value: str, ttl: float
+    ) -> Deferred[str | None]:
+        asked = self._on(
+            channel,
+            _evaluate_on,
+            CLAIM_SCRIPT,
+            self._record_key(channel, name),
+            value,
+            str(max(1, int(ttl * 1000))),
+            1,
+        )
+        return asked.addCallbacks(_text_or_none, self._record_unavailable)
+
+    def swap(
+        self, channel: str, name: str, expected: str, value: str, ttl: float
+    ) -> Deferred[bool]:
+        asked = self._on(
+            channel,
+            _evaluate_on,
+            SWAP_SCRIPT,
+            self._record_key(channel, name),
+            expected,
+            value,
+            str(max(1, int(ttl * 1000))),
+            1,
+        )
+        return asked.addCallbacks(bool, self._record_unavailable)
+
+    def _record_key(self, channel: str, name: str) -> str:
+        # Beside the channel's own keys (its slot on a Cluster).
+        return f"{self._keys(channel)['meta']}:r:{name}"
+
+    def _record_unavailable(self, failure: Failure) -> Failure:
+        self._log.warn("hub: a record is unavailable ({why})", why=failure.value)
+        raise HubUnavailable()
+
     def _presence(
         self, channel: str, want: str, args: list[str | bytes], ttl: float
     ) -> Deferred[Any]:
@@ -751,6 +801,10 @@ def _unsubscribe(
     protocol: RedisProtocol, pubsub: bytes, sharded: bool
 ) -> Deferred[None]:
     return protocol.unsubscribe(pubsub, sharded)
+
+
+def _text_or_none(reply: Any) -> str | None:
+    return reply.decode("utf-8") if isinstance(reply, bytes) else None
 
 
 def _command(protocol: RedisProtocol, *args: bytes | str) -> Deferred[Any]:
