@@ -191,6 +191,105 @@ class DemoPageTests(BrowserTestCase):
                 browser.close()
 
 
+class AssistantTests(BrowserTestCase):
+    """The assistant's answer is a run: it survives a reload, shows in a
+    second tab, and its Stop button stops it in both."""
+
+    def environment(self, work: str) -> dict[str, str]:
+        # Slow enough to reload and stop mid-answer.
+        return {"OXIAN_EXAMPLES_TOKEN_DELAY": "0.15"}
+
+    def started(self) -> int:
+        """Generations the server started (asked outside the browser)."""
+        import json
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.server.port}/assistant/stats"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(json.load(response)["started"])
+
+    def test_reload_second_tab_stop(self) -> None:
+        url = f"http://127.0.0.1:{self.server.port}/"
+        words = "document.getElementById('answer').textContent.split(' ').length"
+        with self.sync_playwright() as playwright:
+            browser = self.launch(playwright)
+            try:
+                context = browser.new_context(viewport={"width": 1024, "height": 800})
+                first = context.new_page()
+                first.set_default_timeout(TIMEOUT_MS)
+                first.goto(url)
+                first.fill("input[name=prompt]", "what is a run?")
+                first.click("#assistant-form button")
+                first.wait_for_function(f"{words} > 6")
+                # Reload mid-answer: the same answer goes on (from its start).
+                first.reload()
+                first.wait_for_function(
+                    "document.getElementById('answer').textContent"
+                    ".startsWith('You asked: \"what is a run?\"')"
+                )
+                before = first.evaluate(words)
+                first.wait_for_function(f"{words} > {before + 2}")
+                self.assertEqual(first.text_content("#assistant-state"), "streaming")
+                # A second tab shows it streaming too. (Its own context, with
+                # the first one's localStorage: one context's tabs share six
+                # HTTP/1.1 connections, which the two pages' streams fill.)
+                other = browser.new_context(
+                    viewport={"width": 1024, "height": 800},
+                    storage_state=context.storage_state(),
+                )
+                second = other.new_page()
+                second.set_default_timeout(TIMEOUT_MS)
+                second.goto(url)
+                second.wait_for_function(f"{words} > 6")
+                self.assertEqual(self.started(), 1)
+                # Stop: both tabs say stopped, and nothing more arrives.
+                second.click("#assistant-stop")
+                for page in (first, second):
+                    page.wait_for_function(
+                        "document.getElementById('assistant-state').textContent"
+                        " === 'stopped'"
+                    )
+                final = first.text_content("#answer")
+                first.wait_for_timeout(600)
+                self.assertEqual(first.text_content("#answer"), final)
+                self.assertEqual(self.started(), 1)
+            finally:
+                browser.close()
+
+    def test_finished_eventsource_runs_nothing_again(self) -> None:
+        """
+        A plain EventSource on a finished run: the answer once (snapshot),
+        ``end``, then its reconnect gets 204 and it stays closed: the
+        generator never starts again.
+        """
+        with self.page("/") as page:
+            turn = page.evaluate(
+                """fetch('/assistant/ask', {method: 'POST',
+                    headers: {'Content-Type': 'application/json'},
+                    body: JSON.stringify({prompt: 'short'})})
+                  .then((r) => r.json()).then((j) => j.turn)"""
+            )
+            page.wait_for_function(
+                f"""fetch('/assistant/turns/{turn}/events')
+                  .then((r) => r.text()).then((t) => t.includes('event: end'))""",
+                polling=500,
+            )
+            seen = page.evaluate(
+                f"""new Promise((resolve) => {{
+                  const events = [];
+                  const source = new EventSource('/assistant/turns/{turn}/events');
+                  source.addEventListener('snapshot', () => events.push('snapshot'));
+                  source.addEventListener('end', () => events.push('end'));
+                  source.onerror = () => {{
+                    if (source.readyState === EventSource.CLOSED) resolve(events);
+                  }};
+                }})"""
+            )
+            self.assertEqual(seen, ["snapshot", "end"])
+            page.wait_for_timeout(1000)
+            self.assertEqual(self.started(), 1)
+
+
 class ClientScriptTests(BrowserTestCase):
     """oxian-sse.js in the browser: JSON data, reset as a callback, backoff."""
 
