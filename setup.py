@@ -27,7 +27,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["oxian_tw", "oxian_tw.*"]) + ["twisted.plugins"],
     package_data={
-        "twisted.plugins": ["oxian_plugin.py"],
+        "twisted.plugins": ["oxian_plugin.py", "oxian_reactors.py"],
         "oxian_tw": ["py.typed", "static/*.js"],
         "oxian_tw.hub": ["lua/*.lua"],
     },
@@ -49,6 +49,8 @@ setup(
         # Only for examples/klein_app.py and its tests: oxian_tw itself
         # does not import Klein.
         "klein": ["klein>=24.8"],
+        # twistd -r uvloop: the asyncio reactor over uvloop.
+        "uvloop": ["uvloop>=0.19"],
     },
     classifiers=[
         "Framework :: Twisted",

@@ -10,13 +10,16 @@ Everything a user can receive, catch or annotate is importable from here
 from ._app import OxianApp
 from ._config import ConfigError
 from ._context import Context
+from ._coroutines import AsyncioReactorRequired
 from ._errors import HttpError, HubTimeout, HubUnavailable, RouteTreeError, StreamClosed
 from ._eventstream import EventStream
 from ._producer import Stream
 from ._results import Response
+from ._runs import RunHandle, Runs
 from ._version import __version__
 
 __all__ = (
+    "AsyncioReactorRequired",
     "ConfigError",
     "Context",
     "EventStream",
@@ -26,6 +29,8 @@ __all__ = (
     "OxianApp",
     "Response",
     "RouteTreeError",
+    "RunHandle",
+    "Runs",
     "Stream",
     "StreamClosed",
     "__version__",

@@ -49,6 +49,7 @@ class ExportTests(SynchronousTestCase):
         self.assertEqual(
             set(oxian_tw.__all__),
             {
+                "AsyncioReactorRequired",
                 "ConfigError",
                 "Context",
                 "EventStream",
@@ -58,6 +59,8 @@ class ExportTests(SynchronousTestCase):
                 "OxianApp",
                 "Response",
                 "RouteTreeError",
+                "RunHandle",
+                "Runs",
                 "Stream",
                 "StreamClosed",
                 "__version__",
