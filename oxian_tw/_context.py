@@ -23,6 +23,7 @@ from twisted.web.iweb import IRequest
 if TYPE_CHECKING:
     from ._app import OxianApp
     from ._exchange import Exchange
+    from ._response import ResponseController
     from ._runs import Runs
     from .hub import IHub
 
@@ -220,7 +221,6 @@ class Context:
 
     __slots__ = (
         "request",
-        "response",
         "dependencies",
         "route",
         "app",
@@ -238,10 +238,14 @@ class Context:
     ) -> None:
         self.request = request
         self._exchange = exchange
-        self.response = exchange.response
         self.dependencies = dependencies
         self.route = route
         self.app = app
+
+    @property
+    def response(self) -> ResponseController:
+        """``ctx.response``: the response controller."""
+        return self._exchange.response
 
     @property
     def request_id(self) -> str:

@@ -191,7 +191,10 @@ class Exchange:
         blocked = _wall_clock() - began
         if blocked > BLOCKING_WARNING:
             self._check_blocking(blocked)
-        self._follow(result)
+        if is_deferred(result):
+            self._follow(result)
+        else:
+            self._handler_returned(result)
 
     def _follow(self, result: Any) -> None:
         """The handler gave ``result``: a value now, or a Deferred of one."""
