@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 
 from ._config import RUNS_LEASE, RUNS_RETENTION
 from ._coroutines import CANCELLED, drive
+from ._errors import HttpError
 from .hub._channels import check_channel
 from .sse import Event
 
@@ -100,6 +101,8 @@ class _Producing:
     waiting: list[Deferred[None]] = attrs.Factory(list)
     #: The status its generator's cancellation means.
     cancelled_as: str = STOPPED
+    #: Stopped before its generation began: it never begins.
+    skipped: bool = False
     ticks: int = 0
 
     def ended(self) -> Deferred[None]:
@@ -144,9 +147,17 @@ class Runs:
 
     @staticmethod
     def channel(key: str) -> str:
-        """The hub channel of the run ``key``."""
-        channel = PREFIX + key
-        check_channel(channel)
+        """
+        The hub channel of the run ``key``.
+
+        :raises HttpError: ``400`` for a key that names no channel (not a
+            ``str``, too long, CR, LF or NUL): keys often come from URLs.
+        """
+        channel = PREFIX + key if isinstance(key, str) else key
+        try:
+            check_channel(channel)
+        except (TypeError, ValueError) as error:
+            raise HttpError(400, f"Invalid run key: {error}") from None
         return channel
 
     def start(
@@ -168,7 +179,7 @@ class Runs:
         """
         try:
             channel = self.channel(key)
-        except ValueError:
+        except HttpError:
             return fail()
         return drive(self._start(key, channel, source, snapshot))
 
@@ -202,6 +213,9 @@ class Runs:
         source: Callable[[], Any],
         snapshot: Callable[[list[Any]], Any] | None,
     ) -> None:
+        if producing.skipped:
+            self._produced(None, producing)
+            return
         made: list[Any] | None = [] if snapshot is not None else None
         generation = producing.generation = drive(
             self._generate(producing.key, source, made)
@@ -266,6 +280,10 @@ class Runs:
         and its clients get ``end`` ``{"status": "stopped"}``. A Deferred of
         its handle afterwards (``None``: no such run).
         """
+        try:
+            self.channel(key)
+        except HttpError:
+            return fail()
         return drive(self._stop(key))
 
     async def _stop(self, key: str) -> RunHandle | None:
@@ -275,16 +293,24 @@ class Runs:
             producing.generation.cancel()
             await ended
         else:
+            if producing is not None:
+                # Its source was not called yet: it never will be.
+                producing.skipped = True
             handle = await self.status(key)
             if handle is None:
                 return None
             if handle.status == RUNNING:
-                await self._finish(key, STOPPED)
+                status = STOPPED if producing is None else producing.cancelled_as
+                await self._finish(key, status)
         return await self.status(key)
 
     def status(self, key: str) -> Deferred[RunHandle | None]:
         """A Deferred of the run's handle now (``None``: no such run)."""
-        fetched: Deferred[str | None] = self._records.fetch(self.channel(key), "state")
+        try:
+            channel = self.channel(key)
+        except HttpError:
+            return fail()
+        fetched: Deferred[str | None] = self._records.fetch(channel, "state")
         return fetched.addCallback(_handle_or_none, key)
 
     def _finish(

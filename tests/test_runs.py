@@ -192,3 +192,21 @@ class RunTests(RoutesTestCase):
         self.client.advance(2)
         self.client.advance(61)
         self.assertEqual(self.attach("i").code, 404)
+
+    def test_invalid_key_is_400(self) -> None:
+        """A key that names no channel (from the URL): 400, never a 500."""
+        response = self.attach("a%0Ab")
+        self.assertEqual(response.code, 400)
+        self.assertIn("Invalid run key", response.json()["error"]["message"])
+        stopped = self.successResultOf(self.client.delete("/runs/a%0Ab"))
+        self.assertEqual(stopped.code, 400)
+
+    def test_stopped_before_it_began(self) -> None:
+        """A stop in the same turn as the start: the source is never called."""
+        runs = self.app.runs
+        started = runs.start("j", lambda: self.fail("called"))
+        stopped = runs.stop("j")
+        self.client.flush()
+        self.assertEqual(self.successResultOf(started).status, RUNNING)
+        self.assertEqual(self.successResultOf(stopped).status, "stopped")
+        self.assertEqual(self.state()["calls"], 0)
