@@ -141,11 +141,13 @@ def skip_unless(available: bool, reason: str) -> None:
 LISTENING = r"listening on http://[^ ]+:(\d+)/"
 
 
-def twistd_command(*args: str, listen: str = "tcp:0:interface=127.0.0.1") -> list[str]:
+def twistd_command(
+    *args: str, listen: str = "tcp:0:interface=127.0.0.1", reactor: str | None = None
+) -> list[str]:
     """
     ``twistd -n oxian`` on an ephemeral 127.0.0.1 port (or ``listen``) with
     ``args``, run by this Python (so the checkout's plugin is found when it
-    is on the path).
+    is on the path); ``reactor``: ``twistd -r`` it.
     """
     import sys
 
@@ -153,6 +155,7 @@ def twistd_command(*args: str, listen: str = "tcp:0:interface=127.0.0.1") -> lis
         sys.executable,
         "-c",
         "from twisted.scripts.twistd import run; run()",
+        *(() if reactor is None else ("-r", reactor)),
         "-n",
         "--pidfile=",
         "oxian",
@@ -278,6 +281,7 @@ class TwistdProcess(WatchedProcess):
         env: dict[str, str] | None = None,
         listen: str = "tcp:0:interface=127.0.0.1",
         listening: str = LISTENING,
+        reactor: str | None = None,
     ) -> None:
         env = {**os.environ, **(env or {})}
         # The checkout, so that the plugin and package are found uninstalled too.
@@ -285,7 +289,9 @@ class TwistdProcess(WatchedProcess):
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (top, env.get("PYTHONPATH")) if p
         )
-        super().__init__(twistd_command(*args, listen=listen), cwd=cwd, env=env)
+        super().__init__(
+            twistd_command(*args, listen=listen, reactor=reactor), cwd=cwd, env=env
+        )
         self.port = int(self.wait_for(listening, self.START_TIMEOUT).group(1))
 
     def port_of(self, listening: str) -> int:
