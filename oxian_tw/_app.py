@@ -33,6 +33,7 @@ from ._dispatch import Dispatcher, RouteResource
 from ._exchange import Exchange
 from ._limits import default_max_connections, fd_limit
 from ._listen import Listener
+from ._policy import Decisions
 from ._producer import Flusher
 from ._registry import StreamRegistry
 from ._requestid import TrustedProxies
@@ -121,6 +122,8 @@ class OxianApp:
             lease=settings.runs_lease,
             retention=settings.runs_retention,
         )
+        #: The channel policy's kept decisions (`oxian_tw._policy`).
+        self.channel_decisions = Decisions(settings.channel_policy_ttl)
         self._dispatcher = Dispatcher(self, root)
         #: The route table, in precedence order.
         self.routes = self._dispatcher.routes

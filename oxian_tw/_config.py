@@ -396,6 +396,12 @@ OPTIONS: tuple[Option, ...] = (
         "of it.",
     ),
     Option(
+        "channel-policy-ttl",
+        _seconds,
+        "Seconds a channel policy decision (channels.py) is kept per "
+        "subject or address, channel and action; 0 asks every time.",
+    ),
+    Option(
         "runs-lease",
         _positive_seconds,
         "Seconds a run outlives its producing process unrenewed (killed): "
@@ -488,6 +494,7 @@ class Settings:
     hub_history_bytes: int = HUB_HISTORY_BYTES
     hub_history_age: float = HUB_HISTORY_AGE
     hub_presence_ttl: float = HUB_PRESENCE_TTL
+    channel_policy_ttl: float = 60.0
     runs_lease: float = RUNS_LEASE
     runs_retention: float = RUNS_RETENTION
     runs_history_bytes: int = RUNS_HISTORY_BYTES

@@ -20,6 +20,8 @@ from twisted.internet.task import deferLater
 from twisted.web.http_headers import Headers as TwistedHeaders
 from twisted.web.iweb import IRequest
 
+from ._policy import CheckedHub, CheckedRuns
+
 if TYPE_CHECKING:
     from ._app import OxianApp
     from ._exchange import Exchange
@@ -259,13 +261,26 @@ class Context:
 
     @property
     def hub(self) -> IHub:
-        """The app's hub (``ctx.hub.publish(channel, data)``)."""
-        return self.app.hub
+        """
+        The app's hub as this request sees it (``ctx.hub.publish(channel,
+        data)``): under a channel policy (``channels.py``), each publish
+        and presence call is asked first.
+        """
+        policy = self._exchange.policy
+        if policy is None:
+            return self.app.hub
+        return CheckedHub(self.app.hub, policy)  # type: ignore[return-value]
 
     @property
     def runs(self) -> Runs:
-        """The app's runs (``ctx.runs.start(key, source)``, SPEC §15)."""
-        return self.app.runs
+        """
+        The app's runs (``ctx.runs.start(key, source)``, SPEC §15); under a
+        channel policy, starting and stopping are asked first.
+        """
+        policy = self._exchange.policy
+        if policy is None:
+            return self.app.runs
+        return CheckedRuns(self.app.runs, policy)  # type: ignore[return-value]
 
     def sleep(self, seconds: float) -> Deferred[None]:
         """A Deferred that fires with ``None`` after ``seconds`` on ``ctx.clock``."""

@@ -30,6 +30,7 @@ from ._host import host_problem
 from ._invoke import Handlers
 from ._modules import RouteModules
 from ._pipeline import Chain, Pipeline
+from ._policy import RequestPolicy
 from ._routing import RouteTable, discover
 
 if TYPE_CHECKING:
@@ -149,6 +150,11 @@ class Dispatcher:
             plan.pattern,
             app,
         )
+        authorizers = plan.chain.authorizers
+        if authorizers:
+            owner.policy = RequestPolicy(
+                authorizers, ctx, app.channel_decisions, app.clock.seconds
+            )
         data = build_data(body, query, params)
         return self.pipeline.run(plan.chain, handler, data, ctx, owner)
 

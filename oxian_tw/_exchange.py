@@ -42,6 +42,7 @@ from ._streaming import is_async_iterable, pump_chunks, pump_events
 if TYPE_CHECKING:
     from ._app import OxianApp
     from ._eventstream import EventStream
+    from ._policy import RequestPolicy
 
 
 #: Seconds of one synchronous stretch of serving a request (the pipeline,
@@ -81,6 +82,7 @@ class Exchange:
         "stream",
         "sse",
         "foreign",
+        "policy",
         "_response",
         "_handler",
         "_started",
@@ -101,6 +103,8 @@ class Exchange:
         self.stream: Stream | None = None
         self.sse: EventStream | None = None
         self.foreign = foreign
+        #: The channel policy of its route (``channels.py``), or ``None``.
+        self.policy: RequestPolicy | None = None
         self._response: ResponseController | None = None
         self._handler: Deferred[Any] | None = None
         #: When the app began serving it (``None``: not yet, or ended).

@@ -43,11 +43,13 @@ _REQUIRED = {
     "dependencies": ("dependencies",),
     "middleware": ("middleware",),
     "interceptors": ("before_run", "after_run"),
+    "channels": ("authorize",),
 }
 _SIGNATURES = {
     "dependencies": "dependencies(parent)",
     "middleware": "middleware(data, ctx)",
     "interceptors": "before_run(data, ctx) or after_run(result_or_error, ctx)",
+    "channels": "authorize(ctx, channel, action)",
 }
 
 
@@ -158,11 +160,14 @@ class Chain:
     :ivar after_run: every ``after_run``, leaf → root.
     :ivar dependencies: the nearest folder's dependencies, or ``None`` for
         the app's own.
+    :ivar authorizers: every ``authorize`` (``channels.py``), root → leaf:
+        the channel policy (`oxian_tw._policy`).
     """
 
     steps: tuple[Step, ...] = ()
     after_run: tuple[Step, ...] = ()
     dependencies: Singleton | None = None
+    authorizers: tuple[Step, ...] = ()
     #: Nothing runs around the handler and the app's dependencies apply:
     #: `Pipeline.run` just calls it.
     empty: bool = attrs.field(init=False)
@@ -225,6 +230,7 @@ class Pipeline:
             steps=before + middleware,
             after_run=after,
             dependencies=self._nearest_singleton(folder),
+            authorizers=tuple(lv["authorize"] for lv in levels if "authorize" in lv),
         )
 
     def run(

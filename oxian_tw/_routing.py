@@ -18,7 +18,7 @@ import attrs
 
 from ._errors import RouteTreeError
 
-PIPELINE_FILES = frozenset({"dependencies", "middleware", "interceptors"})
+PIPELINE_FILES = frozenset({"dependencies", "middleware", "interceptors", "channels"})
 
 _PARAM = re.compile(r"\[([A-Za-z0-9_-]+)\]")
 _CATCH_ALL = re.compile(r"\[\.\.\.([A-Za-z0-9_-]+)\]")

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 
 from ._context import header_text
 from ._coroutines import drive
-from ._errors import error_body, http_status_of
+from ._errors import HttpError, error_body, error_response, http_status_of
 from ._eventstream import (
     DEFAULT_POLICY,
     SLOW_CONSUMER_POLICIES,
@@ -69,6 +69,12 @@ def open_sse(
         if channels:
             raise ValueError("sse(run=...) takes no channels: the run is its channel")
         exchange.app.runs.channel(run)
+    policy = exchange.policy
+    hub_subscribe = app_hub_subscribe = (
+        exchange.app.hub.subscribe if run is None else exchange.app.runs.hub.subscribe
+    )
+    if policy is not None:
+        hub_subscribe = policy.subscribe_to(app_hub_subscribe)
     if slow_consumer is not DEFAULT_POLICY and (
         slow_consumer not in SLOW_CONSUMER_POLICIES
     ):
@@ -114,7 +120,7 @@ def open_sse(
     sse = exchange.sse = (EventStream if run is None else RunStream)(
         stream,
         clock=app.clock,
-        subscribe_to=app.hub.subscribe if run is None else app.runs.hub.subscribe,
+        subscribe_to=hub_subscribe,
         route=exchange.route or request.path.decode("latin-1"),
         request_id=exchange.request_id,
         budget=settings.sse_budget,
@@ -132,6 +138,7 @@ def open_sse(
             presence=presence,
             presence_events=presence_events,
         )
+        joined.addErrback(_refused, exchange, stream)
         release_when(exchange, stream, joined)
     if run is not None:
         drive(_attach(exchange, sse, stream, run)).addErrback(
@@ -169,7 +176,22 @@ async def _attach(
     if handle.status == RUNNING:
         sse._on_end(_unwatching(runs.watch(key)))
     joined = sse.subscribe(runs.channel(key))
+    joined.addErrback(_refused, exchange, stream)
     release_when(exchange, stream, joined)
+
+
+def _refused(failure: Failure, exchange: Exchange, stream: Stream) -> None:
+    """
+    A channel of the held head was denied (the channel policy): the whole
+    request is refused, before any header.
+    """
+    failure.trap(HttpError)
+    error = failure.value
+    assert isinstance(error, HttpError)
+    if stream._head_held and not stream.closed:
+        status, headers, body = error_response(error)
+        exchange.set_headers(headers)
+        _answer(exchange, stream, status, body)
 
 
 def _unwatching(unwatch: Callable[[], None]) -> Callable[[Any], None]:

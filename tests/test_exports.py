@@ -168,6 +168,7 @@ class MorePublicAttributeTests(RoutesTestCase):
         self.assertEqual(
             {n for n in dir(self.app) if not n.startswith("_")},
             {
+                "channel_decisions",
                 "clock",
                 "dependencies",
                 "drain",

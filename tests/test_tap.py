@@ -246,6 +246,11 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
             "hub-presence-ttl = 9",
             9.0,
         ),
+        "channel-policy-ttl": (
+            ["--channel-policy-ttl", "5"],
+            "channel-policy-ttl = 5",
+            5.0,
+        ),
         "runs-lease": (["--runs-lease", "4"], "runs-lease = 4", 4.0),
         "runs-retention": (["--runs-retention", "30"], "runs-retention = 30", 30.0),
         "runs-history-bytes": (

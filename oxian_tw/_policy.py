@@ -1,0 +1,281 @@
+# -*- test-case-name: tests.test_policy -*-
+"""
+The channel policy (SPEC §16): who may subscribe to, publish on and read
+the presence of which channels.
+
+A route folder's ``channels.py`` defines ``authorize(ctx, channel,
+action)`` (plain or async; ``action`` one of `ACTIONS`), returning true to
+allow; every folder's from the root to the route's must allow. A request
+below at least one such file gets a `RequestPolicy`: ``ctx.hub`` is then a
+`CheckedHub`, ``ctx.runs`` `CheckedRuns`, and ``sse(channels=...)``,
+``subscribe()`` and ``sse(run=...)`` ask it first. ``app.hub`` and
+``app.runs`` stay trusted (timers and services use them). Without any
+``channels.py`` nothing is checked (everything allowed).
+
+Decisions are kept per (subject or client address, the route's policy
+files, channel, action) for ``--channel-policy-ttl`` seconds in one
+bounded table per app (`Decisions`). An ``authorize`` that raises denies
+(fail closed) and is logged.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+
+from ._coroutines import drive
+from ._errors import HttpError
+from ._invoke import call_async
+
+if TYPE_CHECKING:
+    from ._pipeline import Step
+    from ._runs import RunHandle, Runs
+    from .hub import IHub
+
+#: What a request may do with a channel.
+ACTIONS = ("subscribe", "publish", "presence")
+
+#: The error code of a refusal (SPEC §16).
+FORBIDDEN_CODE = "forbidden_channel"
+
+#: Decisions an app keeps at most (the least recently used go first).
+DECISIONS_KEPT = 100_000
+
+_log = Logger()
+
+
+def forbidden(channel: str, action: str) -> HttpError:
+    """The ``403`` of a denied channel."""
+    return HttpError(
+        403,
+        f"Not allowed to {action} on channel {channel!r}",
+        code=FORBIDDEN_CODE,
+        details={"channel": channel, "action": action},
+    )
+
+
+class Decisions:
+    """
+    An app's kept decisions: key -> (allowed, until when), at most
+    ``kept`` of them.
+    """
+
+    def __init__(self, ttl: float, kept: int = DECISIONS_KEPT) -> None:
+        self.ttl = ttl
+        self._kept = kept
+        self._table: collections.OrderedDict[tuple[Any, ...], tuple[bool, float]] = (
+            collections.OrderedDict()
+        )
+
+    def get(self, key: tuple[Any, ...], now: float) -> bool | None:
+        """The decision kept for ``key`` and still valid, else ``None``."""
+        found = self._table.get(key)
+        if found is None:
+            return None
+        if found[1] <= now:
+            del self._table[key]
+            return None
+        self._table.move_to_end(key)
+        return found[0]
+
+    def put(self, key: tuple[Any, ...], allowed: bool, now: float) -> None:
+        """Keep ``allowed`` for ``key`` for the ttl."""
+        if self.ttl <= 0:
+            return
+        self._table[key] = (allowed, now + self.ttl)
+        self._table.move_to_end(key)
+        while len(self._table) > self._kept:
+            self._table.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+class RequestPolicy:
+    """
+    The channel policy as one request sees it.
+
+    :param authorizers: the route's ``authorize`` steps, root to leaf.
+    :param ctx: the request's ``ctx`` (given to ``authorize``).
+    :param decisions: the app's `Decisions`.
+    :param clock: returns the time.
+    """
+
+    def __init__(
+        self,
+        authorizers: tuple[Step, ...],
+        ctx: Any,
+        decisions: Decisions,
+        clock: Callable[[], float],
+    ) -> None:
+        self._authorizers = authorizers
+        self._ctx = ctx
+        self._decisions = decisions
+        self._clock = clock
+        self._files = tuple(step.file for step in authorizers)
+
+    def _who(self) -> str:
+        """The subject (``ctx.user``'s ``sub``) when known, else the address."""
+        user = getattr(self._ctx, "user", None)
+        subject = user.get("sub") if isinstance(user, dict) else None
+        if subject is None:
+            subject = getattr(user, "sub", None)
+        if subject is not None:
+            return f"sub:{subject}"
+        return f"addr:{self._ctx.request.client}"
+
+    def allowed(self, channel: str, action: str) -> Deferred[bool]:
+        """Whether ``action`` on ``channel`` is allowed (kept, or asked)."""
+        key = (self._who(), self._files, channel, action)
+        kept = self._decisions.get(key, self._clock())
+        if kept is not None:
+            return succeed(kept)
+        asked = drive(self._ask(channel, action))
+
+        def keep(allowed: bool) -> bool:
+            self._decisions.put(key, allowed, self._clock())
+            return allowed
+
+        return asked.addCallback(keep)
+
+    async def _ask(self, channel: str, action: str) -> bool:
+        for step in self._authorizers:
+            try:
+                answer = await call_async(step.fn, self._ctx, channel, action)
+            except Exception:
+                _log.failure(
+                    "authorize() in {file} failed for {action} on {channel}; denied",
+                    file=step.file,
+                    action=action,
+                    channel=channel,
+                )
+                return False
+            if not answer:
+                return False
+        return True
+
+    def check(self, channels: Iterable[str], action: str) -> Deferred[None]:
+        """
+        A Deferred that fires once every channel is allowed, or fails with
+        the `forbidden` error of the first denied (logged with the request
+        id).
+        """
+        return drive(self._check(tuple(channels), action))
+
+    async def _check(self, channels: tuple[str, ...], action: str) -> None:
+        for channel in channels:
+            if not await self.allowed(channel, action):
+                _log.info(
+                    "{action} on channel {channel!r} denied by the channel "
+                    "policy (request {request_id})",
+                    action=action,
+                    channel=channel,
+                    request_id=self._ctx.request_id,
+                )
+                raise forbidden(channel, action)
+
+    def subscribe_to(
+        self, subscribe: Callable[..., Deferred[None]]
+    ) -> Callable[..., Deferred[None]]:
+        """``subscribe`` (a hub's), asking first for its channels."""
+
+        def checked(
+            stream: Any, channels: Any, *args: Any, **kwargs: Any
+        ) -> Deferred[None]:
+            channels = tuple(channels)
+            asked = self.check(channels, "subscribe")
+            return asked.addCallback(
+                lambda _: subscribe(stream, channels, *args, **kwargs)
+            )
+
+        return checked
+
+
+class CheckedHub:
+    """
+    ``ctx.hub`` under a channel policy: the app's hub, each publish and
+    presence call asked first (a denied one fails with ``403``).
+    """
+
+    def __init__(self, hub: IHub, policy: RequestPolicy) -> None:
+        self._hub = hub
+        self._policy = policy
+        self.backend = hub.backend
+
+    def publish(
+        self,
+        channel: str,
+        data: Any,
+        event: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Deferred[str]:
+        asked = self._policy.check((channel,), "publish")
+        return asked.addCallback(
+            lambda _: self._hub.publish(channel, data, event, idempotency_key)
+        )
+
+    def subscribe(
+        self, stream: Any, channels: Iterable[str], *args: Any, **kwargs: Any
+    ) -> Deferred[None]:
+        return self._policy.subscribe_to(self._hub.subscribe)(
+            stream, channels, *args, **kwargs
+        )
+
+    def presence(self, channel: str) -> Deferred[dict[str, Any]]:
+        asked = self._policy.check((channel,), "presence")
+        return asked.addCallback(lambda _: self._hub.presence(channel))
+
+    def presence_count(self, channel: str) -> Deferred[int]:
+        asked = self._policy.check((channel,), "presence")
+        return asked.addCallback(lambda _: self._hub.presence_count(channel))
+
+    def stats(self) -> Any:
+        return self._hub.stats()
+
+    def start(self) -> None:
+        self._hub.start()
+
+    def stop(self) -> Any:
+        return self._hub.stop()
+
+
+class CheckedRuns:
+    """
+    ``ctx.runs`` under a channel policy: starting and stopping a run are
+    ``"publish"`` on its channel (``run:<key>``), its status
+    ``"subscribe"``.
+    """
+
+    def __init__(self, runs: Runs, policy: RequestPolicy) -> None:
+        self._runs = runs
+        self._policy = policy
+
+    def _asked(self, key: str, action: str) -> Deferred[None]:
+        try:
+            channel = self._runs.channel(key)
+        except HttpError:
+            return fail()
+        return self._policy.check((channel,), action)
+
+    def channel(self, key: str) -> str:
+        return self._runs.channel(key)
+
+    def start(
+        self, key: str, source: Any, *, snapshot: Any = None
+    ) -> Deferred[RunHandle]:
+        asked = self._asked(key, "publish")
+        return asked.addCallback(
+            lambda _: self._runs.start(key, source, snapshot=snapshot)
+        )
+
+    def stop(self, key: str) -> Deferred[RunHandle | None]:
+        asked = self._asked(key, "publish")
+        return asked.addCallback(lambda _: self._runs.stop(key))
+
+    def status(self, key: str) -> Deferred[RunHandle | None]:
+        asked = self._asked(key, "subscribe")
+        return asked.addCallback(lambda _: self._runs.status(key))
