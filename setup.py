@@ -42,6 +42,8 @@ setup(
         "prometheus-client>=0.20",
         # The hub's Redis protocol (RESP3 parsing and packing, in C).
         "hiredis>=3.0",
+        # oxian_tw.tokens: stream tokens (JWT), not hand-written crypto.
+        "PyJWT>=2.8",
     ],
     extras_require={
         # python -m oxian_tw dev: the server, restarted on every change.

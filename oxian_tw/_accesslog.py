@@ -62,6 +62,10 @@ def _quoted(raw: bytes | None) -> str:
 _access = Logger(namespace="oxian_tw.access")
 
 
+#: A ``token`` query parameter's value (redacted from the log).
+_TOKEN_PARAMETER = re.compile(rb"([?&])token=[^&#]*")
+
+
 class LoggerSink:
     """Each line as one ``twisted.logger`` event (namespace ``oxian_tw.access``)."""
 
@@ -165,6 +169,9 @@ class AccessLog:
         sent = request.sentLength
         if request_line:
             method, uri, proto = request.method, request.uri, request.clientproto
+            if b"token=" in uri:
+                # A stream token (?token=) is a credential: never logged.
+                uri = _TOKEN_PARAMETER.sub(b"\\1token=REDACTED", uri)
         else:
             method = uri = proto = b"-"
         if self._json:

@@ -24,7 +24,7 @@ from twisted.python.filepath import FilePath
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from . import client
+from . import client, tokens
 from ._accesslog import AccessLog, LoggerSink, StreamSink
 from ._config import Settings, read_config_file, settings_from
 from ._connection import Timeouts
@@ -122,6 +122,8 @@ class OxianApp:
             lease=settings.runs_lease,
             retention=settings.runs_retention,
         )
+        if settings.token_key_file is not None:
+            tokens.configure(tokens.KeyRing.from_file(settings.token_key_file))
         #: The channel policy's kept decisions (`oxian_tw._policy`).
         self.channel_decisions = Decisions(settings.channel_policy_ttl)
         self._dispatcher = Dispatcher(self, root)

@@ -100,6 +100,11 @@ def _base_path(value: Any) -> str:
     return "/" + "/".join(p for p in text.split("/") if p)
 
 
+def _optional_file(value: Any) -> str | None:
+    text = str(value)
+    return text or None
+
+
 def _optional_path(value: Any) -> str | None:
     text = str(value)
     if text in ("", "off"):
@@ -396,6 +401,12 @@ OPTIONS: tuple[Option, ...] = (
         "of it.",
     ),
     Option(
+        "token-key-file",
+        _optional_file,
+        "A file of stream token keys, one a line: the first signs, all "
+        "verify (oxian_tw.tokens). Default: $OXIAN_TOKEN_KEY, if set.",
+    ),
+    Option(
         "channel-policy-ttl",
         _seconds,
         "Seconds a channel policy decision (channels.py) is kept per "
@@ -494,6 +505,7 @@ class Settings:
     hub_history_bytes: int = HUB_HISTORY_BYTES
     hub_history_age: float = HUB_HISTORY_AGE
     hub_presence_ttl: float = HUB_PRESENCE_TTL
+    token_key_file: str | None = None
     channel_policy_ttl: float = 60.0
     runs_lease: float = RUNS_LEASE
     runs_retention: float = RUNS_RETENTION

@@ -150,10 +150,12 @@ class Dispatcher:
             plan.pattern,
             app,
         )
-        authorizers = plan.chain.authorizers
-        if authorizers:
+        chain = plan.chain
+        if chain.authorizers or chain.steps:
+            # (Middleware may set ctx.user from a stream token: its patterns
+            # bound the channels too.)
             owner.policy = RequestPolicy(
-                authorizers, ctx, app.channel_decisions, app.clock.seconds
+                chain.authorizers, ctx, app.channel_decisions, app.clock.seconds
             )
         data = build_data(body, query, params)
         return self.pipeline.run(plan.chain, handler, data, ctx, owner)

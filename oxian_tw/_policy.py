@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from ._coroutines import drive
 from ._errors import HttpError
 from ._invoke import call_async
+from .tokens import matches
 
 if TYPE_CHECKING:
     from ._pipeline import Step
@@ -128,8 +129,24 @@ class RequestPolicy:
             return f"sub:{subject}"
         return f"addr:{self._ctx.request.client}"
 
+    def token_claims(self) -> dict[str, Any] | None:
+        """The claims of the request's stream token (`oxian_tw.tokens`), if any."""
+        user = getattr(self._ctx, "user", None)
+        if isinstance(user, dict) and isinstance(user.get("channels"), list):
+            return user
+        return None
+
     def allowed(self, channel: str, action: str) -> Deferred[bool]:
-        """Whether ``action`` on ``channel`` is allowed (kept, or asked)."""
+        """
+        Whether ``action`` on ``channel`` is allowed: within the request's
+        token's patterns (when it has one), and by every ``authorize``
+        (kept, or asked).
+        """
+        claims = self.token_claims()
+        if claims is not None and not matches(claims["channels"], channel):
+            return succeed(False)
+        if not self._authorizers:
+            return succeed(True)
         key = (self._who(), self._files, channel, action)
         kept = self._decisions.get(key, self._clock())
         if kept is not None:

@@ -129,6 +129,9 @@ def open_sse(
         last_event_id=last_event_id,
     )
     app.streams.add(sse)
+    claims = policy.token_claims() if policy is not None else None
+    if claims is not None:
+        _expire_with_token(sse, app.clock, float(claims["exp"]))
     if opening:
         stream._push(opening)
     if channels:
@@ -192,6 +195,22 @@ def _refused(failure: Failure, exchange: Exchange, stream: Stream) -> None:
         status, headers, body = error_response(error)
         exchange.set_headers(headers)
         _answer(exchange, stream, status, body)
+
+
+def _expire_with_token(sse: EventStream, clock: Any, expiry: float) -> None:
+    """
+    At the stream token's expiry: ``event: expired`` (``{"reason":
+    "token"}``), then the end; the client reconnects with a fresh token
+    and its ``Last-Event-ID``.
+    """
+
+    def expire() -> None:
+        if not sse.closed:
+            sse.send({"reason": "token"}, event="expired")
+            sse.close()
+
+    call = clock.callLater(max(0.0, expiry - clock.seconds()), expire)
+    sse._on_end(lambda _: call.cancel() if call.active() else None)
 
 
 def _unwatching(unwatch: Callable[[], None]) -> Callable[[Any], None]:

@@ -246,6 +246,11 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
             "hub-presence-ttl = 9",
             9.0,
         ),
+        "token-key-file": (
+            ["--token-key-file", "keys.txt"],
+            'token-key-file = "keys.txt"',
+            "keys.txt",
+        ),
         "channel-policy-ttl": (
             ["--channel-policy-ttl", "5"],
             "channel-policy-ttl = 5",
