@@ -35,6 +35,7 @@ from ._limits import default_max_connections, fd_limit
 from ._listen import Listener
 from ._policy import Decisions
 from ._producer import Flusher
+from ._ratelimit import RateLimits
 from ._registry import StreamRegistry
 from ._requestid import TrustedProxies
 from ._response import ResponseController
@@ -124,6 +125,10 @@ class OxianApp:
         )
         if settings.token_key_file is not None:
             tokens.configure(tokens.KeyRing.from_file(settings.token_key_file))
+        #: ``--rate-connections``, ``--rate-requests``, ``--rate-publishes``.
+        self.rate_limits = RateLimits.from_settings(
+            settings, lambda: self.clock.seconds()
+        )
         #: The channel policy's kept decisions (`oxian_tw._policy`).
         self.channel_decisions = Decisions(settings.channel_policy_ttl)
         self._dispatcher = Dispatcher(self, root)
@@ -225,6 +230,11 @@ class OxianApp:
             timeouts=Timeouts.from_settings(self.settings),
             trusted_proxies=self.trusted_proxies,
             routes_root=root is None,
+            connection_limit=(
+                None
+                if self.rate_limits.connections is None
+                else self.rate_limits.connections.take
+            ),
             reactor=self._reactor,
         )
         self._sites.append(site)

@@ -401,6 +401,24 @@ OPTIONS: tuple[Option, ...] = (
         "of it.",
     ),
     Option(
+        "rate-connections",
+        _positive_int,
+        "New connections a second per peer address (a burst of as many); "
+        "past it 429 and closed. Default: off.",
+    ),
+    Option(
+        "rate-requests",
+        _positive_int,
+        "Requests a second per client address (forwarded when the peer is a "
+        "--trusted-proxy); past it 429. Default: off.",
+    ),
+    Option(
+        "rate-publishes",
+        _positive_int,
+        "Publishes a second from requests (ctx.hub.publish) per subject or "
+        "address; past it 429. Default: off.",
+    ),
+    Option(
         "token-key-file",
         _optional_file,
         "A file of stream token keys, one a line: the first signs, all "
@@ -505,6 +523,9 @@ class Settings:
     hub_history_bytes: int = HUB_HISTORY_BYTES
     hub_history_age: float = HUB_HISTORY_AGE
     hub_presence_ttl: float = HUB_PRESENCE_TTL
+    rate_connections: int | None = None
+    rate_requests: int | None = None
+    rate_publishes: int | None = None
     token_key_file: str | None = None
     channel_policy_ttl: float = 60.0
     runs_lease: float = RUNS_LEASE

@@ -267,9 +267,13 @@ class Context:
         and presence call is asked first.
         """
         policy = self._exchange.policy
-        if policy is None:
-            return self.app.hub
-        return CheckedHub(self.app.hub, policy)  # type: ignore[return-value]
+        app = self.app
+        publishes = app.rate_limits.publishes
+        if policy is None and publishes is None:
+            return app.hub
+        return CheckedHub(
+            app.hub, policy, self, None if publishes is None else publishes.take
+        )
 
     @property
     def runs(self) -> Runs:

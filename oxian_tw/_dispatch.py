@@ -31,6 +31,7 @@ from ._invoke import Handlers
 from ._modules import RouteModules
 from ._pipeline import Chain, Pipeline
 from ._policy import RequestPolicy
+from ._ratelimit import too_many
 from ._routing import RouteTable, discover
 
 if TYPE_CHECKING:
@@ -116,6 +117,11 @@ class Dispatcher:
             )
             if problem is not None:
                 raise HttpError(400, problem)
+        requests = self._app.rate_limits.requests
+        if requests is not None:
+            wait = requests.take(self._app.trusted_proxies.client_of(request))
+            if wait:
+                raise too_many("requests", wait)
         plan = self._static.get(tuple(request.postpath))
         if plan is None:
             plan, params = self._match(request)

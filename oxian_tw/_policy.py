@@ -26,16 +26,18 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ._coroutines import drive
 from ._errors import HttpError
 from ._invoke import call_async
+from ._ratelimit import too_many
+from .hub import IHub
 from .tokens import matches
 
 if TYPE_CHECKING:
     from ._pipeline import Step
     from ._runs import RunHandle, Runs
-    from .hub import IHub
 
 #: What a request may do with a channel.
 ACTIONS = ("subscribe", "publish", "presence")
@@ -96,6 +98,20 @@ class Decisions:
         return len(self._table)
 
 
+def who(ctx: Any) -> str:
+    """
+    Whom a request acts for: its subject (``ctx.user``'s ``sub``) when
+    known, else its client's address.
+    """
+    user = getattr(ctx, "user", None)
+    subject = user.get("sub") if isinstance(user, dict) else None
+    if subject is None:
+        subject = getattr(user, "sub", None)
+    if subject is not None:
+        return f"sub:{subject}"
+    return f"addr:{ctx.request.client}"
+
+
 class RequestPolicy:
     """
     The channel policy as one request sees it.
@@ -120,14 +136,7 @@ class RequestPolicy:
         self._files = tuple(step.file for step in authorizers)
 
     def _who(self) -> str:
-        """The subject (``ctx.user``'s ``sub``) when known, else the address."""
-        user = getattr(self._ctx, "user", None)
-        subject = user.get("sub") if isinstance(user, dict) else None
-        if subject is None:
-            subject = getattr(user, "sub", None)
-        if subject is not None:
-            return f"sub:{subject}"
-        return f"addr:{self._ctx.request.client}"
+        return who(self._ctx)
 
     def token_claims(self) -> dict[str, Any] | None:
         """The claims of the request's stream token (`oxian_tw.tokens`), if any."""
@@ -212,16 +221,34 @@ class RequestPolicy:
         return checked
 
 
+@implementer(IHub)
 class CheckedHub:
     """
-    ``ctx.hub`` under a channel policy: the app's hub, each publish and
-    presence call asked first (a denied one fails with ``403``).
+    ``ctx.hub`` under a channel policy or ``--rate-publishes``: the app's
+    hub, each publish and presence call asked first (a denied one fails
+    with ``403``), each publish counted (past the limit ``429``).
+
+    :param publishes: ``--rate-publishes``: takes a token for whom the
+        request acts for (`who`), giving the seconds to wait without one.
     """
 
-    def __init__(self, hub: IHub, policy: RequestPolicy) -> None:
+    def __init__(
+        self,
+        hub: IHub,
+        policy: RequestPolicy | None,
+        ctx: Any,
+        publishes: Callable[[str], float] | None = None,
+    ) -> None:
         self._hub = hub
         self._policy = policy
+        self._ctx = ctx
+        self._publishes = publishes
         self.backend = hub.backend
+
+    def _asked(self, channels: tuple[str, ...], action: str) -> Deferred[None]:
+        if self._policy is None:
+            return succeed(None)
+        return self._policy.check(channels, action)
 
     def publish(
         self,
@@ -230,7 +257,12 @@ class CheckedHub:
         event: str | None = None,
         idempotency_key: str | None = None,
     ) -> Deferred[str]:
-        asked = self._policy.check((channel,), "publish")
+        limit = self._publishes
+        if limit is not None:
+            wait = limit(who(self._ctx))
+            if wait:
+                return fail(too_many("publishes", wait))
+        asked = self._asked((channel,), "publish")
         return asked.addCallback(
             lambda _: self._hub.publish(channel, data, event, idempotency_key)
         )
@@ -238,16 +270,21 @@ class CheckedHub:
     def subscribe(
         self, stream: Any, channels: Iterable[str], *args: Any, **kwargs: Any
     ) -> Deferred[None]:
+        if self._policy is None:
+            subscribed: Deferred[None] = self._hub.subscribe(
+                stream, channels, *args, **kwargs
+            )
+            return subscribed
         return self._policy.subscribe_to(self._hub.subscribe)(
             stream, channels, *args, **kwargs
         )
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
-        asked = self._policy.check((channel,), "presence")
+        asked = self._asked((channel,), "presence")
         return asked.addCallback(lambda _: self._hub.presence(channel))
 
     def presence_count(self, channel: str) -> Deferred[int]:
-        asked = self._policy.check((channel,), "presence")
+        asked = self._asked((channel,), "presence")
         return asked.addCallback(lambda _: self._hub.presence_count(channel))
 
     def stats(self) -> Any:

@@ -72,6 +72,40 @@ class TrustedProxies:
             return False
         return any(address in network for network in self._networks)
 
+    def client_of(self, request: Any) -> str:
+        """
+        The client's address: the peer's, or, when the peer is trusted, the
+        nearest address its forwarded headers (``Forwarded: for=``, else
+        ``X-Forwarded-For``) name that is not itself a trusted proxy.
+        """
+        peer = getattr(request.getClientAddress(), "host", None)
+        host = peer if isinstance(peer, str) else "-"
+        if not self._networks or not self.trusts(host):
+            return host
+        headers = request.requestHeaders
+        chain: list[str] = []
+        for value in headers.getRawHeaders(b"forwarded") or ():
+            for element in value.decode("latin-1").split(","):
+                for pair in element.split(";"):
+                    name, _, given = pair.strip().partition("=")
+                    if name.lower() == "for":
+                        chain.append(_forwarded_host(given))
+        if not chain:
+            for value in headers.getRawHeaders(b"x-forwarded-for") or ():
+                chain += [p.strip() for p in value.decode("latin-1").split(",")]
+        for address in reversed(chain):
+            if address and not self.trusts(address):
+                return address
+        return host
+
+
+def _forwarded_host(value: str) -> str:
+    """``for=`` of ``Forwarded``: unquoted, without brackets or a port."""
+    value = value.strip().strip('"')
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value[1:]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
 
 #: Trusts no one.
 NO_PROXIES = TrustedProxies()

@@ -40,6 +40,7 @@ from ._deadlines import Deadlines
 from ._errors import HttpError, closing_response
 from ._h2 import H2
 from ._host import host_problem
+from ._ratelimit import too_many
 from ._request import BODY, OxianRequest
 from ._requestid import NO_PROXIES, TrustedProxies
 
@@ -55,13 +56,23 @@ _FULL_LOG_EVERY = 10.0
 
 
 class _Refused(Protocol):
-    """A connection past ``max_connections``: a 503, closed at once."""
+    """
+    A connection refused at once: past ``max_connections`` a 503, past
+    ``--rate-connections`` the 429 ``error``; closed without reading.
+    """
 
-    _RESPONSE = closing_response(503, "Too many connections", {"Retry-After": "1"})
+    _FULL = closing_response(503, "Too many connections", {"Retry-After": "1"})
+
+    def __init__(self, error: HttpError | None = None) -> None:
+        self._response = (
+            self._FULL
+            if error is None
+            else closing_response(error.status_code, error.message, error.headers)
+        )
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        self.transport.write(self._RESPONSE)
+        self.transport.write(self._response)
         self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
@@ -87,6 +98,9 @@ class OxianSite(Site):
         resource is looked up (a bad ``Host``) with an error; without it
         such requests are served as they come.
     :param routes_root: ``resource`` is the app's route tree itself.
+    :param connection_limit: ``--rate-connections``: takes a token for a
+        peer address, giving the seconds to wait when it has none
+        (`oxian_tw._ratelimit.TokenBuckets.take`).
     """
 
     # (Its constructor does not take the deprecated positional ``queued``.)
@@ -109,6 +123,7 @@ class OxianSite(Site):
         timeouts: Timeouts = _DEFAULT_TIMEOUTS,
         trusted_proxies: TrustedProxies = NO_PROXIES,
         routes_root: bool = False,
+        connection_limit: Callable[[str], float] | None = None,
         **kwargs: Any,
     ) -> None:
         # No Twisted idle timer per connection: every phase has a deadline
@@ -125,6 +140,7 @@ class OxianSite(Site):
         self.max_connections = max_connections
         self.timeouts = timeouts
         self.trusted_proxies = trusted_proxies
+        self._connection_limit = connection_limit
         self._full_logged: float | None = None
         #: The deadlines of the connections' phases.
         self.phase_deadlines: Deadlines[Phase] = Deadlines(
@@ -151,6 +167,11 @@ class OxianSite(Site):
         return self.timeouts.body
 
     def buildProtocol(self, addr: Any) -> Any:
+        limit = self._connection_limit
+        if limit is not None:
+            wait = limit(getattr(addr, "host", None) or "-")
+            if wait:
+                return _Refused(too_many("connections", wait))
         cap = self.max_connections
         if cap is not None and len(self._connections) >= cap:
             # Make room: the connection that has waited longest with no

@@ -170,6 +170,7 @@ class MorePublicAttributeTests(RoutesTestCase):
             {
                 "channel_decisions",
                 "clock",
+                "rate_limits",
                 "dependencies",
                 "drain",
                 "hub",

@@ -246,6 +246,9 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
             "hub-presence-ttl = 9",
             9.0,
         ),
+        "rate-connections": (["--rate-connections", "50"], "rate-connections = 50", 50),
+        "rate-requests": (["--rate-requests", "20"], "rate-requests = 20", 20),
+        "rate-publishes": (["--rate-publishes", "5"], "rate-publishes = 5", 5),
         "token-key-file": (
             ["--token-key-file", "keys.txt"],
             'token-key-file = "keys.txt"',
