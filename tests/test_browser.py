@@ -290,6 +290,37 @@ class AssistantTests(BrowserTestCase):
             self.assertEqual(self.started(), 1)
 
 
+class StreamTokenTests(BrowserTestCase):
+    """The seed's protected stream from a browser, with a stream token."""
+
+    def environment(self, work: str) -> dict[str, str]:
+        # Tokens that expire every 2 s: renewal shows within the test.
+        return {"OXIAN_EXAMPLES_STREAM_TOKEN_TTL": "2"}
+
+    def test_protected_stream_with_renewed_tokens(self) -> None:
+        """
+        The page fetches a stream token, the client sends it as ?token=;
+        at each expiry the server says ``expired``, the client fetches a
+        fresh token and reconnects: notifications keep coming.
+        """
+        with self.page("/") as page:
+            page.click("#protected-open")
+            page.wait_for_function(
+                "document.getElementById('protected-welcome').textContent"
+                ".startsWith('Welcome Demo User')"
+            )
+            page.wait_for_function(
+                "Number(document.getElementById('protected-tokens').textContent) >= 3",
+                timeout=30_000,
+            )
+            before = int(page.text_content("#protected-count") or "0")
+            count = "Number(document.getElementById('protected-count').textContent)"
+            page.wait_for_function(f"{count} > {before}")
+        log = self.server.output()
+        self.assertIn("/protected/stream?interval=1&token=REDACTED", log)
+        self.assertNotIn("token=eyJ", log)
+
+
 class ClientScriptTests(BrowserTestCase):
     """oxian-sse.js in the browser: JSON data, reset as a callback, backoff."""
 

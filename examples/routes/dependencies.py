@@ -9,10 +9,13 @@ from ._services.database import Database, UserService, default_path
 from ._services.feeds import Feeds
 from ._services.metrics import MetricsService
 from ._services.stocks import StockService
+from ._services.stream_tokens import ensure_keys
 
 
 def dependencies(parent):
-    database = Database(parent.get("database_path") or default_path())
+    path = parent.get("database_path") or default_path()
+    ensure_keys(path)
+    database = Database(path)
     metrics, stocks = MetricsService(), StockService()
     return {
         "database": database,

@@ -21,6 +21,11 @@
 //   `--max-streams`, or a server that is down), the client reconnects
 //   with exponential backoff (1 s doubling to 30 s, with jitter), resuming
 //   from the last id.
+// - `token` (option): `() => Promise<string>`, a stream token
+//   (oxian_tw.tokens), sent as `?token=`. It is called on every connect and
+//   reconnect: the client then reconnects itself instead of letting the
+//   browser reuse a stale token, and on `event: expired` it reconnects at
+//   once with a fresh token, resuming from the last id.
 
 const STATES = ["idle", "connecting", "open", "reconnecting", "closed"];
 
@@ -35,6 +40,7 @@ export class SSEClient {
     this._delay = options.initialDelay ?? 1000;
     this._timer = null;
     this._attached = new Set();
+    this._attempt = 0;
   }
 
   get state() {
@@ -56,8 +62,28 @@ export class SSEClient {
   connect() {
     this._stopTimer();
     if (this.eventSource) this.eventSource.close();
+    this.eventSource = null;
     this._setState(this._state === "idle" || this._state === "closed" ? "connecting" : "reconnecting");
-    const source = new EventSource(this._address(), {
+    const attempt = ++this._attempt;
+    if (!this.options.token) {
+      this._open(null);
+      return this;
+    }
+    Promise.resolve()
+      .then(() => this.options.token())
+      .then(
+        (token) => { if (attempt === this._attempt && this._state !== "closed") this._open(token); },
+        (error) => {
+          if (attempt !== this._attempt || this._state === "closed") return;
+          this.emit("error", error);
+          this._retryLater();
+        },
+      );
+    return this;
+  }
+
+  _open(token) {
+    const source = new EventSource(this._address(token), {
       withCredentials: Boolean(this.options.withCredentials),
     });
     this.eventSource = source;
@@ -68,8 +94,11 @@ export class SSEClient {
       this.emit("connected");
     };
     source.onerror = (error) => {
+      if (source !== this.eventSource) return;
       this.emit("error", error);
-      if (source.readyState === EventSource.CLOSED) {
+      if (source.readyState === EventSource.CLOSED || this.options.token) {
+        // The browser gave up, or would come back with a stale token.
+        source.close();
         // The browser gave up: try again later, from the last id.
         this.eventSource = null;
         this._retryLater();
@@ -79,8 +108,8 @@ export class SSEClient {
     };
     this._attach("message");
     this._attach("reset");
+    this._attach("expired");
     for (const event of this.listeners.keys()) this._attach(event);
-    return this;
   }
 
   close() {
@@ -104,15 +133,18 @@ export class SSEClient {
       const data = parse(message.data);
       if (event === "reset") this.options.onReset?.(data);
       this.emit(event, data, message);
+      // The stream token ran out: a fresh one, at once, from the last id.
+      if (event === "expired" && this.options.token) this.connect();
     });
   }
 
-  _address() {
-    if (this.lastEventId === null) return this.url;
+  _address(token) {
+    if (this.lastEventId === null && !token) return this.url;
     // EventSource sets Last-Event-ID only on its own reconnects; a new one
     // says where to resume with the query parameter oxian_tw reads too.
     const url = new URL(this.url, globalThis.location?.href);
-    url.searchParams.set("lastEventId", this.lastEventId);
+    if (this.lastEventId !== null) url.searchParams.set("lastEventId", this.lastEventId);
+    if (token) url.searchParams.set("token", token);
     return url.toString();
   }
 

@@ -23,3 +23,7 @@ class Auth:
     def verify_token(self, token):
         """The user a token belongs to, or ``None``."""
         return self._users.get(token)
+
+    def user_by_id(self, user_id):
+        """The user with ``user_id``, or ``None``."""
+        return next((u for u in self._users.values() if u["id"] == user_id), None)

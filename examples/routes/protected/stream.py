@@ -1,6 +1,8 @@
 """
 Streaming with authentication: ``Authorization: Bearer <token>`` (the demo
-token is ``demo-token``), checked before the stream opens.
+token is ``demo-token``), checked before the stream opens; or, from a
+browser's EventSource, ``?token=`` with a stream token from ``POST
+/protected/token`` (checked by this folder's middleware).
 """
 
 import time
@@ -14,6 +16,12 @@ from .._params import interval
 
 def GET(data, ctx):
     auth = ctx.dependencies.auth
+    claims = getattr(ctx, "user", None)
+    if claims is not None:
+        user = auth.user_by_id(claims["sub"])
+        if user is None:
+            raise HttpError(401, "Unknown user", headers={"WWW-Authenticate": "Bearer"})
+        return _stream(data, ctx, user)
     header = ctx.request.headers.get("authorization") or ""
     token = header.removeprefix("Bearer ").strip()
     if not token:
@@ -23,7 +31,10 @@ def GET(data, ctx):
     user = auth.verify_token(token)
     if user is None:
         raise HttpError(401, "Invalid token", headers={"WWW-Authenticate": "Bearer"})
+    return _stream(data, ctx, user)
 
+
+def _stream(data, ctx, user):
     every = interval(data, 10)
     sse = ctx.response.sse()
     sse.send(
