@@ -470,6 +470,10 @@ class Stream:
         elif self._held_bytes > HIGH_WATER:
             self._send()
 
+    def _discard(self) -> None:
+        """Forget what is held, unsent (a held head answered otherwise)."""
+        self._held, self._held_bytes = None, 0
+
     def _turn_ended(self, now: float) -> None:
         """The reactor turn in which this stream was written is ending."""
         self._dirty = False

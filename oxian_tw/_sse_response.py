@@ -221,6 +221,8 @@ def _answer(exchange: Exchange, stream: Stream, status: int, body: Any) -> None:
     """Answer a held SSE head with ``status`` (and a JSON ``body``) instead."""
     request = exchange.request
     request.setResponseCode(status)
+    # (The opening retry: field, say, was for the event stream.)
+    stream._discard()
     headers = request.responseHeaders
     if body is None:
         headers.removeHeader(b"content-type")

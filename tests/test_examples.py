@@ -237,3 +237,89 @@ class BadParameterTests(SynchronousTestCase):
                         self.assert_400(
                             response, f"{message} must be a single text value"
                         )
+
+
+class PrivateRoomTests(SynchronousTestCase):
+    """
+    The example's rooms under its channel policy (``rooms/channels.py``):
+    a private room only with a token for it, issued to its members; names
+    from the token, never from the query or the body.
+    """
+
+    def setUp(self) -> None:
+        from oxian_tw import tokens
+
+        self.addCleanup(tokens.configure, None)
+        self.client = TestClient(example_app(self.mktemp()))
+        self.app = self.client.app
+        self.client.app.clock.advance(1_800_000_000)
+
+    def token(self, room: str) -> Any:
+        return self.successResultOf(
+            self.client.post(
+                f"/tokens/rooms/{room}", headers={"Authorization": "Bearer demo-token"}
+            )
+        )
+
+    def test_guessed_room_gets_nothing(self) -> None:
+        self.successResultOf(self.app.hub.publish("room:private-team", "the plans"))
+        response = self.successResultOf(self.client.get("/rooms/private-team/events"))
+        self.client.flush()
+        self.assertEqual(response.code, 403)
+        self.assertEqual(response.json()["error"]["code"], "forbidden_channel")
+        self.assertNotIn("the plans", response.text())
+        who = self.successResultOf(self.client.get("/rooms/private-team/who"))
+        self.assertEqual(who.code, 403)
+
+    def test_members_with_a_token(self) -> None:
+        self.successResultOf(self.app.hub.publish("room:private-team", "the plans"))
+        token = self.token("private-team").json()["token"]
+        response = self.successResultOf(
+            self.client.get(
+                "/rooms/private-team/events", query={"token": token, "user": "mallory"}
+            )
+        )
+        self.client.flush()
+        self.assertEqual(response.code, 200)
+        self.assertIn("the plans", [e.data for e in response.events()])
+        who = self.successResultOf(
+            self.client.get("/rooms/private-team/who", query={"token": token})
+        )
+        self.assertEqual([u["user"] for u in who.json()["users"]], ["Demo User"])
+        sent = self.successResultOf(
+            self.client.post(
+                "/rooms/private-team/send",
+                json={"message": "hi", "username": "mallory"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        )
+        self.assertEqual(sent.code, 200)
+        self.client.flush()
+        last = json.loads(response.events()[-1].data)
+        self.assertEqual((last["username"], last["message"]), ("Demo User", "hi"))
+
+    def test_tokens_only_for_members(self) -> None:
+        self.assertEqual(self.token("private-other").code, 403)
+        self.assertEqual(
+            self.successResultOf(self.client.post("/tokens/rooms/lobby")).code, 401
+        )
+        # A token for one room opens no other.
+        token = self.token("lobby").json()["token"]
+        other = self.successResultOf(
+            self.client.get("/rooms/private-team/events", query={"token": token})
+        )
+        self.assertEqual(other.code, 403)
+
+    def test_send_needs_the_token(self) -> None:
+        refused = self.successResultOf(
+            self.client.post(
+                "/rooms/private-team/send", json={"message": "hi", "username": "x"}
+            )
+        )
+        self.assertEqual(refused.code, 403)
+
+    def test_public_rooms_stay_open(self) -> None:
+        response = self.successResultOf(
+            self.client.get("/rooms/lobby/events", query={"user": "ann"})
+        )
+        self.assertEqual(response.code, 200)
