@@ -321,6 +321,64 @@ class StreamTokenTests(BrowserTestCase):
         self.assertNotIn("token=eyJ", log)
 
 
+class FetchTransportTests(BrowserTestCase):
+    """``oxian-sse.js`` with ``transport: "fetch"``: headers, Last-Event-ID, 204."""
+
+    def environment(self, work: str) -> dict[str, str]:
+        return {"OXIAN_EXAMPLES_TOKEN_DELAY": "0.01"}
+
+    def test_header_and_resume(self) -> None:
+        with self.page("/") as page:
+            # A header EventSource cannot send: the seed's protected stream.
+            seen = page.evaluate(
+                """import('/oxian-sse.js').then(({SSEClient}) =>
+                new Promise((resolve) => {
+                  const seen = [];
+                  const client = new SSEClient('/protected/stream?interval=0.2', {
+                    transport: 'fetch', headers: {Authorization: 'Bearer demo-token'},
+                  });
+                  client.on('authenticated', (m) => seen.push(m.message));
+                  client.on('notification', () => {
+                    seen.push('notification');
+                    if (seen.length >= 3) { client.close(); resolve(seen); }
+                  });
+                  client.connect();
+                }))"""
+            )
+            self.assertEqual(
+                seen, ["Welcome Demo User", "notification", "notification"]
+            )
+            # A finished run: its events, end, then the reconnect (with
+            # Last-Event-ID, after a backoff) gets 204 and the client stops.
+            outcome = page.evaluate(
+                """(async () => {
+                  const {SSEClient} = await import('/oxian-sse.js');
+                  const asked = await fetch('/assistant/ask', {method: 'POST',
+                    headers: {'Content-Type': 'application/json'},
+                    body: JSON.stringify({prompt: 'fetch me'})});
+                  const {turn} = await asked.json();
+                  return await new Promise((resolve) => {
+                    const events = [];
+                    const client = new SSEClient(`/assistant/turns/${turn}/events`, {
+                      transport: 'fetch', initialDelay: 200,
+                    });
+                    client.on('message', () => events.push('token'));
+                    client.on('end', (d) => events.push(`end:${d.status}`));
+                    client.on('state', (state) => {
+                      const last = client.lastEventId;
+                      if (state === 'closed') resolve({events, last});
+                    });
+                    client.connect();
+                  });
+                })()"""
+            )
+            events = outcome["events"]
+            self.assertEqual(events[-1], "end:done")
+            self.assertGreater(events.count("token"), 10)
+            self.assertEqual(events.count("end:done"), 1)
+            self.assertTrue(outcome["last"])
+
+
 class ClientScriptTests(BrowserTestCase):
     """oxian-sse.js in the browser: JSON data, reset as a callback, backoff."""
 

@@ -26,6 +26,13 @@
 //   reconnect: the client then reconnects itself instead of letting the
 //   browser reuse a stale token, and on `event: expired` it reconnects at
 //   once with a fresh token, resuming from the last id.
+// - `transport: "fetch"` (option), with `headers`, `method` and `body`:
+//   the stream is read with fetch() instead of EventSource, so it can send
+//   headers (`Authorization`) and POST a body; a `token` then goes as
+//   `Authorization: Bearer`. It keeps EventSource's behaviour: events as
+//   WHATWG's parser reads them, `Last-Event-ID` on every reconnect, the
+//   server's `retry:` as the wait after a stream that ended, a 204 stops
+//   for good, errors back off as above.
 
 const STATES = ["idle", "connecting", "open", "reconnecting", "closed"];
 
@@ -83,6 +90,10 @@ export class SSEClient {
   }
 
   _open(token) {
+    if (this.options.transport === "fetch") {
+      this._openFetch(token);
+      return;
+    }
     const source = new EventSource(this._address(token), {
       withCredentials: Boolean(this.options.withCredentials),
     });
@@ -127,15 +138,108 @@ export class SSEClient {
 
   _attach(event) {
     if (this._attached.has(event) || ["connected", "error", "state"].includes(event)) return;
+    if (!(this.eventSource instanceof EventSource)) return;
     this._attached.add(event);
-    this.eventSource.addEventListener(event, (message) => {
+    this.eventSource.addEventListener(event, (message) => this._deliver(event, message));
+  }
+
+  _deliver(event, message) {
       if (message.lastEventId) this.lastEventId = message.lastEventId;
       const data = parse(message.data);
       if (event === "reset") this.options.onReset?.(data);
       this.emit(event, data, message);
       // The stream token ran out: a fresh one, at once, from the last id.
       if (event === "expired" && this.options.token) this.connect();
-    });
+  }
+
+  _openFetch(token) {
+    const controller = new AbortController();
+    const source = { close: () => controller.abort() };
+    this.eventSource = source;
+    const headers = new Headers(this.options.headers ?? {});
+    headers.set("Accept", "text/event-stream");
+    if (this.lastEventId !== null) headers.set("Last-Event-ID", this.lastEventId);
+    if (token) headers.set("Authorization", `Bearer ${token}`);
+    const request = {
+      method: this.options.method ?? "GET",
+      headers,
+      body: this.options.body,
+      credentials: this.options.withCredentials ? "include" : "same-origin",
+      cache: "no-store",
+      signal: controller.signal,
+    };
+    let opened = false;
+    fetch(this.url, request)
+      .then(async (response) => {
+        if (source !== this.eventSource) return;
+        if (response.status === 204) {
+          // The server says there is nothing more: stop, as EventSource does.
+          this.close();
+          return;
+        }
+        const type = response.headers.get("content-type") ?? "";
+        if (!response.ok || !type.startsWith("text/event-stream")) {
+          throw new Error(`HTTP ${response.status}`);
+        }
+        opened = true;
+        this._delay = this.options.initialDelay ?? 1000;
+        this._setState("open");
+        this.emit("connected");
+        await this._read(response.body, source);
+        throw new Error("the stream ended");
+      })
+      .catch((error) => {
+        if (source !== this.eventSource || this._state === "closed") return;
+        this.emit("error", error);
+        this.eventSource = null;
+        if (opened && this._serverRetry !== undefined) {
+          // As EventSource: after a stream that was open, the server's retry.
+          this._setState("reconnecting");
+          this._timer = setTimeout(() => this.connect(), this._serverRetry);
+        } else {
+          this._retryLater();
+        }
+      });
+  }
+
+  // WHATWG HTML's event stream parser, over a fetch body.
+  async _read(body, source) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let data = [];
+    let type = "";
+    let id = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || source !== this.eventSource) return;
+      buffer += value;
+      for (;;) {
+        const end = buffer.search(/[\r\n]/);
+        if (end < 0 || (buffer[end] === "\r" && end === buffer.length - 1)) break;
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + (buffer.startsWith("\r\n", end) ? 2 : 1));
+        if (line === "") {
+          if (id !== null) this.lastEventId = id;
+          if (data.length) {
+            const message = { data: data.join("\n"), lastEventId: this.lastEventId ?? "" };
+            this._deliver(type || "message", message);
+          }
+          data = [];
+          type = "";
+          id = null;
+          continue;
+        }
+        if (line.startsWith(":")) continue;
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let text = colon < 0 ? "" : line.slice(colon + 1);
+        if (text.startsWith(" ")) text = text.slice(1);
+        if (field === "data") data.push(text);
+        else if (field === "event") type = text;
+        else if (field === "id" && !text.includes("\0")) id = text;
+        else if (field === "retry" && /^\d+$/.test(text)) this._serverRetry = Number(text);
+      }
+    }
   }
 
   _address(token) {
