@@ -204,19 +204,37 @@ class RequestPolicy:
                 )
                 raise forbidden(channel, action)
 
+    @property
+    def has_authorizers(self) -> bool:
+        """Whether a ``channels.py`` applies (not only a token's patterns)."""
+        return bool(self._authorizers)
+
     def subscribe_to(
-        self, subscribe: Callable[..., Deferred[None]]
+        self,
+        subscribe: Callable[..., Deferred[None]],
+        allowed: Callable[[str], None] | None = None,
     ) -> Callable[..., Deferred[None]]:
-        """``subscribe`` (a hub's), asking first for its channels."""
+        """
+        ``subscribe`` (a hub's), asking first for its channels; ``allowed``
+        is told each channel allowed.
+        """
 
         def checked(
             stream: Any, channels: Any, *args: Any, **kwargs: Any
         ) -> Deferred[None]:
             channels = tuple(channels)
             asked = self.check(channels, "subscribe")
-            return asked.addCallback(
-                lambda _: subscribe(stream, channels, *args, **kwargs)
-            )
+
+            def go(_: Any) -> Deferred[None]:
+                if allowed is not None:
+                    for channel in channels:
+                        allowed(channel)
+                subscribed: Deferred[None] = subscribe(
+                    stream, channels, *args, **kwargs
+                )
+                return subscribed
+
+            return asked.addCallback(go)
 
         return checked
 

@@ -32,6 +32,7 @@ from .sse import encode_retry
 
 if TYPE_CHECKING:
     from ._exchange import Exchange
+    from ._policy import RequestPolicy
     from ._producer import Stream
 
 _log = Logger()
@@ -73,8 +74,10 @@ def open_sse(
     hub_subscribe = app_hub_subscribe = (
         exchange.app.hub.subscribe if run is None else exchange.app.runs.hub.subscribe
     )
+    # The channels the policy allowed this stream (re-checked: revocation).
+    allowed: list[str] = []
     if policy is not None:
-        hub_subscribe = policy.subscribe_to(app_hub_subscribe)
+        hub_subscribe = policy.subscribe_to(app_hub_subscribe, allowed.append)
     if slow_consumer is not DEFAULT_POLICY and (
         slow_consumer not in SLOW_CONSUMER_POLICIES
     ):
@@ -132,6 +135,12 @@ def open_sse(
     claims = policy.token_claims() if policy is not None else None
     if claims is not None:
         _expire_with_token(sse, app.clock, float(claims["exp"]))
+    if (
+        policy is not None
+        and policy.has_authorizers
+        and settings.channel_policy_ttl > 0
+    ):
+        _recheck_every(sse, policy, app.clock, settings.channel_policy_ttl, allowed)
     if opening:
         stream._push(opening)
     if channels:
@@ -211,6 +220,52 @@ def _expire_with_token(sse: EventStream, clock: Any, expiry: float) -> None:
 
     call = clock.callLater(max(0.0, expiry - clock.seconds()), expire)
     sse._on_end(lambda _: call.cancel() if call.active() else None)
+
+
+def _recheck_every(
+    sse: EventStream,
+    policy: RequestPolicy,
+    clock: Any,
+    ttl: float,
+    allowed: list[str],
+) -> None:
+    """
+    When the stream's decisions expire (every ``ttl``), ask again: a
+    channel now denied gets ``event: revoked`` (``{"channel": ...}``) and
+    the stream ends (the client reconnects without it, or is refused).
+    """
+    state: dict[str, Any] = {}
+
+    def recheck() -> None:
+        if sse.closed:
+            return
+        drive(_revoked(policy, tuple(allowed))).addCallback(decided)
+
+    def decided(denied: str | None) -> None:
+        if sse.closed:
+            return
+        if denied is None:
+            state["call"] = clock.callLater(ttl, recheck)
+            return
+        sse.send({"channel": denied}, event="revoked")
+        sse.close()
+
+    state["call"] = clock.callLater(ttl, recheck)
+
+    def stop(_: Any) -> None:
+        call = state.get("call")
+        if call is not None and call.active():
+            call.cancel()
+
+    sse._on_end(stop)
+
+
+async def _revoked(policy: RequestPolicy, channels: tuple[str, ...]) -> str | None:
+    """The first of ``channels`` no longer allowed, else ``None``."""
+    for channel in channels:
+        if not await policy.allowed(channel, "subscribe"):
+            return channel
+    return None
 
 
 def _unwatching(unwatch: Callable[[], None]) -> Callable[[Any], None]:

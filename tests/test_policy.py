@@ -18,14 +18,17 @@ from .helpers import RoutesTestCase
 ROUTES = {
     "calls.py": """
         CALLS = []
+        REVOKED = set()
     """,
     "channels.py": """
-        from .calls import CALLS
+        from .calls import CALLS, REVOKED
 
         def authorize(ctx, channel, action):
             CALLS.append(("root", channel, action))
             if channel == "broken":
                 raise RuntimeError("a bug in the policy")
+            if channel in REVOKED:
+                return False
             return not channel.startswith("secret")
     """,
     "events.py": """
@@ -160,6 +163,23 @@ class PolicyTests(RoutesTestCase):
         self.client.advance(61)
         self.get("/events", query={"c": "news"})
         self.assertEqual(self.calls().count(("root", "news", "subscribe")), 2)
+
+    def test_revoked_when_the_decision_expires(self) -> None:
+        """
+        Every ttl the stream's channels are asked again: still allowed, it
+        goes on; now denied, ``event: revoked`` names the channel and the
+        stream ends.
+        """
+        response = self.get("/events", query={"c": "news,sport"})
+        self.client.advance(60)
+        self.app.hub.publish("news", "still allowed")
+        self.client.flush()
+        self.assertEqual([e.data for e in response.events()], ["still allowed"])
+        self.module("calls.py").REVOKED.add("sport")
+        self.client.advance(60)
+        last = response.events()[-1]
+        self.assertEqual((last.event, last.data), ("revoked", '{"channel":"sport"}'))
+        self.successResultOf(response.finished())
 
     def test_failing_authorize_denies(self) -> None:
         self.assertEqual(self.get("/events", query={"c": "broken"}).code, 403)
