@@ -321,6 +321,31 @@ class StreamTokenTests(BrowserTestCase):
         self.assertNotIn("token=eyJ", log)
 
 
+class PrivateRoomPageTests(BrowserTestCase):
+    """The demo page's chat in its private room, reached with a token."""
+
+    def test_private_room(self) -> None:
+        with self.page("/") as page:
+            page.wait_for_function(
+                "document.getElementById('chat-state').textContent === 'live'"
+            )
+            page.select_option("#room", "private-team")
+            page.wait_for_function(
+                "document.getElementById('chat-state').textContent === 'live'"
+            )
+            page.locator("#people li", has_text="Demo User").wait_for()
+            page.fill("input[name=username]", "mallory")
+            page.fill("input[name=message]", "for members only")
+            page.click("#chat-form button")
+            # Sent with the room's token: named by it, not by the form.
+            page.locator(
+                "#messages li.chat-message", has_text="Demo User: for members only"
+            ).wait_for()
+        status, _, body = self.server.request("GET", "/rooms/private-team/events")
+        self.assertEqual(status, 403)
+        self.assertNotIn(b"for members only", body)
+
+
 class FetchTransportTests(BrowserTestCase):
     """``oxian-sse.js`` with ``transport: "fetch"``: headers, Last-Event-ID, 204."""
 

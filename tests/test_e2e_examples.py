@@ -96,8 +96,10 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(headers["content-type"], "text/html; charset=utf-8")
         for needle in (
-            b"/rooms/general/events",
-            b"/rooms/general/who",
+            b'<option value="general">',
+            b"/rooms/${room}/events",
+            b"/rooms/${room}/who",
+            b"/tokens/rooms/",
             b"/live/dashboard",
             b"/live/stocks/",
             b"/download/",

@@ -323,3 +323,23 @@ class PrivateRoomTests(SynchronousTestCase):
             self.client.get("/rooms/lobby/events", query={"user": "ann"})
         )
         self.assertEqual(response.code, 200)
+
+
+class SendLimitTests(SynchronousTestCase):
+    def test_chat_send_limited(self) -> None:
+        """Five messages at once go; the sixth is 429 with Retry-After."""
+        client = TestClient(example_app(self.mktemp()))
+        codes = [
+            self.successResultOf(
+                client.post(
+                    "/rooms/lobby/send", json={"message": "hi", "username": "ann"}
+                )
+            ).code
+            for _ in range(6)
+        ]
+        self.assertEqual(codes, [200] * 5 + [429])
+        client.advance(1)
+        again = self.successResultOf(
+            client.post("/rooms/lobby/send", json={"message": "hi", "username": "ann"})
+        )
+        self.assertEqual(again.code, 200)

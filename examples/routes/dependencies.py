@@ -7,6 +7,7 @@ use), users, metrics, stock prices, the live chart feeds and auth.
 from ._services.auth import Auth
 from ._services.database import Database, UserService, default_path
 from ._services.feeds import Feeds
+from ._services.limits import SendLimit
 from ._services.metrics import MetricsService
 from ._services.stocks import StockService
 from ._services.stream_tokens import ensure_keys
@@ -24,6 +25,7 @@ def dependencies(parent):
         "stock_service": stocks,
         "feeds": Feeds(stocks, metrics),
         "auth": Auth(parent.get("auth_tokens")),
+        "send_limit": SendLimit(),
     }
 
 

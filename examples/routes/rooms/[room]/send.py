@@ -14,6 +14,8 @@ from .._room import channel_for, display_name
 
 async def POST(data, ctx):
     channel = channel_for(data)
+    # Five messages a second per sender, a burst of five: 429 past it.
+    ctx.dependencies.send_limit.check(ctx)
     message = text(data, "message")
     username = (
         display_name(ctx, {})
