@@ -297,6 +297,9 @@ class CheckedHub:
             stream, channels, *args, **kwargs
         )
 
+    def unsubscribe(self, stream: Any, channels: Iterable[str]) -> bool:
+        return bool(self._hub.unsubscribe(stream, channels))
+
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         asked = self._asked((channel,), "presence")
         return asked.addCallback(lambda _: self._hub.presence(channel))

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ._exchange import Exchange
     from ._policy import RequestPolicy
     from ._producer import Stream
+    from .hub import IHub
 
 _log = Logger()
 
@@ -140,7 +141,10 @@ def open_sse(
         and policy.has_authorizers
         and settings.channel_policy_ttl > 0
     ):
-        _recheck_every(sse, policy, app.clock, settings.channel_policy_ttl, allowed)
+        hub = app.hub if run is None else app.runs.hub
+        _recheck_every(
+            sse, policy, app.clock, settings.channel_policy_ttl, allowed, hub
+        )
     if opening:
         stream._push(opening)
     if channels:
@@ -228,11 +232,13 @@ def _recheck_every(
     clock: Any,
     ttl: float,
     allowed: list[str],
+    hub: IHub,
 ) -> None:
     """
     When the stream's decisions expire (every ``ttl``), ask again: a
     channel now denied gets ``event: revoked`` (``{"channel": ...}``) and
-    the stream ends (the client reconnects without it, or is refused).
+    is left (the stream keeps its other channels); a stream still joining
+    its channels ends instead (the client reconnects, and is refused).
     """
     state: dict[str, Any] = {}
 
@@ -248,7 +254,14 @@ def _recheck_every(
             state["call"] = clock.callLater(ttl, recheck)
             return
         sse.send({"channel": denied}, event="revoked")
-        sse.close()
+        while denied in allowed:
+            allowed.remove(denied)
+        if hub.unsubscribe(sse, [denied]):
+            # The others are asked again now (each decision was asked at
+            # the same time), then every ttl.
+            recheck()
+        else:
+            sse.close()
 
     state["call"] = clock.callLater(ttl, recheck)
 

@@ -411,3 +411,40 @@ class HeadHeldTests(SynchronousTestCase):
         self.clock.advance(0.1)
         self.client.flush()
         self.assertEqual(self.successResultOf(response).code, 200)
+
+
+class UnsubscribeTests(SynchronousTestCase):
+    """`Hub.unsubscribe`: one channel left, the others kept (SPEC §16 revoked)."""
+
+    def test_leaves_one_channel(self) -> None:
+        from oxian_tw.hub import MemoryHub
+
+        from .redis_hub import Collector
+
+        clock = Clock()
+        hub = MemoryHub(lambda: clock)
+        stream, other = Collector(), Collector()
+        hub.subscribe(stream, ["a", "b"], presence={"u": 1}, presence_events=True)
+        hub.subscribe(other, ["b"])
+        self.assertEqual(len(self.successResultOf(hub.presence("b"))), 1)
+        self.assertTrue(hub.unsubscribe(stream, ["b"]))
+        self.assertEqual(self.successResultOf(hub.presence("b")), {})
+        self.assertEqual(len(self.successResultOf(hub.presence("a"))), 1)
+        self.assertEqual([e.event for e in other.events], ["leave"])
+        before = len(stream.events)
+        published_b = self.successResultOf(hub.publish("b", "gone"))
+        published_a = self.successResultOf(hub.publish("a", "kept"))
+        clock.advance(0)
+        self.assertEqual([e.data for e in stream.events[before:]], ["kept"])
+        # Its ids now name its one channel: exactly publish's.
+        self.assertEqual(stream.events[-1].id, published_a)
+        self.assertEqual(other.events[-1].id, published_b)
+        self.assertEqual(hub.stats().subscribers, 2)
+
+    def test_not_while_joining(self) -> None:
+        from oxian_tw.hub import MemoryHub
+
+        from .redis_hub import Collector
+
+        hub = MemoryHub(lambda: Clock())
+        self.assertFalse(hub.unsubscribe(Collector(), ["a"]))

@@ -287,6 +287,34 @@ class Locals:
         )
         return new, (mine if info is not None else None)
 
+    def remove(
+        self, stream: ISubscriber, names: Iterable[str]
+    ) -> tuple[list[str], Presence | None, list[str]]:
+        """
+        Unsubscribe ``stream`` from those of ``names`` it has: the channels
+        removed, its presence (``None`` if it has none) and the channels it
+        is no longer present on.
+        """
+        own = self._by_stream.get(stream)
+        if own is None:
+            return [], None, []
+        gone = [name for name in dict.fromkeys(names) if name in own]
+        for name in gone:
+            own.remove(name)
+            subscribers = self._by_channel[name]
+            del subscribers[stream]
+            if not subscribers:
+                del self._by_channel[name]
+        self._stats.subscribers -= len(gone)
+        presence = self._presence.get(stream)
+        left: list[str] = []
+        if presence is not None:
+            left = [name for name in gone if name in presence.channels]
+            for name in left:
+                presence.channels.remove(name)
+            self._stats.present -= len(left)
+        return gone, presence, left
+
     def present(self, channel: str) -> dict[str, str]:
         """``{subscriber id: info as JSON}`` of the streams present here."""
         return {

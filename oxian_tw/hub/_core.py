@@ -346,6 +346,44 @@ class Hub:
         self._advance(sub)
         return joined
 
+    def unsubscribe(self, stream: ISubscriber, channels: Iterable[str]) -> bool:
+        """
+        Stop delivering ``channels`` to ``stream`` (it keeps its other
+        channels; its presence on them ends, with ``leave`` events). Only
+        for a stream taking live events: ``False`` (nothing done) while it
+        is still joining or catching up.
+        """
+        sub = self._subs.get(stream)
+        if sub is None or sub.state is not SubState.LIVE:
+            return False
+        gone, presence, left = self._locals.remove(stream, channels)
+        if not gone:
+            return True
+        self._leave_group(sub)
+        remaining = self._locals.channels_of(stream)
+        if remaining:
+            key = tuple(sorted(remaining))
+            group = self._groups.get(key)
+            if group is None:
+                group = self._groups[key] = _Group(key)
+                for name in key:
+                    self._feeds[name].groups[key] = group
+            group.members[stream] = sub
+            sub.group = group
+        for name in gone:
+            if not self._locals.of(name):
+                feed = self._feeds.pop(name, None)
+                if feed is not None:
+                    feed.generation += 1
+                    self._backend.unfollow(name)
+        if presence is not None:
+            for name in left:
+                released: Deferred[Any] = self._backend.release(
+                    name, presence.id, presence.leave(name) or b""
+                )
+                released.addErrback(self._presence_failed, name)
+        return True
+
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
         """``{subscriber id: info}`` of every process on ``channel``."""
         try:

@@ -87,6 +87,12 @@ class IHub(Interface):
         firing once the stream takes the channels' live events (or ended).
         """
 
+    def unsubscribe(stream: ISubscriber, channels: Any) -> bool:
+        """
+        Stop delivering ``channels`` to ``stream``, which keeps its others;
+        ``False`` (nothing done) while it is not yet taking live events.
+        """
+
     def presence(channel: str) -> Any:
         """A Deferred of ``{subscriber_id: info}`` of every process."""
 
