@@ -31,6 +31,8 @@ from ._coroutines import drive
 from ._errors import HttpError, RouteTreeError
 from ._invoke import call, call_async
 from ._modules import RouteModules
+from ._policy import who
+from ._ratelimit import too_many
 from ._routing import PIPELINE_FILES, Route, walk
 
 if TYPE_CHECKING:
@@ -330,6 +332,13 @@ async def _steps(
         if exchange.settled:
             # Answered (``ctx.response.send()``) or gone: no handler.
             return None
+    requests = ctx.app.rate_limits.requests
+    if requests is not None and chain.steps:
+        # --rate-requests per subject when middleware set ctx.user (a
+        # stream token), else per address (as the dispatcher does).
+        wait = requests.take(who(ctx))
+        if wait:
+            raise too_many("requests", wait)
     return await call_async(handler, data, ctx)
 
 

@@ -109,7 +109,7 @@ def who(ctx: Any) -> str:
         subject = getattr(user, "sub", None)
     if subject is not None:
         return f"sub:{subject}"
-    return f"addr:{ctx.request.client}"
+    return f"addr:{ctx.app.trusted_proxies.client_of(ctx.request.raw)}"
 
 
 class RequestPolicy:

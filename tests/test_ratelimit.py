@@ -146,3 +146,40 @@ class ConnectionLimitTests(RoutesTestCase):
         self.assertTrue(transport.disconnecting)
         other = site.buildProtocol(IPv4Address("TCP", "192.0.2.6", 40000))
         self.assertNotEqual(type(other), type(refused))
+
+
+class RequestLimitPerSubjectTests(RoutesTestCase):
+    """With middleware that sets ``ctx.user`` (a token), per subject."""
+
+    routes = {
+        "middleware.py": """
+            from oxian_tw.tokens import optional as middleware
+        """,
+        "hello.py": """
+            def GET(data, ctx):
+                return "hello"
+        """,
+    }
+
+    def setUp(self) -> None:
+        from oxian_tw import tokens
+
+        self.config = {"rate-requests": 1}
+        tokens.configure(tokens.KeyRing([b"s" * 40]))
+        self.addCleanup(tokens.configure, None)
+        super().setUp()
+        self.clock.advance(1_800_000_000)
+
+    def test_per_subject(self) -> None:
+        from oxian_tw import tokens
+
+        ann, bob = (
+            tokens.sign(name, ttl=60, now=self.clock.seconds())
+            for name in ("ann", "bob")
+        )
+        self.assertEqual(self.get("/hello", query={"token": ann}).code, 200)
+        self.assertEqual(self.get("/hello", query={"token": bob}).code, 200)
+        self.assertEqual(self.get("/hello", query={"token": ann}).code, 429)
+        # Without a token: the address's own bucket.
+        self.assertEqual(self.get("/hello").code, 200)
+        self.assertEqual(self.get("/hello").code, 429)
