@@ -125,13 +125,16 @@ def encode_fields(
 
 def encode_retry(milliseconds: int) -> bytes:
     """
-    A block that only sets the client's reconnection time (``retry: N``
-    and a blank line); it dispatches no event.
+    The line that sets the client's reconnection time (``retry: N``),
+    without a blank line: it joins the block of the next event (or is
+    dropped unfinished when the stream ends), so it never makes an event
+    of its own. (A block holding only ``retry:`` is an event with empty
+    data to some clients: httpx-sse.) Browsers apply it when they read it.
 
     :raises ValueError: for a ``retry`` that is not a non-negative ``int``.
     """
     _check_fields(None, None, milliseconds)
-    return f"retry: {milliseconds}\n\n".encode()
+    return f"retry: {milliseconds}\n".encode()
 
 
 class Decoder:

@@ -224,14 +224,15 @@ class WireTests(SSETestCase):
         self.assertEqual(response.headers.get("transfer-encoding"), "chunked")
         self.assertNotIn("content-length", response.headers)
         self.assertNotIn("content-encoding", response.headers)
-        self.assertTrue(response.body.startswith(b"retry: 1000\n\n"))
+        # The retry line joins the first event's block (SPEC §5).
+        self.assertTrue(response.body.startswith(b"retry: 1000\nid: "))
 
     def test_wire_format(self) -> None:
         """Events and comments byte for byte, and as a decoder sees them."""
         response = self.get("/basic")
         self.assertEqual(
             response.body,
-            "retry: 1000\n\n"
+            "retry: 1000\n"
             'id: msg-1\nevent: counter\ndata: {"n":1,"é":"ü"}\n\n'
             "data: two\ndata: lines\n\n"
             ": hi\n".encode(),
@@ -239,7 +240,8 @@ class WireTests(SSETestCase):
         self.assertEqual(
             response.events(),
             [
-                Event('{"n":1,"é":"ü"}', event="counter", id="msg-1"),
+                # (The opening retry: is part of the first event's block.)
+                Event('{"n":1,"é":"ü"}', event="counter", id="msg-1", retry=1000),
                 Event("two\nlines"),
             ],
         )

@@ -81,12 +81,17 @@ class EncodeTests(SynchronousTestCase):
                 self.assertRaises(ValueError, Event, "x", retry=retry)
                 self.assertRaises(ValueError, encode_retry, retry)
 
-    def test_retry_block(self) -> None:
-        """``encode_retry`` sets the reconnection time and dispatches nothing."""
-        self.assertEqual(encode_retry(3000), b"retry: 3000\n\n")
+    def test_retry_line(self) -> None:
+        """
+        ``encode_retry`` sets the reconnection time at once and joins the
+        next event's block: no event of its own.
+        """
+        self.assertEqual(encode_retry(3000), b"retry: 3000\n")
         decoder = Decoder()
         self.assertEqual(decoder.feed(encode_retry(3000)), [])
         self.assertEqual(decoder.retry, 3000)
+        (event,) = decoder.feed(encode(Event("first", event="ready")))
+        self.assertEqual((event.event, event.data), ("ready", "first"))
 
     def test_bad_data(self) -> None:
         """NaN is not JSON; invalid UTF-8 bytes are refused."""

@@ -1,0 +1,104 @@
+"""
+Python SSE client libraries against a real ``twistd -n oxian``, each with
+the loop its documentation shows (``json.loads(event.data)`` on every
+event): httpx-sse, sseclient-py and requests-sse. The stream opens with
+``retry:`` (which must not make an event of its own: httpx-sse 0.4.3
+turned a block of ``retry:`` alone into an event with empty data) and the
+server's shutdown sends ``retry:`` again before it closes.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from .helpers import TwistdProcess, make_tree
+
+ROUTES = {
+    "numbers.py": """
+        async def GET(data, ctx):
+            sse = ctx.response.sse(retry=2000, keep_open=False)
+            for n in range(3):
+                await sse.send({"n": n}, event="number", id=str(n))
+    """,
+    "forever.py": """
+        def GET(data, ctx):
+            sse = ctx.response.sse(retry=2000)
+            sse.send({"n": 0}, event="number", id="0")
+    """,
+}
+
+
+class LibraryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        root = make_tree(self.mktemp(), ROUTES)
+        self.server = TwistdProcess("--routes", root, "--shutdown-grace", "1")
+        self.addCleanup(self.server.stop)
+        self.url = f"http://127.0.0.1:{self.server.port}"
+
+    def httpx_sse(self, path: str, first: threading.Event | None = None) -> list[Any]:
+        import httpx
+        from httpx_sse import connect_sse
+
+        seen = []
+        with httpx.Client(timeout=10) as client:
+            with connect_sse(client, "GET", self.url + path) as source:
+                for event in source.iter_sse():
+                    seen.append(json.loads(event.data))
+                    if first is not None:
+                        first.set()
+        return seen
+
+    def sseclient_py(self, path: str) -> list[Any]:
+        import requests
+        import sseclient
+
+        response = requests.get(
+            self.url + path,
+            stream=True,
+            headers={"Accept": "text/event-stream"},
+            timeout=10,
+        )
+        return [json.loads(e.data) for e in sseclient.SSEClient(response).events()]
+
+    def requests_sse(self, path: str) -> list[Any]:
+        from requests_sse import EventSource
+
+        seen = []
+        with EventSource(self.url + path, timeout=10, max_connect_retry=0) as source:
+            for event in source:
+                seen.append(json.loads(event.data))
+                if len(seen) == 3:
+                    break
+        return seen
+
+    def test_each_library(self) -> None:
+        expected = [{"n": 0}, {"n": 1}, {"n": 2}]
+        self.assertEqual(self.httpx_sse("/numbers"), expected)
+        self.assertEqual(self.sseclient_py("/numbers"), expected)
+        self.assertEqual(self.requests_sse("/numbers"), expected)
+
+    def test_shutdown_retry_is_no_event(self) -> None:
+        """The shutdown's retry: closes the stream without an empty event."""
+        seen: list[Any] = []
+        failures: list[BaseException] = []
+        first = threading.Event()
+
+        def read() -> None:
+            try:
+                seen.extend(self.httpx_sse("/forever", first))
+            except BaseException as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        self.assertTrue(first.wait(10))
+        self.server.process.send_signal(signal.SIGTERM)
+        reader.join(15)
+        self.assertFalse(reader.is_alive())
+        self.assertEqual(failures, [])
+        self.assertEqual(seen, [{"n": 0}])
