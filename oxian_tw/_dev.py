@@ -13,6 +13,7 @@ waits for the next change, instead of dying.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,7 +38,10 @@ _IGNORED_DIRS = frozenset(
         ".hypothesis",
     }
 )
-_IGNORED_ENDINGS = (".pyc", ".pyo", ".swp", ".swx", "~")
+_IGNORED_ENDINGS = (".pyc", ".pyo", ".swp", ".swx", ".tmp", "~")
+# Editors' and tools' temporary files, by name: ``sed -i``'s ``sedAb12Cd``,
+# vim's write test ``4913``, emacs' ``#file#`` and lock ``.#file``.
+_TEMPORARY = re.compile(r"sed[A-Za-z0-9]{6}|\d+|#.*#|\.#.*")
 _TWISTD = "import sys; from twisted.scripts.twistd import run; sys.exit(run())"
 
 
@@ -77,7 +81,7 @@ def relevant(roots: list[str]) -> Any:
         else:
             parts = [os.path.basename(path)]
         name = parts[-1]
-        if name.startswith(".#") or name.endswith(_IGNORED_ENDINGS):
+        if name.endswith(_IGNORED_ENDINGS) or _TEMPORARY.fullmatch(name):
             return False
         return not _IGNORED_DIRS.intersection(parts[:-1])
 

@@ -109,3 +109,7 @@ class FilterTests(SynchronousTestCase):
         self.assertFalse(accept(None, f"{root}/.git/index"))
         self.assertFalse(accept(None, f"{root}/index.py~"))
         self.assertFalse(accept(None, f"{root}/.#index.py"))
+        # Editors' temporary files: sed -i, vim, emacs.
+        for name in ("sedDYOMDB", "4913", "#index.py#", "index.py.tmp"):
+            self.assertFalse(accept(None, f"{root}/{name}"), name)
+        self.assertTrue(accept(None, f"{root}/sed.py"))

@@ -343,3 +343,12 @@ class SendLimitTests(SynchronousTestCase):
             client.post("/rooms/lobby/send", json={"message": "hi", "username": "ann"})
         )
         self.assertEqual(again.code, 200)
+
+
+class FaviconTests(SynchronousTestCase):
+    def test_favicon(self) -> None:
+        """The browser's request for /favicon.ico gets an icon, not a 404."""
+        client = TestClient(example_app(self.mktemp()))
+        response = self.successResultOf(client.get("/favicon.ico"))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.get("content-type"), "image/svg+xml")
