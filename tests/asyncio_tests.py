@@ -36,14 +36,20 @@ ROUTES = {
         import asyncio
 
         async def dependencies(parent):
-            await asyncio.sleep(0)
-            return {"made_with": "asyncio"}
+            # An asyncio future, set on the loop's next iteration.
+            loop = asyncio.get_running_loop()
+            ready = loop.create_future()
+            loop.call_soon(ready.set_result, "asyncio")
+            return {"made_with": await ready}
     """,
     "mixed/middleware.py": """
         import asyncio
 
         async def middleware(data, ctx):
-            await asyncio.sleep(0.001)
+            loop = asyncio.get_running_loop()
+            ready = loop.create_future()
+            loop.call_soon(ready.set_result, None)
+            await ready
             await ctx.sleep(0.001)
             return {"context": {"through": "middleware"}}
     """,
@@ -61,7 +67,10 @@ ROUTES = {
             future = loop.create_future()
             loop.call_later(0.01, future.set_result, 7)
             seven = await future
-            await asyncio.gather(asyncio.sleep(0.001), asyncio.sleep(0.002))
+            soon = [loop.create_future() for _ in range(2)]
+            for future in soon:
+                loop.call_soon(future.set_result, None)
+            await asyncio.gather(*soon)
             return {
                 "same_context": VAR.get() == ctx.request_id,
                 "seven": seven,
@@ -124,7 +133,9 @@ ROUTES = {
                     while True:
                         n += 1
                         state["pulled"] = n
-                        await asyncio.sleep(0)
+                        ready = asyncio.get_running_loop().create_future()
+                        asyncio.get_running_loop().call_soon(ready.set_result, None)
+                        await ready
                         yield {"n": n, "pad": "x" * 16000}
                 finally:
                     state["closed"] = True
