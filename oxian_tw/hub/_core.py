@@ -370,18 +370,9 @@ class Hub:
                     self._feeds[name].groups[key] = group
             group.members[stream] = sub
             sub.group = group
-        for name in gone:
-            if not self._locals.of(name):
-                feed = self._feeds.pop(name, None)
-                if feed is not None:
-                    feed.generation += 1
-                    self._backend.unfollow(name)
+        self._unfollow_unused(gone)
         if presence is not None:
-            for name in left:
-                released: Deferred[Any] = self._backend.release(
-                    name, presence.id, presence.leave(name) or b""
-                )
-                released.addErrback(self._presence_failed, name)
+            self._release(presence, left)
         return True
 
     def presence(self, channel: str) -> Deferred[dict[str, Any]]:
@@ -908,18 +899,26 @@ class Hub:
         sub = self._subs.pop(stream, None)
         if sub is not None:
             self._forget(sub)
+        self._unfollow_unused(names)
+        if presence is not None:
+            self._release(presence, presence.channels)
+
+    def _unfollow_unused(self, names: Iterable[str]) -> None:
+        """Stop following those of ``names`` no stream here has any more."""
         for name in names:
             if not self._locals.of(name):
                 feed = self._feeds.pop(name, None)
                 if feed is not None:
                     feed.generation += 1
                     self._backend.unfollow(name)
-        if presence is not None:
-            for name in presence.channels:
-                released: Deferred[Any] = self._backend.release(
-                    name, presence.id, presence.leave(name) or b""
-                )
-                released.addErrback(self._presence_failed, name)
+
+    def _release(self, presence: Presence, names: Iterable[str]) -> None:
+        """End ``presence`` on ``names`` (their ``leave`` announced)."""
+        for name in names:
+            released: Deferred[Any] = self._backend.release(
+                name, presence.id, presence.leave(name) or b""
+            )
+            released.addErrback(self._presence_failed, name)
 
     # Publishing.
 
