@@ -44,6 +44,9 @@ setup(
         "hiredis>=3.0",
         # oxian_tw.tokens: stream tokens (JWT), not hand-written crypto.
         "PyJWT>=2.8",
+        # Declared data (SPEC §3): the constraints an Annotated field carries
+        # (Ge, Le, Interval, MaxLen...), the vocabulary pydantic shares.
+        "annotated-types>=0.6",
     ],
     extras_require={
         # python -m oxian_tw dev: the server, restarted on every change.

@@ -15,6 +15,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from ._coroutines import drive
+from ._declared import adapt
 
 _METHOD = re.compile("[A-Z]+")
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -84,16 +85,22 @@ class Handlers:
 
     @classmethod
     def from_module(cls, module: ModuleType) -> Handlers:
-        """Collect the handlers a route module exports."""
+        """
+        Collect the handlers a route module exports, each adapted to the
+        type its ``data`` declares (`oxian_tw._declared.adapt`: a
+        declaration no rule converts raises ``TypeError`` here, at load).
+        """
         methods = {
-            name: value
+            name: adapt(value)
             for name, value in vars(module).items()
             if _METHOD.fullmatch(name)
             and callable(value)
             and not isinstance(value, type)
         }
         default = getattr(module, "default", None)
-        return cls(methods=methods, default=default if callable(default) else None)
+        return cls(
+            methods=methods, default=adapt(default) if callable(default) else None
+        )
 
     def for_method(self, method: bytes) -> Callable[..., Any] | None:
         """The handler for ``method`` (as sent); ``HEAD`` falls back to ``GET``."""

@@ -24,7 +24,7 @@ from urllib.parse import unquote_to_bytes as unquote
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, datetimeToString
+from twisted.web.http import RESPONSES, HTTPChannel, datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from twisted.web.server import version as server_version
@@ -174,6 +174,12 @@ class OxianRequest(Request):
             # body already in the read buffer completed the request.
             return
         Request.requestReceived(self, command, path, version)
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        if message is None and code not in RESPONSES:
+            # Twisted's table lacks 422, 429, 431...: "Unknown Status".
+            message = reason_phrase(code).encode("ascii")
+        super().setResponseCode(code, message)
 
     def finish(self) -> None:
         channel = self.channel

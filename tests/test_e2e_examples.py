@@ -226,7 +226,7 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         )
 
     def test_feed(self) -> None:
-        """The same feed in json, csv and xml; other formats are 400."""
+        """The same feed in json, csv and xml; other formats are a 422."""
         _, headers, body = self.request("GET", "/feed?count=5")
         self.assertEqual(headers["content-type"], "application/json")
         self.assertEqual([i["id"] for i in json.loads(body)["feed"]], [1, 2, 3, 4, 5])
@@ -240,7 +240,7 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         root = ElementTree.fromstring(body)
         self.assertEqual(len(root.findall("item")), 5)
         self.assertIn("<with markup", root.find("item/content").text)
-        self.assertEqual(self.request("GET", "/feed?format=yaml")[0], 400)
+        self.assertEqual(self.request("GET", "/feed?format=yaml")[0], 422)
 
     def test_protected_stream(self) -> None:
         """401 without or with a bad token; the demo token streams."""
@@ -292,16 +292,17 @@ class ExamplesEndToEndTests(SynchronousTestCase):
         self.assertFalse(second.eof)
 
     def test_bad_parameters(self) -> None:
-        """Bad parameters are JSON 400s (or 404s), never a 500 or a spinning timer."""
+        """Bad parameters are JSON 4xx, never a 500 or a spinning timer."""
         for path, status in (
-            ("/dashboard/metrics?interval=0", 400),
-            ("/dashboard/metrics?interval=soon", 400),
-            ("/stocks/AAPL/stream?interval=-1", 400),
+            ("/dashboard/metrics?interval=0", 422),
+            ("/dashboard/metrics?interval=soon", 422),
+            ("/stocks/AAPL/stream?interval=-1", 422),
             ("/protected/stream?interval=0", 401),
-            ("/stream-with-errors?interval=0", 400),
-            ("/stream-with-errors?fail_on=x", 400),
-            ("/feed?count=many", 400),
-            ("/data-stream?count=100000", 400),
+            ("/stream-with-errors?interval=0", 422),
+            ("/stream-with-errors?fail_on=x", 422),
+            ("/feed?count=many", 422),
+            ("/data-stream?count=100000", 422),
+            ("/export/numbers.csv?rows=abc", 422),
             ("/users/99999999999999999999999", 404),
             ("/users/%C2%B2", 404),
         ):

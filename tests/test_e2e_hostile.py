@@ -366,8 +366,11 @@ class HostileInputTests(SynchronousTestCase):
 
     def test_16_example_parameters(self) -> None:
         json_type = {"Content-Type": "application/json"}
-        self.assertJsonError(self.request("GET", "/export/numbers.csv?rows=abc"), 400)
-        self.assertJsonError(self.request("GET", "/feed?format=a&format=b"), 400)
+        declared = self.request("GET", "/export/numbers.csv?rows=abc")
+        self.assertJsonError(declared, 422)
+        # A status Twisted's table lacks still has its reason phrase.
+        self.assertTrue(declared.raw.startswith(b"HTTP/1.1 422 Unprocessable "))
+        self.assertJsonError(self.request("GET", "/feed?format=a&format=b"), 422)
         self.assertJsonError(
             self.request(
                 "POST",

@@ -178,8 +178,8 @@ class SSEExampleTests(SynchronousTestCase):
 class BadParameterTests(SynchronousTestCase):
     """
     What the example app is sent by a careless or hostile client is a JSON
-    400, never a 500: repeated query parameters, numbers that are not,
-    uploaded files and JSON non-text where text belongs.
+    4xx, never a 500: numbers that are not (422, declared), repeated query
+    parameters, uploaded files and JSON non-text where text belongs (400).
     """
 
     def setUp(self) -> None:
@@ -190,11 +190,59 @@ class BadParameterTests(SynchronousTestCase):
         self.successResultOf(response.finished())
         self.assertEqual(response.json(), {"error": {"message": message}})
 
+    def test_declared(self) -> None:
+        """
+        The routes that read numbers declare them (SPEC §3): a bad value is
+        a 422 naming each field, before any stream opens.
+        """
+        for path, details in [
+            ("/export/numbers.csv?rows=abc", [("rows", "not an integer")]),
+            ("/export/numbers.csv?rows=-1", [("rows", "must be at least 0")]),
+            ("/data-stream?count=100000", [("count", "must be at most 1000")]),
+            (
+                "/feed?format=a&format=b&count=many",
+                [("format", "not one of: json, csv, xml"), ("count", "not an integer")],
+            ),
+            ("/dashboard/metrics?interval=0", [("interval", "must be at least 0.1")]),
+            ("/stocks/AAPL/stream?interval=soon", [("interval", "not a number")]),
+            (
+                "/stream-with-errors?fail_on=0&interval=nan",
+                [
+                    ("fail_on", "must be at least 1"),
+                    ("interval", "not a finite number"),
+                ],
+            ),
+            (
+                "/protected/stream?interval=0",
+                [("interval", "must be at least 0.1")],
+            ),
+        ]:
+            with self.subTest(path=path):
+                headers = {"Authorization": "Bearer demo-token"}
+                response = self.successResultOf(self.client.get(path, headers=headers))
+                self.assertEqual(response.code, 422)
+                self.successResultOf(response.finished())
+                self.assertEqual(
+                    response.json(),
+                    {
+                        "error": {
+                            "message": "Invalid parameters",
+                            "code": "invalid_params",
+                            "details": [
+                                {"field": field, "error": error}
+                                for field, error in details
+                            ],
+                        }
+                    },
+                )
+
+    def test_protected_asks_who_first(self) -> None:
+        """A stranger's bad parameter is a 401, not a 422."""
+        response = self.successResultOf(self.client.get("/protected/stream?interval=0"))
+        self.assertEqual(response.code, 401)
+
     def test_query(self) -> None:
         for path, message in [
-            ("/export/numbers.csv?rows=abc", "rows must be a number"),
-            ("/export/numbers.csv?rows=-1", "rows must be between 0 and 10000000"),
-            ("/feed?format=a&format=b", "format must be a single text value"),
             ("/big-data?name=a&name=b", "name must be a single text value"),
             (
                 "/client-events?clientId=a&clientId=b",

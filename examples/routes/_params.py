@@ -1,27 +1,20 @@
 """
-Request parameters as bounded numbers or text: anything else (a list from
-a repeated query parameter, an uploaded file, a JSON object) is a 400,
-never a 500.
+Request parameters. Numbers are declared on the handler (``data:
+SomeParams``, a dataclass whose fields say ``Interval`` or
+``Annotated[int, Interval(ge=0, le=N)]``): oxian_tw converts them and
+answers a bad value with a 422 naming the field. Free text is read with
+`text`: anything else (a list from a repeated query parameter, an
+uploaded file, a JSON object) is a 400, never a 500.
 """
+
+from typing import Annotated
+
+from annotated_types import Interval as Between
 
 from oxian_tw import HttpError
 
-
-def number(data, name, default, *, low, high, kind=float):
-    """``data[name]`` (or ``default``) as ``kind``, between ``low`` and ``high``."""
-    raw = data.get(name, default)
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        raise HttpError(400, f"{name} must be a number") from None
-    if not low <= value <= high:
-        raise HttpError(400, f"{name} must be between {low} and {high}")
-    return value
-
-
-def interval(data, default):
-    """Seconds between updates: at least 0.1, so no timer can spin."""
-    return number(data, "interval", default, low=0.1, high=3600)
+#: Seconds between updates: at least 0.1, so no timer can spin.
+Interval = Annotated[float, Between(ge=0.1, le=3600)]
 
 
 def text(data, name, default=None, *, max_length=2000):

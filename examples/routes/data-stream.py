@@ -2,12 +2,19 @@
 
 import json
 import time
+from dataclasses import dataclass
+from typing import Annotated
 
-from ._params import number
+from annotated_types import Interval
 
 
-async def GET(data, ctx):
-    count = number(data, "count", 5, low=0, high=1000, kind=int)
+@dataclass
+class Params:
+    count: Annotated[int, Interval(ge=0, le=1000)] = 5
+
+
+async def GET(data: Params, ctx):
+    count = data.count
     stream = ctx.response.stream(
         headers={"Content-Type": "application/json; charset=utf-8"}
     )

@@ -4,11 +4,11 @@ import csv
 import io
 import json
 import time
+from dataclasses import dataclass
+from typing import Annotated, Literal
 from xml.sax.saxutils import escape
 
-from oxian_tw import HttpError
-
-from ._params import number, text
+from annotated_types import Interval
 
 
 def feed_items(count):
@@ -51,9 +51,11 @@ async def stream_xml_feed(response, items):
 FORMATS = {"json": stream_json_feed, "csv": stream_csv_feed, "xml": stream_xml_feed}
 
 
-async def GET(data, ctx):
-    feed_format = text(data, "format", "json")
-    if feed_format not in FORMATS:
-        raise HttpError(400, "format must be json, csv or xml")
-    items = feed_items(number(data, "count", 20, low=0, high=100_000, kind=int))
-    await FORMATS[feed_format](ctx.response, items)
+@dataclass
+class Params:
+    format: Literal["json", "csv", "xml"] = "json"
+    count: Annotated[int, Interval(ge=0, le=100_000)] = 20
+
+
+async def GET(data: Params, ctx):
+    await FORMATS[data.format](ctx.response, feed_items(data.count))

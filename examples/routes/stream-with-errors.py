@@ -5,11 +5,14 @@ default) until the simulated external source fails (on attempt
 """
 
 import time
+from dataclasses import dataclass
+from typing import Annotated
 
+from annotated_types import Interval as Between
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ._params import interval, number
+from ._params import Interval
 
 log = Logger()
 
@@ -18,10 +21,16 @@ class ExternalSourceError(Exception):
     pass
 
 
-def GET(data, ctx):
-    # Parameters first: once sse() is called the 200 is on its way.
-    fail_on = number(data, "fail_on", 3, low=1, high=1000, kind=int)
-    every = interval(data, 2)
+@dataclass
+class Params:
+    fail_on: Annotated[int, Between(ge=1, le=1000)] = 3
+    interval: Interval = 2
+
+
+def GET(data: Params, ctx):
+    # Declared parameters are checked before the handler runs: a bad one is
+    # a 422 before sse() sends its 200.
+    fail_on, every = data.fail_on, data.interval
     sse = ctx.response.sse(retry=5000)
     attempts = 0
 

@@ -4,15 +4,21 @@ Real-time dashboard: this process's CPU, memory and open streams every
 """
 
 import time
+from dataclasses import dataclass
 
 from twisted.internet.task import LoopingCall
 
-from .._params import interval
+from .._params import Interval
 
 
-def GET(data, ctx):
+@dataclass
+class Params:
+    interval: Interval = 5
+
+
+def GET(data: Params, ctx):
     metrics_service = ctx.dependencies.metrics_service
-    every = interval(data, 5)
+    every = data.interval
     sse = ctx.response.sse(retry=5000)
 
     def send_metrics():

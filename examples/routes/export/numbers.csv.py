@@ -3,7 +3,15 @@ CSV streaming with ``pipe``: rows come from a generator, sent as the client
 reads them; ``?rows=N`` (default 1000, at most 10,000,000).
 """
 
-from .._params import number
+from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Interval
+
+
+@dataclass
+class Params:
+    rows: Annotated[int, Interval(ge=0, le=10_000_000)] = 1000
 
 
 def rows(count):
@@ -12,8 +20,8 @@ def rows(count):
         yield f"{n},{n * n},{n * n * n}\n"
 
 
-async def GET(data, ctx):
-    count = number(data, "rows", 1000, low=0, high=10_000_000, kind=int)
+async def GET(data: Params, ctx):
+    count = data.rows
     ctx.response.stream(
         headers={
             "Content-Type": "text/csv; charset=utf-8",

@@ -4,21 +4,28 @@ default). An unknown symbol is a 400 before the stream opens.
 """
 
 import time
+from dataclasses import dataclass
 
 from twisted.internet.task import LoopingCall
 
 from oxian_tw import HttpError
 
-from ..._params import interval
+from ..._params import Interval
 
 
-def GET(data, ctx):
+@dataclass
+class Params:
+    symbol: str
+    interval: Interval = 30
+
+
+def GET(data: Params, ctx):
     stock_service = ctx.dependencies.stock_service
-    symbol = data["symbol"]
+    symbol = data.symbol
     # Validate before sse(): afterwards the status line is already sent.
     if not stock_service.is_valid_symbol(symbol):
         raise HttpError(400, "Invalid stock symbol")
-    every = interval(data, 30)
+    every = data.interval
     sse = ctx.response.sse(retry=10000)
     last_price = None
 
