@@ -17,6 +17,7 @@ import attrs
 
 from ._body import FORM_FIELDS
 from ._limits import GC_THRESHOLD
+from ._listen import default_listen
 
 #: Connection deadlines (SPEC §12.1), in seconds: the request head (and an
 #: HTTP/2 header block) from its first byte, a request body without
@@ -192,12 +193,6 @@ def _access_log(value: Any) -> str:
     return str(value)
 
 
-def default_listen() -> tuple[str, ...]:
-    """``tcp:$PORT`` when ``PORT`` is set, else ``tcp:8080``."""
-    port = os.environ.get("PORT")
-    return (f"tcp:{port}",) if port else ("tcp:8080",)
-
-
 @attrs.frozen
 class Option:
     """
@@ -236,8 +231,9 @@ OPTIONS: tuple[Option, ...] = (
         "listen",
         _listen,
         "An endpoint to listen on (strports: tcp:8080, "
-        "ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/path); "
-        "repeatable. Default tcp:8080, or tcp:$PORT.",
+        "ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/path; or "
+        "any:8080, every IPv4 and IPv6 interface); repeatable. Default "
+        "any:8080, or any:$PORT (IPv4 alone where the host has no IPv6).",
         repeatable=True,
     ),
     Option("base-path", _base_path, "Serve the routes under this path."),

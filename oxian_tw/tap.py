@@ -51,7 +51,7 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Serve a tree of Python route files: "
-        "twistd -n oxian --routes ./routes --listen tcp:8080. Every option "
+        "twistd -n --pidfile= oxian --routes ./routes --listen tcp:8080. Every option "
         "may also be set in a TOML file (--config, or ./oxian.toml) by its "
         "long name; the command line wins."
     )

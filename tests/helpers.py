@@ -173,6 +173,8 @@ class WatchedProcess:
     :param command: the command line.
     :param cwd: its working directory.
     :param env: its whole environment (default: this process's).
+    :param new_session: run it in a session (and process group) of its
+        own, so that its children can be signalled with it.
     """
 
     def __init__(
@@ -181,6 +183,7 @@ class WatchedProcess:
         *,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
+        new_session: bool = False,
     ) -> None:
         import queue
         import subprocess
@@ -193,6 +196,7 @@ class WatchedProcess:
             cwd=cwd,
             env=env,
             text=True,
+            start_new_session=new_session,
         )
         self.lines: list[str] = []
         self._drained = False

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -460,23 +459,8 @@ class ClientScriptTests(BrowserTestCase):
 
 
 class ReactHookTests(BrowserTestCase):
-    """The seed's React hook on oxian-sse.js, with React's UMD build from npm."""
-
-    def environment(self, work: str) -> dict[str, str]:
-        npm = shutil.which("npm")
-        skip_unless(npm is not None, "npm is not installed (apt-get install npm)")
-        # In the directory, not with --prefix: npm reads its global config
-        # (a CA file, a registry) relative to the prefix.
-        with open(os.path.join(work, "package.json"), "w") as f:
-            f.write('{"name": "vendor", "private": true}')
-        subprocess.run(
-            [npm, "install", "--silent", "react@18.3.1", "react-dom@18.3.1"],
-            cwd=work,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        return {"OXIAN_EXAMPLES_VENDOR": os.path.join(work, "node_modules")}
+    """The seed's React hook on oxian-sse.js, with the React UMD build the
+    example ships (nothing installed but Python)."""
 
     def test_live_counter(self) -> None:
         with self.page("/react") as page:

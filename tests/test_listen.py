@@ -6,11 +6,14 @@ and Twisted's "Starting factory <... at 0x...>" lines stay out.
 
 from __future__ import annotations
 
+import errno
+import socket
+
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from oxian_tw._listen import Listener, url_of
 from oxian_tw._site import OxianSite
@@ -109,6 +112,117 @@ class ListenerTests(SynchronousTestCase):
         listeners = [s for s in service if isinstance(s, Listener)]
         self.assertTrue(listeners)
         self.assertTrue(all(listener.fatal for listener in listeners))
+
+
+class AnyInterfaceTests(SynchronousTestCase):
+    """``any:PORT`` (the default): IPv4, and IPv6 when the host has it."""
+
+    def setUp(self) -> None:
+        self.events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.opened: list[tuple[int, int]] = []
+
+    def text(self) -> str:
+        from twisted.logger import formatEvent
+
+        return "\n".join(formatEvent(e) for e in self.events)
+
+    def listener(self, reactor: object, ipv6: object) -> Listener:
+        factory = object()
+        listener = Listener("any:8080", factory, reactor)
+
+        def open_ipv6(port: int, backlog: int) -> socket.socket:
+            self.opened.append((port, backlog))
+            if isinstance(ipv6, OSError):
+                raise ipv6
+            assert isinstance(ipv6, socket.socket)
+            return ipv6
+
+        listener.open_ipv6 = open_ipv6  # type: ignore[method-assign,assignment]
+        return listener
+
+    def test_both(self) -> None:
+        """IPv4 through the reactor, then IPv6 on the same port, adopted."""
+        reactor = MemoryReactor()
+        ipv6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self.addCleanup(ipv6.close)
+        fileno = ipv6.fileno()
+        listener = self.listener(reactor, ipv6)
+        listener.startService()
+        ((port, factory, backlog, interface),) = reactor.tcpServers
+        self.assertEqual((port, backlog, interface), (8080, 1024, ""))
+        # MemoryReactor's port is 8080 (what the kernel gave for port 0).
+        self.assertEqual(self.opened, [(8080, 1024)])
+        ((adopted, family, adopted_factory),) = reactor.adoptedPorts
+        self.assertEqual((adopted, family), (fileno, socket.AF_INET6))
+        self.assertIs(adopted_factory, factory)
+        # Our socket is closed: the reactor keeps its own duplicate.
+        self.assertEqual(ipv6.fileno(), -1)
+        self.assertIn(
+            "listening on http://localhost:8080/ (any:8080: IPv4 and IPv6)",
+            self.text(),
+        )
+        self.assertIsNotNone(listener.ipv6_port)
+        self.successResultOf(listener.stopService())
+        self.assertIsNone(listener.ipv6_port)
+
+    def test_no_ipv6(self) -> None:
+        """A host without IPv6: IPv4 alone, said in the line, no failure."""
+        reactor = MemoryReactor()
+        listener = self.listener(
+            reactor, OSError(errno.EAFNOSUPPORT, "Address family not supported")
+        )
+        listener.fatal = True
+        listener.startService()
+        self.assertEqual(len(reactor.tcpServers), 1)
+        self.assertEqual(reactor.adoptedPorts, [])
+        self.assertIn(
+            "listening on http://localhost:8080/ (any:8080: IPv4 only, no IPv6 "
+            "port 8080 here (address family not supported))",
+            self.text(),
+        )
+        self.assertIsNotNone(listener.port)
+        self.assertIsNone(listener.ipv6_port)
+
+    def test_reactor_without_adoption(self) -> None:
+        """A reactor that cannot adopt a socket: IPv4 alone, said."""
+        from twisted.internet.interfaces import IReactorTCP
+        from zope.interface import implementer
+
+        memory = MemoryReactor()
+
+        @implementer(IReactorTCP)
+        class TCPOnly:
+            def listenTCP(self, *args: object, **kwargs: object) -> object:
+                return memory.listenTCP(*args, **kwargs)  # type: ignore[arg-type]
+
+        listener = self.listener(TCPOnly(), OSError("unused"))
+        listener.startService()
+        self.assertEqual(self.opened, [])
+        self.assertIn("IPv4 only, this reactor cannot adopt", self.text())
+
+    def test_bad_any(self) -> None:
+        """``any:`` with a non-port is one fatal line."""
+        listener = Listener("any:http", object(), MemoryReactor())
+        listener.fatal = True
+        exit = self.assertRaises(SystemExit, listener.privilegedStartService)
+        self.assertIn("cannot listen on any:http", str(exit.code))
+
+    def test_real_socket(self) -> None:
+        """`ipv6_socket` listens on IPv6 alone (``IPV6_V6ONLY``), non-blocking."""
+        from oxian_tw._listen import ipv6_socket
+
+        if not socket.has_ipv6:
+            raise SkipTest("this Python has no IPv6")
+        try:
+            sock = ipv6_socket(0, 5)
+        except OSError as exc:
+            raise SkipTest(f"no IPv6 here: {exc}") from None
+        self.addCleanup(sock.close)
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY), 1)
+        self.assertFalse(sock.getblocking())
+        self.assertEqual(sock.getsockname()[0], "::")
 
 
 class SummaryTests(RoutesTestCase):

@@ -48,7 +48,8 @@ class OptionsTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         """The defaults of SPEC §8."""
         settings = self.parse().settings
-        self.assertEqual(settings.listen, ("tcp:8080",))
+        # Every IPv4 and IPv6 interface (test_listen: IPv4 alone without IPv6).
+        self.assertEqual(settings.listen, ("any:8080",))
         self.assertEqual(settings.base_path, "/")
         self.assertEqual(settings.body_limit, 1024 * 1024)
         self.assertEqual(settings.buffer_limit, 4 * 1024 * 1024)
@@ -60,9 +61,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertFalse(settings.debug)
 
     def test_port_env(self) -> None:
-        """With ``$PORT`` set, the default is ``tcp:$PORT``."""
+        """With ``$PORT`` set, the default is ``any:$PORT``."""
         os.environ["PORT"] = "9999"
-        self.assertEqual(self.parse().settings.listen, ("tcp:9999",))
+        self.assertEqual(self.parse().settings.listen, ("any:9999",))
 
     def test_repeatable_listen(self) -> None:
         """``--listen`` repeats."""
