@@ -56,6 +56,12 @@ setup(
         "klein": ["klein>=24.8"],
         # twistd -r uvloop: the asyncio reactor over uvloop.
         "uvloop": ["uvloop>=0.19"],
+        # The docs, built or served (mkdocs serve): the versions tox builds.
+        "docs": [
+            "mkdocs>=1.6",
+            "pymdown-extensions>=10",
+            "mkdocstrings[python]>=0.26",
+        ],
     },
     classifiers=[
         "Framework :: Twisted",

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     routes.add_argument("directory", help="the route directory")
     dev = commands.add_parser(
         "dev",
-        help="serve, restarting on every change (needs oxian_tw[dev])",
+        help="serve, restarting on every change (the dev extra: pip install '.[dev]')",
         description="Any other option is passed to twistd oxian.",
     )
     dev.add_argument("--routes", default="./routes", help="the route directory")

@@ -2,7 +2,7 @@
 """
 ``python -m oxian_tw dev --routes DIR [twistd oxian options]``: the server,
 restarted when a file of the route tree or the config file changes (extra
-``oxian_tw[dev]``: ``watchfiles``).
+the ``dev`` extra: ``watchfiles``).
 
 The server runs as a child ``twistd -n oxian`` with the options given, so
 what is served is exactly what ``twistd`` would serve. A child that cannot
@@ -137,7 +137,7 @@ def run(
         try:
             import watchfiles
         except ImportError:
-            say("needs watchfiles: pip install 'oxian_tw[dev]'")
+            say("needs watchfiles: pip install '.[dev]' in a clone (or watchfiles)")
             return 2
         paths = watched(routes, twistd_args)
         changes = watchfiles.watch(*paths, watch_filter=relevant(paths))

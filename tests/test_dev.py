@@ -38,9 +38,7 @@ class DevServerTests(SynchronousTestCase):
         try:
             import watchfiles  # noqa: F401
         except ImportError:
-            skip_unless(
-                False, "watchfiles is not installed (pip install 'oxian_tw[dev]')"
-            )
+            skip_unless(False, "watchfiles is not installed (pip install '.[dev]')")
         self.root = make_tree(
             self.mktemp(), {"index.py": 'def GET(data, ctx):\n    return "one"\n'}
         )

@@ -28,21 +28,32 @@ LISTENING = r"listening on http://localhost:(\d+)/ \(any:\d+: (.*)\)\s*$"
 TIMEOUT_MS = 20_000
 
 
+def readme_blocks() -> list[str]:
+    """The README's ``sh`` blocks, in order."""
+    with open(os.path.join(TOP, "README.md"), encoding="utf-8") as f:
+        return [b.strip() for b in re.findall(r"```sh\n(.*?)\n```", f.read(), re.S)]
+
+
 def readme_commands() -> tuple[str, str]:
     """The README's first two ``sh`` blocks: run the example, run the tests."""
-    with open(os.path.join(TOP, "README.md"), encoding="utf-8") as f:
-        blocks = re.findall(r"```sh\n(.*?)\n```", f.read(), re.S)
-    return blocks[0].strip(), blocks[1].strip()
+    blocks = readme_blocks()
+    return blocks[0], blocks[1]
 
 
 class ReadmeTests(SynchronousTestCase):
     def test_commands_first(self) -> None:
-        """The README opens with the two commands, each one line."""
-        run, test = readme_commands()
+        """
+        The README opens with the two commands, each one line, then the one
+        that serves the docs through the extra tox builds them with.
+        """
+        run, test, docs = readme_blocks()[:3]
         self.assertEqual(
             run, "pip install . && twistd -n --pidfile= oxian --routes examples/routes"
         )
         self.assertEqual(test, "pip install tox && tox")
+        self.assertEqual(docs, "pip install '.[docs]' && mkdocs serve")
+        with open(os.path.join(TOP, "tox.ini"), encoding="utf-8") as f:
+            self.assertIn("extras = docs", f.read())
 
 
 class FirstCommandTests(SynchronousTestCase):
