@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import importlib
 import math
 import re
 import typing
@@ -479,16 +480,17 @@ def _typed_dict(cls: type) -> Convert:
     return _fields_converter(fields, dict)
 
 
-def _pydantic_base() -> type | None:
+def _pydantic() -> Any:
+    """The pydantic module, or None: pydantic is optional."""
     try:
-        from pydantic import BaseModel
+        # Imported by name: oxian_tw neither needs pydantic nor its types.
+        return importlib.import_module("pydantic")
     except ImportError:
         return None
-    return BaseModel
 
 
-def _pydantic(cls: Any) -> Convert:
-    from pydantic import ValidationError
+def _pydantic_model(cls: Any) -> Convert:
+    validation_error = _pydantic().ValidationError
 
     lists = {
         (field.alias or name)
@@ -504,7 +506,7 @@ def _pydantic(cls: Any) -> Convert:
                     value[key] = [value[key]]
         try:
             return cls.model_validate(value)
-        except ValidationError as exc:
+        except validation_error as exc:
             raise Invalid(
                 [
                     {
@@ -544,9 +546,9 @@ def model_converter(annotation: Any) -> Convert | None:
         return _attrs(annotation)
     if typing.is_typeddict(annotation):
         return _typed_dict(annotation)
-    base = _pydantic_base()
-    if base is not None and issubclass(annotation, base):
-        return _pydantic(annotation)
+    pydantic = _pydantic()
+    if pydantic is not None and issubclass(annotation, pydantic.BaseModel):
+        return _pydantic_model(annotation)
     return None
 
 
