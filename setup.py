@@ -44,6 +44,10 @@ setup(
         "hiredis>=3.0",
         # oxian_tw.tokens: stream tokens (JWT), not hand-written crypto.
         "PyJWT>=2.8",
+        # Compressed responses and streams (SPEC §17, --compress): brotli
+        # and Zstandard beside the standard library's zlib (gzip).
+        "brotli>=1.1",
+        "zstandard>=0.22",
         # Declared data (SPEC §3): the constraints an Annotated field carries
         # (Ge, Le, Interval, MaxLen...), the vocabulary pydantic shares.
         "annotated-types>=0.6",

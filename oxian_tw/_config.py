@@ -481,6 +481,15 @@ OPTIONS: tuple[Option, ...] = (
         "Put tracebacks of unexpected errors in error bodies.",
         flag=True,
     ),
+    Option(
+        "compress",
+        _flag,
+        "Compress every response of a compressible type (streams and SSE "
+        "too, plain ones from 1 KiB) with zstd, br or gzip as the client "
+        "accepts (SPEC §17). Off: see docs/streaming.md before turning it on "
+        "(BREACH).",
+        flag=True,
+    ),
 )
 
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
@@ -533,6 +542,7 @@ class Settings:
     access_log: str = "combined"
     gc_threshold: int = GC_THRESHOLD
     debug: bool = False
+    compress: bool = False
 
 
 def parse_config(

@@ -29,11 +29,19 @@ from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES, HTTPChannel
 from twisted.web.iweb import IRequest
 
+from ._compression import (
+    ENCODERS,
+    MIN_PLAIN,
+    Encoder,
+    compress_whole,
+    compressible,
+    negotiate,
+)
 from ._coroutines import CANCELLED, drive
 from ._errors import StreamClosed, error_body, error_response, http_status_of
 from ._invoke import is_deferred
 from ._phase import TRANSITIONS, Phase
-from ._producer import NO_BUFFERING, HeadStream, Stream
+from ._producer import NO_BUFFERING, CompressedStream, HeadStream, Stream
 from ._requestid import request_ids
 from ._response import ResponseController
 from ._results import Response, check_status, encode_body
@@ -411,6 +419,7 @@ class Exchange:
         status: int | None = None,
         headers: Mapping[str, Any] | None = None,
         keep_open: bool = False,
+        compress: bool | None = None,
     ) -> Stream:
         """The streamed body, opened with the stream defaults if not yet."""
         if self.stream is not None:
@@ -430,16 +439,25 @@ class Exchange:
         for name, value in _STREAM_DEFAULTS:
             if not response_headers.hasHeader(name):
                 response_headers.setRawHeaders(name, [value])
-        return self.start_stream(keep_open, self.app.settings.buffer_limit)
+        return self.start_stream(
+            keep_open, self.app.settings.buffer_limit, compress=compress
+        )
 
     def start_stream(
-        self, keep_open: bool, buffer_limit: int | None, hold_head: bool = False
+        self,
+        keep_open: bool,
+        buffer_limit: int | None,
+        hold_head: bool = False,
+        compress: bool | None = None,
     ) -> Stream:
         """
         Start the response's body as a `Stream` with the headers set so far
-        (``HEAD`` and bodiless statuses: a `HeadStream`).
+        (``HEAD`` and bodiless statuses: a `HeadStream`; compressed: a
+        `CompressedStream`, see `encoder`).
 
         :param hold_head: the head waits for ``stream._release_head()``.
+        :param compress: compress the body if the client accepts it (None:
+            as ``--compress`` says).
         """
         self.check_open()
         request = self.request
@@ -449,14 +467,31 @@ class Exchange:
         if self._started is None:
             self._started = self.app._request_began()
         head_only = request.method == b"HEAD" or request.code in NO_BODY_CODES
-        stream = (HeadStream if head_only else Stream)(
-            request,
-            self,
-            flusher=self.app._flusher,
-            buffer_limit=buffer_limit,
-            request_id=self.request_id,
-            keep_open=keep_open,
-        )
+        encoder = None if head_only else self.encoder(compress)
+        if encoder is not None:
+            stream: Stream = CompressedStream(
+                request,
+                self,
+                flusher=self.app._flusher,
+                # The compressor's memory is part of what the stream may hold.
+                buffer_limit=(
+                    None
+                    if buffer_limit is None
+                    else max(buffer_limit - encoder.memory, 0)
+                ),
+                request_id=self.request_id,
+                keep_open=keep_open,
+                encoder=encoder,
+            )
+        else:
+            stream = (HeadStream if head_only else Stream)(
+                request,
+                self,
+                flusher=self.app._flusher,
+                buffer_limit=buffer_limit,
+                request_id=self.request_id,
+                keep_open=keep_open,
+            )
         self.stream = stream
         self.move(Phase.OPEN)
         if self.foreign:
@@ -470,6 +505,41 @@ class Exchange:
             # stream); an HTTP/2 stream tells only its request.
             self._watch()
         return stream
+
+    def encoder(self, compress: bool | None) -> Encoder | None:
+        """
+        The encoder of the body about to start (SPEC §17), or None: when
+        compression is asked (``compress``, else ``--compress``), the body's
+        type is worth it, it has no ``Content-Encoding`` or
+        ``Content-Length`` of its own (``send_file`` has one) and the client
+        accepts a coding. Sets ``Content-Encoding`` and ``Vary``.
+        """
+        if compress is None:
+            compress = self.app.settings.compress
+        if not compress:
+            return None
+        headers = self.request.responseHeaders
+        if headers.hasHeader(b"content-encoding") or headers.hasHeader(
+            b"content-length"
+        ):
+            return None
+        content_type = headers.getRawHeaders(b"content-type")
+        name = self._negotiated(content_type[0] if content_type else None)
+        return None if name is None else ENCODERS[name]()
+
+    def _negotiated(self, content_type: bytes | None) -> str | None:
+        """The coding for a compressible body of ``content_type``; sets headers."""
+        if not compressible(content_type):
+            return None
+        request = self.request
+        # What is sent depends on Accept-Encoding, whatever it says this time.
+        request.responseHeaders.addRawHeader(b"Vary", b"Accept-Encoding")
+        name = negotiate(request.requestHeaders.getRawHeaders(b"accept-encoding"))
+        if name is not None:
+            request.responseHeaders.setRawHeaders(
+                b"Content-Encoding", [name.encode("ascii")]
+            )
+        return name
 
     def _guarded_finish(self) -> None:
         """
@@ -511,6 +581,12 @@ class Exchange:
                     request.responseHeaders.setRawHeaders(
                         b"Content-Type", [content_type]
                     )
+            if (
+                len(payload) >= MIN_PLAIN
+                and self.app.settings.compress
+                and request.code not in _NOT_COMPRESSED
+            ):
+                payload = self._compressed(payload, content_type)
             request.responseHeaders.setRawHeaders(
                 b"Content-Length", [b"%d" % len(payload)]
             )
@@ -518,6 +594,19 @@ class Exchange:
         request.finish()
         started, self._started = self._started, None
         self.app._request_ended(self, started, "complete")
+
+    def _compressed(self, payload: bytes, content_type: bytes | None) -> bytes:
+        """A plain body, compressed when it is worth it and accepted."""
+        headers = self.request.responseHeaders
+        if headers.hasHeader(b"content-encoding"):
+            return payload
+        declared = headers.getRawHeaders(b"content-type")
+        name = self._negotiated(declared[0] if declared else content_type)
+        return payload if name is None else compress_whole(name, payload)
+
+
+# Statuses whose body is a part of another representation's, or none.
+_NOT_COMPRESSED = frozenset({206, 304})
 
 
 def _wants_events(request: Any) -> bool:

@@ -52,6 +52,7 @@ from ._relay import relay
 from ._streaming import pump_chunks
 
 if TYPE_CHECKING:
+    from ._compression import Encoder
     from ._exchange import Exchange
 
 #: Bytes a stream holds before it sends at once instead of at the end of
@@ -489,21 +490,7 @@ class Stream:
         if held:
             size = self._held_bytes
             self._held, self._held_bytes = None, 0
-            request = self._request
-            if isinstance(held, bytes):
-                parts = [b"%x\r\n" % size, held, b"\r\n"] if self._chunked else [held]
-            else:
-                parts = held
-                if self._chunked:
-                    parts.insert(0, b"%x\r\n" % size)
-                    parts.append(b"\r\n")
-            request.sentLength += size
-            direct = self._direct
-            if direct is None or not direct.send(parts):
-                if self._joined:
-                    request.channel.write(b"".join(parts))
-                else:
-                    request.channel.writeSequence(parts)
+            self._hand_on(held, size)
             if self._paused or self._state is _ENDED:
                 return
         if self._state is _CLOSING:
@@ -517,6 +504,24 @@ class Stream:
         if drained is not None and not self._held_bytes and not self._paused:
             self._on_drained = None
             drained()
+
+    def _hand_on(self, held: bytes | list[bytes], size: int) -> None:
+        """Write ``held`` (``size`` bytes) to the connection, framed."""
+        request = self._request
+        if isinstance(held, bytes):
+            parts = [b"%x\r\n" % size, held, b"\r\n"] if self._chunked else [held]
+        else:
+            parts = held
+            if self._chunked:
+                parts.insert(0, b"%x\r\n" % size)
+                parts.append(b"\r\n")
+        request.sentLength += size
+        direct = self._direct
+        if direct is None or not direct.send(parts):
+            if self._joined:
+                request.channel.write(b"".join(parts))
+            else:
+                request.channel.writeSequence(parts)
 
     def _pull(self) -> None:
         while self._puller is not None and not self._paused and self._state is _OPEN:
@@ -589,6 +594,45 @@ class Stream:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
+
+
+class CompressedStream(Stream):
+    """
+    A `Stream` whose body is compressed (SPEC §17): what a turn hands on
+    is compressed and flushed as one piece, so the client can decode every
+    event or write of that turn at once; the compressed body's end is
+    written before the response ends. The uncompressed bytes held are
+    what the buffer limit and budget count; the encoder's own memory is
+    taken off them (`compression_memory`).
+
+    :param encoder: the coding's encoder (`oxian_tw._compression`).
+    """
+
+    __slots__ = ("_encoder",)
+
+    def __init__(self, *args: Any, encoder: Encoder, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._encoder = encoder
+
+    def _hand_on(self, held: bytes | list[bytes], size: int) -> None:
+        data = held if isinstance(held, bytes) else b"".join(held)
+        packed = self._encoder.compress(data)
+        if packed:
+            super()._hand_on(packed, len(packed))
+
+    def _finish(self) -> None:
+        if not self._remaining:
+            tail = self._encoder.finish()
+            if tail:
+                super()._hand_on(tail, len(tail))
+        super()._finish()
+
+
+def compression_memory(stream: Stream) -> int:
+    """The bytes ``stream``'s compressor may hold (0: not compressed)."""
+    if isinstance(stream, CompressedStream):
+        return stream._encoder.memory
+    return 0
 
 
 class HeadStream(Stream):

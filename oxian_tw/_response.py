@@ -86,6 +86,7 @@ class ResponseController:
         status: int | None = None,
         headers: Mapping[str, Any] | None = None,
         keep_open: bool = False,
+        compress: bool | None = None,
     ) -> Any:
         """
         Open the streamed response and return its `Stream`, or, given a
@@ -97,6 +98,9 @@ class ResponseController:
         ``Cache-Control: no-cache, no-transform``, ``X-Accel-Buffering:
         no``. The body is chunked unless ``Content-Length`` was set.
 
+        :param compress: compress the body with zstd, br or gzip when the
+            client accepts one and the type is worth it, flushed with every
+            turn's writes (SPEC §17); ``None``: as ``--compress`` says.
         :raises StreamClosed: when the client already left.
         :raises RuntimeError: when the response was already sent.
         """
@@ -104,13 +108,14 @@ class ResponseController:
             chunk = as_bytes(init)
             return self._exchange.open_stream().write(chunk)
         if init:
-            unknown = set(init) - {"status", "headers", "keep_open"}
+            unknown = set(init) - {"status", "headers", "keep_open", "compress"}
             if unknown:
                 raise TypeError(f"unknown stream options: {sorted(unknown)}")
             status = init.get("status", status)
             headers = {**init.get("headers", {}), **(headers or {})}
             keep_open = init.get("keep_open", keep_open)
-        return self._exchange.open_stream(status, headers, keep_open)
+            compress = init.get("compress", compress)
+        return self._exchange.open_stream(status, headers, keep_open, compress)
 
     def sse(
         self,
@@ -125,6 +130,7 @@ class ResponseController:
         presence: Any = None,
         presence_events: bool = False,
         run: str | None = None,
+        compress: bool | None = None,
     ) -> EventStream:
         """
         Open a Server-Sent Events response and return its `EventStream`.
@@ -158,6 +164,9 @@ class ResponseController:
             §15): its events from the client's ``Last-Event-ID`` or from
             its first, until its ``end``; ``404`` for no such run, ``204``
             for a reconnect after its end.
+        :param compress: compress the stream with zstd, br or gzip when the
+            client accepts one, flushed with every turn's events (SPEC
+            §17); ``None``: as ``--compress`` says.
         :raises HttpError: ``503`` with ``Retry-After`` at ``--max-streams``
             or during shutdown.
         :raises StreamClosed: when the client already left.
@@ -176,6 +185,7 @@ class ResponseController:
             presence=presence,
             presence_events=presence_events,
             run=run,
+            compress=compress,
         )
 
     def pipe(self, source: Any) -> Deferred[None]:

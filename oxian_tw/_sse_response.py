@@ -25,7 +25,7 @@ from ._eventstream import (
 )
 from ._fastpath import limit_unacknowledged
 from ._json import JSON_CONTENT_TYPE, dump_json
-from ._producer import NO_BUFFERING
+from ._producer import NO_BUFFERING, compression_memory
 from ._runs import RUNNING
 from .hub._channels import channel_names, check_history, presence_json
 from .sse import encode_retry
@@ -65,6 +65,7 @@ def open_sse(
     presence: Any,
     presence_events: bool,
     run: str | None = None,
+    compress: bool | None = None,
 ) -> EventStream:
     """``ctx.response.sse(...)`` (its parameters are documented there)."""
     if run is not None:
@@ -116,7 +117,10 @@ def open_sse(
     # channels its head waits until they are live here: a client that
     # sees the response head gets every event published after that.
     stream = exchange.start_stream(
-        keep_open, buffer_limit=None, hold_head=bool(channels) or run is not None
+        keep_open,
+        buffer_limit=None,
+        hold_head=bool(channels) or run is not None,
+        compress=compress,
     )
     last_event_id = header_text(request, b"last-event-id")
     if last_event_id is None:
@@ -127,7 +131,8 @@ def open_sse(
         subscribe_to=hub_subscribe,
         route=exchange.route or request.path.decode("latin-1"),
         request_id=exchange.request_id,
-        budget=settings.sse_budget,
+        # A compressor's memory is part of the budget (SPEC §17).
+        budget=max(settings.sse_budget - compression_memory(stream), 0),
         slow_consumer=slow_consumer,
         ping=ping,
         last_event_id=last_event_id,

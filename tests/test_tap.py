@@ -269,6 +269,7 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         ),
         "shutdown-grace": (["--shutdown-grace", "0"], "shutdown-grace = 0", 0.0),
         "debug": (["--debug"], "debug = true", True),
+        "compress": (["--compress"], "compress = true", True),
     }
 
 
