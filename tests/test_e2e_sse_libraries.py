@@ -33,14 +33,14 @@ ROUTES = {
 }
 
 
-class LibraryTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        root = make_tree(self.mktemp(), ROUTES)
-        self.server = TwistdProcess("--routes", root, "--shutdown-grace", "1")
-        self.addCleanup(self.server.stop)
-        self.url = f"http://127.0.0.1:{self.server.port}"
+class Readers:
+    """Each library's documented loop, against ``self.url``."""
 
-    def httpx_sse(self, path: str, first: threading.Event | None = None) -> list[Any]:
+    url: str
+
+    def httpx_sse(
+        self, path: str, first: threading.Event | None = None, count: int = 0
+    ) -> list[Any]:
         import httpx
         from httpx_sse import connect_sse
 
@@ -51,9 +51,11 @@ class LibraryTests(SynchronousTestCase):
                     seen.append(json.loads(event.data))
                     if first is not None:
                         first.set()
+                    if len(seen) == count:
+                        break
         return seen
 
-    def sseclient_py(self, path: str) -> list[Any]:
+    def sseclient_py(self, path: str, count: int = 0) -> list[Any]:
         import requests
         import sseclient
 
@@ -63,18 +65,32 @@ class LibraryTests(SynchronousTestCase):
             headers={"Accept": "text/event-stream"},
             timeout=10,
         )
-        return [json.loads(e.data) for e in sseclient.SSEClient(response).events()]
+        seen = []
+        with response:
+            for event in sseclient.SSEClient(response).events():
+                seen.append(json.loads(event.data))
+                if len(seen) == count:
+                    break
+        return seen
 
-    def requests_sse(self, path: str) -> list[Any]:
+    def requests_sse(self, path: str, count: int = 3) -> list[Any]:
         from requests_sse import EventSource
 
         seen = []
         with EventSource(self.url + path, timeout=10, max_connect_retry=0) as source:
             for event in source:
                 seen.append(json.loads(event.data))
-                if len(seen) == 3:
+                if len(seen) == count:
                     break
         return seen
+
+
+class LibraryTests(Readers, SynchronousTestCase):
+    def setUp(self) -> None:
+        root = make_tree(self.mktemp(), ROUTES)
+        self.server = TwistdProcess("--routes", root, "--shutdown-grace", "1")
+        self.addCleanup(self.server.stop)
+        self.url = f"http://127.0.0.1:{self.server.port}"
 
     def test_each_library(self) -> None:
         expected = [{"n": 0}, {"n": 1}, {"n": 2}]
@@ -102,3 +118,35 @@ class LibraryTests(SynchronousTestCase):
         self.assertFalse(reader.is_alive())
         self.assertEqual(failures, [])
         self.assertEqual(seen, [{"n": 0}])
+
+
+class ExampleAppTests(Readers, SynchronousTestCase):
+    """
+    The same loops on the example app's streams: its dashboard feed (an
+    event at once, then every ``interval``) and its stock ticker.
+    """
+
+    def setUp(self) -> None:
+        import os
+
+        examples = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        self.server = TwistdProcess(
+            "--routes",
+            os.path.join(examples, "routes"),
+            env={"OXIAN_EXAMPLES_DB": os.path.join(work, "examples.sqlite3")},
+        )
+        self.addCleanup(self.server.stop)
+        self.url = f"http://127.0.0.1:{self.server.port}"
+
+    def test_each_library(self) -> None:
+        path = "/dashboard/metrics?interval=0.1"
+        for read in (self.httpx_sse, self.sseclient_py, self.requests_sse):
+            with self.subTest(library=read.__name__):
+                metrics = read(path, count=3)
+                self.assertEqual(len(metrics), 3)
+                for sample in metrics:
+                    self.assertIn("memory_rss_bytes", sample)
+                ticker = read("/stocks/AAPL/stream?interval=0.1", count=1)
+                self.assertEqual(ticker[0]["symbol"], "AAPL")
