@@ -137,6 +137,35 @@ def skip_unless(available: bool, reason: str) -> None:
     raise SkipTest(reason)
 
 
+def chromium_and_playwright() -> tuple[str, Any]:
+    """
+    Debian's ``chromium`` and Playwright's ``sync_playwright``; the calling
+    test skips without them (fails under ``.ci/run``).
+    """
+    import shutil
+
+    chromium = shutil.which("chromium")
+    skip_unless(
+        chromium is not None,
+        "Debian's chromium is not installed (apt-get install chromium)",
+    )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_unless(False, "playwright is not installed (pip install playwright)")
+    assert chromium is not None
+    return chromium, sync_playwright
+
+
+def launch_chromium(playwright: Any, chromium: str, *args: str) -> Any:
+    """A headless Chromium, sandbox and /dev/shm off (containers), ``args`` added."""
+    return playwright.chromium.launch(
+        executable_path=chromium,
+        headless=True,
+        args=["--no-sandbox", "--disable-dev-shm-usage", *args],
+    )
+
+
 #: What ``twistd oxian`` logs once it listens, with the port.
 LISTENING = r"listening on http://[^ ]+:(\d+)/"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from .helpers import (
     TwistdProcess,
     assert_clean_exit,
-    skip_unless,
+    chromium_and_playwright,
+    launch_chromium,
     tls_listener,
 )
 
@@ -29,16 +29,7 @@ class BrowserTestCase(SynchronousTestCase):
     """Debian's headless Chromium against a real ``twistd -n oxian`` of the examples."""
 
     def setUp(self) -> None:
-        self.chromium = shutil.which("chromium")
-        skip_unless(
-            self.chromium is not None,
-            "Debian's chromium is not installed (apt-get install chromium)",
-        )
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError:
-            skip_unless(False, "playwright is not installed (pip install playwright)")
-        self.sync_playwright = sync_playwright
+        self.chromium, self.sync_playwright = chromium_and_playwright()
         work = os.path.abspath(self.mktemp())
         os.makedirs(work)
         self.server = TwistdProcess(
@@ -61,11 +52,7 @@ class BrowserTestCase(SynchronousTestCase):
         return {}
 
     def launch(self, playwright: Any) -> Any:
-        return playwright.chromium.launch(
-            executable_path=self.chromium,
-            headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage"],
-        )
+        return launch_chromium(playwright, self.chromium)
 
     @contextlib.contextmanager
     def page(self, path: str) -> Iterator[Any]:
@@ -492,14 +479,8 @@ class DemoPageOverH2Tests(BrowserTestCase):
         """
         url = f"https://127.0.0.1:{self.server.port}/"
         with self.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=self.chromium,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-dev-shm-usage",
-                    "--ignore-certificate-errors",
-                ],
+            browser = launch_chromium(
+                playwright, self.chromium, "--ignore-certificate-errors"
             )
             try:
                 context = browser.new_context(

@@ -22,7 +22,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from oxian_tw._compression import negotiate
 
-from .helpers import TwistdProcess, assert_clean_exit, skip_unless, tls_listener
+from .helpers import (
+    TwistdProcess,
+    assert_clean_exit,
+    chromium_and_playwright,
+    launch_chromium,
+    skip_unless,
+    tls_listener,
+)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
 #: Events of ``/events`` are a second apart: arriving closer than this,
@@ -108,16 +115,7 @@ class ChromiumTests(SynchronousTestCase):
     }"""
 
     def setUp(self) -> None:
-        self.chromium = shutil.which("chromium")
-        skip_unless(
-            self.chromium is not None,
-            "Debian's chromium is not installed (apt-get install chromium)",
-        )
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError:
-            skip_unless(False, "playwright is not installed (pip install playwright)")
-        self.sync_playwright = sync_playwright
+        self.chromium, self.sync_playwright = chromium_and_playwright()
 
     def events(self, url: str) -> tuple[str, str, list[dict[str, Any]]]:
         """
@@ -125,14 +123,8 @@ class ChromiumTests(SynchronousTestCase):
         first two events' arrivals.
         """
         with self.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=self.chromium,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-dev-shm-usage",
-                    "--ignore-certificate-errors",
-                ],
+            browser = launch_chromium(
+                playwright, self.chromium, "--ignore-certificate-errors"
             )
             try:
                 page = browser.new_page()

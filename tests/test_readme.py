@@ -20,7 +20,13 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import WatchedProcess, free_port, skip_unless
+from .helpers import (
+    WatchedProcess,
+    chromium_and_playwright,
+    free_port,
+    launch_chromium,
+    skip_unless,
+)
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: What the example's listener logs for ``any:PORT`` (the default).
@@ -63,16 +69,7 @@ class FirstCommandTests(SynchronousTestCase):
             git is not None and os.path.isdir(os.path.join(TOP, ".git")),
             "not a git checkout (git and .git are needed to copy a clone)",
         )
-        self.chromium = shutil.which("chromium")
-        skip_unless(
-            self.chromium is not None,
-            "Debian's chromium is not installed (apt-get install chromium)",
-        )
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError:
-            skip_unless(False, "playwright is not installed (pip install playwright)")
-        self.sync_playwright = sync_playwright
+        self.chromium, self.sync_playwright = chromium_and_playwright()
         work = os.path.abspath(self.mktemp())
         self.clone = os.path.join(work, "clone")
         # The checkout's files as they are (a clone of HEAD in CI's clean
@@ -147,11 +144,7 @@ class FirstCommandTests(SynchronousTestCase):
             # A host without IPv6: IPv4 alone, said, never a failure.
             self.assertTrue(how.startswith("IPv4 only"), how)
         with self.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=self.chromium,
-                headless=True,
-                args=["--no-sandbox", "--disable-dev-shm-usage"],
-            )
+            browser = launch_chromium(playwright, self.chromium)
             try:
                 page = browser.new_page()
                 page.set_default_timeout(TIMEOUT_MS)
