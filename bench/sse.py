@@ -6,6 +6,11 @@ run. A script that prints numbers, not a test.
 - Idle streams: server RSS per open, idle stream at each ``--streams``
   count (default 5,000 and 10,000), and the rate at which the last step's
   connections were set up (connect to response head), in connections/s.
+- Streams that sent one event (``--modes ready``), as issue 33 measures
+  them: the route sends ``ready`` at open (``bench/routes/ready.py``, the
+  hub's ``bench/hub_routes/ready.py``, twisted.web's ``/ready``); the
+  client keeps 64 non-blocking connects in flight and counts a stream once
+  its first event arrived (as a Go client with one epoll thread does).
 - Fan-out to ``--subscribers`` (1,000) of events of 256 B:
 
   - burst: one POST makes the server publish ``--events`` (100) events
@@ -89,6 +94,17 @@ class Events(Resource):
         request.notifyFinish().addBoth(lambda _: SUBSCRIBERS.discard(request))
         return NOT_DONE_YET
 
+class Ready(Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.write(b"event: ready\\ndata: ready\\n\\n")
+        SUBSCRIBERS.add(request)
+        request.notifyFinish().addBoth(lambda _: SUBSCRIBERS.discard(request))
+        return NOT_DONE_YET
+
 class Publish(Resource):
     isLeaf = True
 
@@ -112,6 +128,7 @@ if sys.argv[1:2] == ["gc"]:
 root = Resource()
 root.putChild(b"events", Events())
 root.putChild(b"publish", Publish())
+root.putChild(b"ready", Ready())
 port = reactor.listenTCP(0, Site(root), interface="127.0.0.1", backlog=BACKLOG)
 print("listening on", port.getHost().port, flush=True)
 reactor.run()
@@ -133,12 +150,19 @@ def build_client(directory: str) -> str:
 
 
 def idle_memory(
-    client: str | list[str], port: int, pid: int, steps: list[int]
+    client: str | list[str],
+    port: int,
+    pid: int,
+    steps: list[int],
+    how: str = "idle",
 ) -> tuple[dict[int, float], float]:
     """
     Bytes of server RSS per idle stream at each count in ``steps``, and the
     rate (streams/s) at which the last step's streams were opened, with
-    the load generator ``client`` (a path, or a command line).
+    the load generator ``client`` (a path, or a command line); ``how``:
+    ``idle`` (``/events``, every connect at once, nothing sent at open) or
+    ``ready`` (``/ready``, 64 connects in flight, each done at its first
+    event: issue 33's client).
     """
     client = [client] if isinstance(client, str) else client
     before = rss_bytes(pid)
@@ -149,7 +173,7 @@ def idle_memory(
     try:
         for total in steps:
             process = subprocess.Popen(
-                pinned(1, [*client, "idle", str(port), str(total - opened)]),
+                pinned(1, [*client, how, str(port), str(total - opened)]),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -224,7 +248,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="median of N runs")
     parser.add_argument("--only", nargs="+", help="servers to run")
     parser.add_argument(
-        "--modes", nargs="+", choices=["idle", *MODES], default=["idle", *MODES]
+        "--modes",
+        nargs="+",
+        choices=["idle", "ready", *MODES],
+        default=["idle", *MODES],
     )
     parser.add_argument(
         "--against", metavar="REV", help="also run the oxian_tw servers of REV"
@@ -297,6 +324,19 @@ def run(
                 finally:
                     process.send_signal(signal.SIGTERM)
                     process.wait(timeout=60)
+            if "ready" in args.modes:
+                process, port = start(command, pattern, top)
+                try:
+                    warm_up(client, port)
+                    memory, rate = idle_memory(
+                        client, port, process.pid, args.streams, "ready"
+                    )
+                    for count, per in memory.items():
+                        record(name, f"ready {count}", per / 1024)
+                    record(name, "ready rate", rate)
+                finally:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(timeout=60)
             for mode in MODES:
                 if mode not in args.modes:
                     continue
@@ -324,6 +364,16 @@ def run(
         last = args.streams[-1]
         first = args.streams[-2] if len(args.streams) > 1 else 0
         rows.append((f"new connections/s ({first} -> {last})", "connect rate"))
+    if "ready" in args.modes:
+        rows += [
+            (f"KiB per stream that sent one event, at {c}", f"ready {c}")
+            for c in args.streams
+        ]
+        last = args.streams[-1]
+        first = args.streams[-2] if len(args.streams) > 1 else 0
+        rows.append(
+            (f"ready streams/s, 64 at a time ({first} -> {last})", "ready rate")
+        )
     for mode in MODES:
         if mode in args.modes:
             rows += [

@@ -6,6 +6,11 @@
  *   sse_client idle PORT N            open N streams, print "ready SECONDS"
  *                                     (from the first connect to the last
  *                                     response head), wait for stdin to close
+ *   sse_client ready PORT N           open N streams of /ready, 64 connects
+ *                                     in flight at a time (non-blocking),
+ *                                     each done once its first event has
+ *                                     arrived; print "ready SECONDS", wait
+ *                                     for stdin to close
  *   sse_client fanout PORT N EVENTS GAP_MS PAD
  *                                     N subscribers; EVENTS POSTs to
  *                                     /publish?seq=I&pad=PAD, each when the
@@ -141,11 +146,91 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Issue 33's client: how a Go program with one epoll thread opens streams. */
+struct rconn {
+    int fd;
+    int state; /* 0 connecting, 1 asked, 2 got the first event */
+    size_t got;
+    char buf[2048];
+};
+
+static int ready_mode(int port, int count) {
+    static const char get[] =
+        "GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
+    int ep = epoll_create1(0);
+    struct rconn *conns = calloc(count, sizeof *conns);
+    int opened = 0, done = 0, inflight = 0;
+    double opening = now();
+    struct epoll_event events[1024];
+    while (done < count) {
+        while (inflight < 64 && opened < count) {
+            struct rconn *c = &conns[opened++];
+            struct sockaddr_in addr = {0};
+            addr.sin_family = AF_INET;
+            addr.sin_port = htons(port);
+            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            if (c->fd < 0 || (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0
+                              && errno != EINPROGRESS)) {
+                perror("connect");
+                return 1;
+            }
+            struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+            epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+            inflight++;
+        }
+        int n = epoll_wait(ep, events, 1024, 30000);
+        if (n <= 0) {
+            fprintf(stderr, "only %d of %d streams got their first event\n", done, count);
+            return 1;
+        }
+        for (int i = 0; i < n; i++) {
+            struct rconn *c = events[i].data.ptr;
+            if (events[i].events & (EPOLLERR | EPOLLHUP)) {
+                fprintf(stderr, "a stream failed or closed\n");
+                return 1;
+            }
+            if (c->state == 0) {
+                send_all(c->fd, get, sizeof get - 1);
+                c->state = 1;
+                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+                epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+                continue;
+            }
+            ssize_t got = read(c->fd, c->buf + c->got, sizeof c->buf - 1 - c->got);
+            if (got < 0 && errno == EAGAIN) continue;
+            if (got <= 0) {
+                fprintf(stderr, "a stream closed before its first event\n");
+                return 1;
+            }
+            c->got += got;
+            c->buf[c->got] = 0;
+            char *head = strstr(c->buf, "\r\n\r\n");
+            if (head && strstr(head + 4, "\n\n")) {
+                c->state = 2;
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                done++;
+                inflight--;
+            } else if (c->got == sizeof c->buf - 1) {
+                fprintf(stderr, "no first event in 2 KiB\n");
+                return 1;
+            }
+        }
+    }
+    printf("ready %.6f\n", now() - opening);
+    fflush(stdout);
+    char byte;
+    while (read(0, &byte, 1) > 0) {
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: see the source\n");
         return 2;
     }
+    if (strcmp(argv[1], "ready") == 0) return ready_mode(atoi(argv[2]), atoi(argv[3]));
     int burst = strcmp(argv[1], "burst") == 0;
     int fanout = burst || strcmp(argv[1], "fanout") == 0;
     int port = atoi(argv[2]), count = atoi(argv[3]);

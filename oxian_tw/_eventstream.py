@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from operator import is_
 from types import NoneType
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -31,6 +31,14 @@ from .sse import Comment, encode, encode_fields, encode_retry
 
 #: Subscribes a stream to channels: the app's hub's ``subscribe``.
 Subscribe = Callable[..., Deferred[None]]
+
+
+class Subscribes(Protocol):
+    """What a stream subscribes through: a hub (or a checked one)."""
+
+    @property
+    def subscribe(self) -> Subscribe:
+        """Subscribe a stream to channels (`oxian_tw.hub.IHub.subscribe`)."""
 _EndCallbacks = (
     Callable[["EventStream"], None]
     | list[Callable[["EventStream"], None]]
@@ -180,7 +188,7 @@ class EventStream:
         stream: Stream,
         *,
         clock: IReactorTime,
-        subscribe_to: Subscribe,
+        subscribe_to: Subscribes,
         route: str,
         request_id: str,
         budget: int,
@@ -284,7 +292,7 @@ class EventStream:
             channels and takes their live events.
         :raises ValueError: for a bad channel name, ``history`` or info.
         """
-        joined: Deferred[None] = self._subscribe_to(
+        joined: Deferred[None] = self._subscribe_to.subscribe(
             self,
             channels,
             self.last_event_id,

@@ -42,6 +42,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
@@ -109,6 +110,27 @@ def _fail_all(waiting: list[Deferred[bool]]) -> None:
     for d in waiting:
         d.errback(StreamClosed("the client went away"))
         d.addErrback(_closed_means_false)
+
+
+class _HeadSent(Headers):
+    """
+    The response headers of an HTTP/1.1 response whose head is on the
+    wire: none, shared by every such response. A header set now would
+    never be sent (Twisted ignores it too), so setting one does nothing.
+    """
+
+    def setRawHeaders(self, name: str | bytes, values: Any) -> None:
+        pass
+
+    def addRawHeader(self, name: str | bytes, value: str | bytes) -> None:
+        pass
+
+    def removeHeader(self, name: str | bytes) -> None:
+        pass
+
+
+#: What a streamed response's ``responseHeaders`` are once its head is sent.
+HEAD_SENT = _HeadSent()
 
 
 class Flusher:
@@ -279,6 +301,10 @@ class Stream:
         channel = request.channel
         if isinstance(channel, HTTPChannel):
             self._direct = DirectWriter.for_transport(channel.transport)
+            # The head is on the wire and HTTP/1.1 reads its headers no more:
+            # a long-lived stream need not keep them (~0.8 KiB of lists and
+            # a grown dict per idle SSE stream, issue 33).
+            request.responseHeaders = HEAD_SENT
         else:
             # An HTTP/2 stream frames each write: one write per flush.
             self._joined = True

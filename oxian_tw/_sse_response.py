@@ -22,6 +22,8 @@ from ._eventstream import (
     SLOW_CONSUMER_POLICIES,
     EventStream,
     RunStream,
+    Subscribe,
+    Subscribes,
 )
 from ._fastpath import limit_unacknowledged
 from ._json import JSON_CONTENT_TYPE, dump_json
@@ -73,13 +75,13 @@ def open_sse(
             raise ValueError("sse(run=...) takes no channels: the run is its channel")
         exchange.app.runs.channel(run)
     policy = exchange.policy
-    hub_subscribe = app_hub_subscribe = (
-        exchange.app.hub.subscribe if run is None else exchange.app.runs.hub.subscribe
-    )
+    # The hub itself, not its bound ``subscribe``: an idle stream keeps
+    # what it subscribes through, and a bound method is 64 bytes each.
+    hub: Subscribes = exchange.app.hub if run is None else exchange.app.runs.hub
     # The channels the policy allowed this stream (re-checked: revocation).
     allowed: list[str] = []
     if policy is not None:
-        hub_subscribe = policy.subscribe_to(app_hub_subscribe, allowed.append)
+        hub = _Through(policy.subscribe_to(hub.subscribe, allowed.append))
     if slow_consumer is not DEFAULT_POLICY and (
         slow_consumer not in SLOW_CONSUMER_POLICIES
     ):
@@ -128,7 +130,7 @@ def open_sse(
     sse = exchange.sse = (EventStream if run is None else RunStream)(
         stream,
         clock=app.clock,
-        subscribe_to=hub_subscribe,
+        subscribe_to=hub,
         route=exchange.route or request.path.decode("latin-1"),
         request_id=exchange.request_id,
         # A compressor's memory is part of the budget (SPEC §17).
@@ -213,6 +215,15 @@ def _refused(failure: Failure, exchange: Exchange, stream: Stream) -> None:
         status, headers, body = error_response(error)
         exchange.set_headers(headers)
         _answer(exchange, stream, status, body)
+
+
+class _Through:
+    """Subscribes through ``subscribe`` (a policy's check of the hub's)."""
+
+    __slots__ = ("subscribe",)
+
+    def __init__(self, subscribe: Subscribe) -> None:
+        self.subscribe = subscribe
 
 
 def _expire_with_token(sse: EventStream, clock: Any, expiry: float) -> None:

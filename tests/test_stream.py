@@ -17,6 +17,17 @@ from oxian_tw import OxianApp
 from .helpers import RoutesTestCase
 
 ROUTES = {
+    "late-header.py": """
+        RAW = []
+
+        async def GET(data, ctx):
+            stream = ctx.response.stream()
+            RAW.append(ctx.request.raw)
+            await stream.write("first")
+            await ctx.sleep(1)
+            ctx.request.raw.setHeader(b"x-too-late", b"1")
+            await stream.write("second")
+    """,
     "chunk.py": """
         async def GET(data, ctx):
             await ctx.response.stream("héllo ")
@@ -297,6 +308,28 @@ class HeadersTests(StreamTestCase):
         response = self.get("/twice")
         self.assertEqual(response.body, b"sent")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class HeadSentTests(StreamTestCase):
+    """
+    Once an HTTP/1.1 stream's head is on the wire its response headers are
+    released (idle streams' memory, issue 33): a header set later is not
+    sent, as with Twisted, and changes nothing.
+    """
+
+    def test_released_after_the_head(self) -> None:
+        from oxian_tw._producer import HEAD_SENT
+
+        _, transport = self.connect(b"GET /late-header HTTP/1.1\r\nHost: x\r\n\r\n")
+        (raw,) = self.module("late-header.py").RAW
+        self.assertIs(raw.responseHeaders, HEAD_SENT)
+        self.assertEqual(list(HEAD_SENT.getAllRawHeaders()), [])
+        self.clock.advance(1)
+        status, headers, body, complete = parse(transport.value())
+        self.assertEqual(body, b"firstsecond")
+        self.assertTrue(complete)
+        self.assertNotIn(b"x-too-late", transport.value().lower())
+        self.assertEqual(list(HEAD_SENT.getAllRawHeaders()), [])
 
 
 class ChunkTests(StreamTestCase):
