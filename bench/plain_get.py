@@ -4,8 +4,10 @@ small text body: ``twistd oxian`` against plain ``twisted.web`` resources
 doing the same work, measured with ``wrk`` (Debian's ``wrk``) in the same
 run. A script that prints numbers, not a test.
 
-    python bench/plain_get.py [--seconds 8] [--connections 50] [--repeat 3]
-                              [--only NAME ...] [--against REV]
+    python bench/plain_get.py [--seconds 8] [--connections 50] [--threads 1]
+                              [--repeat 3] [--only NAME ...] [--against REV]
+
+Issue 33's workload: ``--threads 2 --connections 50 --seconds 10``.
 
 Servers:
 
@@ -19,6 +21,9 @@ Servers:
 - "oxian_tw, log off": the same with ``--access-log off``;
 - "oxian_tw, log off, metrics on": the same with ``--metrics /metrics``
   (every request recorded in the Prometheus histogram);
+- "aiohttp": an ``aiohttp.web`` app answering the same text, its access
+  log off (``access_log=None``), on asyncio's default loop (installed:
+  ``pip install aiohttp``);
 - "oxian_tw + pipeline": the default log, and the route below a
   ``dependencies.py`` (a singleton), a ``middleware.py`` (adds
   ``ctx.user``) and an ``interceptors.py`` (``before_run`` and
@@ -105,14 +110,38 @@ def tree(files: dict[str, str]) -> str:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(port: int, path: str, seconds: int, connections: int) -> tuple[float, float]:
+AIOHTTP = """
+import asyncio
+from aiohttp import web
+
+async def hello(request):
+    return web.Response(text="hello")
+
+async def main():
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    print("listening on", port, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def wrk(
+    port: int, path: str, seconds: int, connections: int, threads: int = 1
+) -> tuple[float, float]:
     """Requests/s and the p99 latency in ms."""
     out = subprocess.run(
         pinned(
             1,
             [
                 "wrk",
-                "-t1",
+                f"-t{threads}",
                 f"-c{connections}",
                 f"-d{seconds}s",
                 "--latency",
@@ -138,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", nargs="+", help="servers to run")
     parser.add_argument(
@@ -158,6 +188,13 @@ def main() -> None:
             hello, "--access-log", "off", "--metrics", "/metrics"
         ),
     }
+    try:
+        import aiohttp  # noqa: F401 - only whether it is installed
+    except ImportError:
+        if args.only and "aiohttp" in args.only:
+            raise SystemExit("aiohttp is not installed (pip install aiohttp)") from None
+    else:
+        servers["aiohttp"] = ([sys.executable, "-c", AIOHTTP], r"listening on (\d+)")
     chosen = {
         n: (*v, TOP) for n, v in servers.items() if not args.only or n in args.only
     }
@@ -178,22 +215,24 @@ def run(
         for name, (command, pattern, top) in chosen.items():
             process, port = start(command, pattern, top)
             try:
-                wrk(port, "/hello", 2, args.connections)  # warm-up
-                rate, p99 = wrk(port, "/hello", args.seconds, args.connections)
+                wrk(port, "/hello", 2, args.connections, args.threads)  # warm-up
+                rate, p99 = wrk(
+                    port, "/hello", args.seconds, args.connections, args.threads
+                )
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
             rates[name].append(rate)
             p99s[name].append(p99)
     print(
-        f"GET /hello, wrk -t1 -c{args.connections} -d{args.seconds}s; "
+        f"GET /hello, wrk -t{args.threads} -c{args.connections} -d{args.seconds}s; "
         f"median (min-max) of {args.repeat}"
     )
     print(f"{'server':<22}{'requests/s':>28}{'p99 ms':>22}   vs twisted.web")
     for name in chosen:
         ratios = []
         before = f"{name} @ {args.against}"
-        bases = ("twisted.web", "twisted.web, no log", before)
+        bases = ("twisted.web", "twisted.web, no log", "aiohttp", before)
         for base in bases:
             if base in chosen and base != name:
                 ratio = statistics.median(rates[name]) / statistics.median(rates[base])
