@@ -23,7 +23,7 @@ def list_routes(root: str) -> list[str]:
     modules = RouteModules(root)
     lines = []
     for route in RouteTable(discover(root)).routes:
-        allow = Handlers.from_module(modules.load(route.file)).allow()
+        allow = Handlers.from_module(modules.load(route.file), route.file).allow()
         lines.append(f"{allow.replace(' ', ''):<40} {route.pattern:<32} {route.file}")
     return lines
 

@@ -15,7 +15,6 @@ of the request's life.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -25,7 +24,7 @@ from twisted.web.server import NOT_DONE_YET
 from ._body import build_data, parse_body, parse_query
 from ._context import Context, RequestInfo, header_value
 from ._cors import CorsPolicy
-from ._errors import TOO_LARGE_MESSAGE, HttpError, RouteTreeError
+from ._errors import TOO_LARGE_MESSAGE, HttpError
 from ._exchange import Exchange
 from ._host import host_problem
 from ._invoke import Handlers
@@ -59,14 +58,6 @@ class _Plan:
         return self.handlers.default
 
 
-def _handlers(file: str, module: ModuleType) -> Handlers:
-    try:
-        return Handlers.from_module(module)
-    except TypeError as exc:
-        # A declared ``data`` type no rule converts (SPEC §3): said at start.
-        raise RouteTreeError(f"{file}: {exc}") from None
-
-
 class Dispatcher:
     """
     The route tree of an app, and serving one request of it.
@@ -84,7 +75,7 @@ class Dispatcher:
         self._plans = {
             route: _Plan(
                 route.pattern,
-                _handlers(route.file, modules.load(route.file)),
+                Handlers.from_module(modules.load(route.file), route.file),
                 self.pipeline.chain(route),
             )
             for route in self.routes.routes

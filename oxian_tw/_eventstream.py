@@ -39,6 +39,8 @@ class Subscribes(Protocol):
     @property
     def subscribe(self) -> Subscribe:
         """Subscribe a stream to channels (`oxian_tw.hub.IHub.subscribe`)."""
+
+
 _EndCallbacks = (
     Callable[["EventStream"], None]
     | list[Callable[["EventStream"], None]]

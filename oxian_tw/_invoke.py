@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 
 from ._coroutines import drive
 from ._declared import adapt
+from ._errors import RouteTreeError
 
 _METHOD = re.compile("[A-Z]+")
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -84,23 +85,28 @@ class Handlers:
         return table
 
     @classmethod
-    def from_module(cls, module: ModuleType) -> Handlers:
+    def from_module(cls, module: ModuleType, file: str = "") -> Handlers:
         """
         Collect the handlers a route module exports, each adapted to the
-        type its ``data`` declares (`oxian_tw._declared.adapt`: a
-        declaration no rule converts raises ``TypeError`` here, at load).
+        type its ``data`` declares (`oxian_tw._declared.adapt`).
+
+        :param file: the route file, for errors.
+        :raises RouteTreeError: for a declared type no rule converts (SPEC
+            §3: said at start, never at request time).
         """
-        methods = {
-            name: adapt(value)
-            for name, value in vars(module).items()
-            if _METHOD.fullmatch(name)
-            and callable(value)
-            and not isinstance(value, type)
-        }
-        default = getattr(module, "default", None)
-        return cls(
-            methods=methods, default=adapt(default) if callable(default) else None
-        )
+        try:
+            methods = {
+                name: adapt(value)
+                for name, value in vars(module).items()
+                if _METHOD.fullmatch(name)
+                and callable(value)
+                and not isinstance(value, type)
+            }
+            default = getattr(module, "default", None)
+            default = adapt(default) if callable(default) else None
+        except TypeError as exc:
+            raise RouteTreeError(f"{file or module.__name__}: {exc}") from None
+        return cls(methods=methods, default=default)
 
     def for_method(self, method: bytes) -> Callable[..., Any] | None:
         """The handler for ``method`` (as sent); ``HEAD`` falls back to ``GET``."""

@@ -51,3 +51,23 @@ class RoutesCommandTests(SynchronousTestCase):
         code, _, err = self.run_main("routes", root)
         self.assertEqual(code, 2)
         self.assertIn("both map to /a", err)
+
+    def test_undeclarable_data(self) -> None:
+        """A declared ``data`` type no rule converts: exit 2, the file named."""
+        root = make_tree(
+            self.mktemp(),
+            {
+                "bad.py": (
+                    "import dataclasses\n"
+                    "class Opaque: pass\n"
+                    "@dataclasses.dataclass\n"
+                    "class Params:\n"
+                    "    thing: Opaque\n"
+                    "def GET(data: Params, ctx): pass\n"
+                )
+            },
+        )
+        code, _, err = self.run_main("routes", root)
+        self.assertEqual(code, 2)
+        self.assertIn("bad.py", err)
+        self.assertIn("Opaque", err)
