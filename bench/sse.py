@@ -10,7 +10,9 @@ run. A script that prints numbers, not a test.
   them: the route sends ``ready`` at open (``bench/routes/ready.py``, the
   hub's ``bench/hub_routes/ready.py``, twisted.web's ``/ready``); the
   client keeps 64 non-blocking connects in flight and counts a stream once
-  its first event arrived (as a Go client with one epoll thread does).
+  its first event arrived (as a Go client with one epoll thread does);
+  ``--modes python``: the same from a Python asyncio client, after 500
+  warm-up streams opened and closed before the baseline.
 - Fan-out to ``--subscribers`` (1,000) of events of 256 B:
 
   - burst: one POST makes the server publish ``--events`` (100) events
@@ -149,12 +151,66 @@ def build_client(directory: str) -> str:
     return binary
 
 
+#: Issue 33's Python client: ``python -c PYTHON_CLIENT ready PORT N``
+#: opens (then closes) 500 warm-up streams of ``/ready`` once, then N held
+#: ones, 64 connects in flight, each done at its first event; prints
+#: "ready SECONDS" and holds them until stdin closes.
+PYTHON_CLIENT = """
+import asyncio, sys, time
+
+GET = (
+    b"GET /ready HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n"
+    b"Accept: text/event-stream\\r\\n\\r\\n"
+)
+port, count = int(sys.argv[2]), int(sys.argv[3])
+held = []
+
+async def one():
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(GET)
+    got = b""
+    while True:
+        chunk = await reader.read(2048)
+        if not chunk:
+            raise SystemExit("a stream closed before its first event")
+        got += chunk
+        head = got.find(b"\\r\\n\\r\\n")
+        if head >= 0 and b"\\n\\n" in got[head + 4:]:
+            return writer
+
+async def opened(n, keep):
+    gate = asyncio.Semaphore(64)
+
+    async def gated():
+        async with gate:
+            writer = await one()
+        if keep:
+            held.append(writer)
+        else:
+            writer.close()
+
+    await asyncio.gather(*(gated() for _ in range(n)))
+
+async def main():
+    if not WARMED_UP[0]:
+        await opened(500, False)
+    started = time.monotonic()
+    await opened(count, True)
+    print("ready", time.monotonic() - started, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+WARMED_UP = [sys.argv[4:] == ["warm"]]
+asyncio.run(main())
+"""
+
+
 def idle_memory(
     client: str | list[str],
     port: int,
     pid: int,
     steps: list[int],
     how: str = "idle",
+    extra: tuple[str, ...] = (),
 ) -> tuple[dict[int, float], float]:
     """
     Bytes of server RSS per idle stream at each count in ``steps``, and the
@@ -173,7 +229,7 @@ def idle_memory(
     try:
         for total in steps:
             process = subprocess.Popen(
-                pinned(1, [*client, how, str(port), str(total - opened)]),
+                pinned(1, [*client, how, str(port), str(total - opened), *extra]),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -250,7 +306,7 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         nargs="+",
-        choices=["idle", "ready", *MODES],
+        choices=["idle", "ready", "python", *MODES],
         default=["idle", *MODES],
     )
     parser.add_argument(
@@ -324,6 +380,28 @@ def run(
                 finally:
                     process.send_signal(signal.SIGTERM)
                     process.wait(timeout=60)
+            if "python" in args.modes:
+                process, port = start(command, pattern, top)
+                python = [sys.executable, "-c", PYTHON_CLIENT]
+                try:
+                    warm_up(client, port)
+                    # The 500 warm-up streams, before the baseline.
+                    subprocess.run(
+                        pinned(1, [*python, "ready", str(port), "0"]),
+                        input="",
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    memory, rate = idle_memory(
+                        python, port, process.pid, args.streams, "ready", ("warm",)
+                    )
+                    for count, per in memory.items():
+                        record(name, f"python {count}", per / 1024)
+                    record(name, "python rate", rate)
+                finally:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(timeout=60)
             if "ready" in args.modes:
                 process, port = start(command, pattern, top)
                 try:
@@ -374,6 +452,14 @@ def run(
         rows.append(
             (f"ready streams/s, 64 at a time ({first} -> {last})", "ready rate")
         )
+    if "python" in args.modes:
+        rows += [
+            (f"KiB per stream, Python client, at {c}", f"python {c}")
+            for c in args.streams
+        ]
+        last = args.streams[-1]
+        first = args.streams[-2] if len(args.streams) > 1 else 0
+        rows.append((f"Python client streams/s ({first} -> {last})", "python rate"))
     for mode in MODES:
         if mode in args.modes:
             rows += [
