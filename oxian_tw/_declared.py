@@ -393,14 +393,25 @@ def converter(annotation: Any, owner: str) -> Convert:
 @attrs.frozen
 class _Field:
     key: str
-    name: str
     convert: Convert
     required: bool
 
 
 def _fields_converter(
-    fields: list[_Field], make: Callable[[dict[str, Any]], Any]
+    cls: type,
+    declared: list[tuple[str, Any, bool]],
+    make: Callable[[dict[str, Any]], Any],
 ) -> Convert:
+    """
+    The converter of a declared type whose fields are ``declared`` (key,
+    annotation, required); ``make`` builds the value from the converted
+    fields (a ``ValueError`` it raises is an error of the whole value).
+    """
+    fields = [
+        _Field(key, converter(hint, cls.__qualname__), required)
+        for key, hint, required in declared
+    ]
+
     def convert(value: Any, prefix: str) -> Any:
         if not isinstance(value, Mapping):
             _fail(prefix or "data", "not an object")
@@ -413,7 +424,7 @@ def _fields_converter(
                     details.append({"field": path, "error": "required"})
                 continue
             try:
-                values[field.name] = field.convert(raw, path)
+                values[field.key] = field.convert(raw, path)
             except Invalid as exc:
                 details.extend(exc.details)
         if details:
@@ -432,52 +443,46 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def _dataclass(cls: type) -> Convert:
     hints = _hints(cls)
-    fields = [
-        _Field(
-            key=f.name,
-            name=f.name,
-            convert=converter(hints.get(f.name, Any), cls.__qualname__),
-            required=f.default is dataclasses.MISSING
+    declared = [
+        (
+            f.name,
+            hints.get(f.name, Any),
+            f.default is dataclasses.MISSING
             and f.default_factory is dataclasses.MISSING,
         )
         for f in dataclasses.fields(cls)
         if f.init
     ]
-    return _fields_converter(fields, lambda values: cls(**values))
+    return _fields_converter(cls, declared, lambda values: cls(**values))
 
 
 def _attrs(cls: type) -> Convert:
     hints = _hints(cls)
-    fields = [
-        _Field(
-            key=a.alias,
-            name=a.alias,
-            convert=converter(hints.get(a.name, a.type or Any), cls.__qualname__),
-            required=a.default is attrs.NOTHING,
-        )
+    declared = [
+        # By the name its __init__ takes (``_secret`` is ``secret``).
+        (a.alias, hints.get(a.name, a.type or Any), a.default is attrs.NOTHING)
         for a in attrs.fields(cls)
         if a.init
     ]
-    return _fields_converter(fields, lambda values: cls(**values))
+    return _fields_converter(cls, declared, lambda values: cls(**values))
 
 
 def _typed_dict(cls: type) -> Convert:
     hints = _hints(cls)
     required = getattr(cls, "__required_keys__", frozenset(hints))
-    fields = [
-        _Field(
-            key=name,
-            name=name,
-            convert=converter(hint, cls.__qualname__),
+    declared = [
+        (
+            name,
+            hint,
             # Said on the field wins: with string annotations (PEP 563) the
             # class's own key sets miss NotRequired on Python 3.11.
-            required={typing.Required: True, typing.NotRequired: False}.get(
+            {typing.Required: True, typing.NotRequired: False}.get(
                 typing.get_origin(hint), name in required
             ),
         )
         for name, hint in hints.items()
     ]
-    return _fields_converter(fields, dict)
+    return _fields_converter(cls, declared, dict)
 
 
 def _pydantic() -> Any:
