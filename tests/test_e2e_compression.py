@@ -117,17 +117,22 @@ class ChromiumTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.chromium, self.sync_playwright = chromium_and_playwright()
 
-    def events(self, url: str) -> tuple[str, str, list[dict[str, Any]]]:
+    def events(
+        self, url: str, only: str | None = None
+    ) -> tuple[str, str, list[dict[str, Any]]]:
         """
         What Chromium offered for ``/events``, the coding it got, and its
-        first two events' arrivals.
+        first two events' arrivals; with ``only``, Chromium offers that
+        coding alone (its ``Accept-Encoding`` replaced through DevTools).
         """
         with self.sync_playwright() as playwright:
             browser = launch_chromium(
                 playwright, self.chromium, "--ignore-certificate-errors"
             )
             try:
-                page = browser.new_page()
+                page = browser.new_page(
+                    extra_http_headers={} if only is None else {"Accept-Encoding": only}
+                )
                 page.set_default_timeout(20_000)
                 page.goto(f"{url}/favicon.ico")
                 with page.expect_response(lambda r: r.url.endswith("/events")) as got:
@@ -152,6 +157,23 @@ class ChromiumTests(SynchronousTestCase):
         self.assertIn("gzip", offered)
         self.assertEqual(coding, negotiate([offered.encode()]))
         self.check(times)
+
+    def test_each_coding(self) -> None:
+        """
+        Chromium decodes each coding event by event when it is the one
+        offered: gzip over http, and gzip, br and zstd over https (HTTP/2).
+        """
+        server = Server().start(self)
+        _, coding, times = self.events(f"http://127.0.0.1:{server.port}", "gzip")
+        self.assertEqual(coding, "gzip")
+        self.check(times)
+        work = os.path.abspath(self.mktemp())
+        tls = Server().start(self, **tls_listener(os.path.join(work, "tls")))
+        for only in ("gzip", "br", "zstd"):
+            with self.subTest(coding=only):
+                _, coding, times = self.events(f"https://127.0.0.1:{tls.port}", only)
+                self.assertEqual(coding, only)
+                self.check(times)
 
     def test_brotli_or_zstd_over_https(self) -> None:
         work = os.path.abspath(self.mktemp())
