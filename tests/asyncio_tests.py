@@ -50,7 +50,7 @@ ROUTES = {
             ready = loop.create_future()
             loop.call_soon(ready.set_result, None)
             await ready
-            await ctx.sleep(0.001)
+            await ctx.sleep(0)
             return {"context": {"through": "middleware"}}
     """,
     "mixed/index.py": """
@@ -62,10 +62,12 @@ ROUTES = {
         async def GET(data, ctx):
             VAR.set(ctx.request_id)
             loop = asyncio.get_running_loop()
-            await asyncio.sleep(0.01)
-            await ctx.sleep(0.01)
+            # Each kind of wait, for no time: asyncio's own sleep, the app
+            # clock's Deferred, a timer of the loop.
+            await asyncio.sleep(0)
+            await ctx.sleep(0)
             future = loop.create_future()
-            loop.call_later(0.01, future.set_result, 7)
+            loop.call_later(0, future.set_result, 7)
             seven = await future
             soon = [loop.create_future() for _ in range(2)]
             for future in soon:
@@ -92,13 +94,15 @@ ROUTES = {
 
         async def GET(data, ctx):
             out = {}
+            # A deadline already due: it passes while the await waits, on
+            # the loop's next turn (no wall-clock wait).
             try:
-                async with asyncio.timeout(0.05):
-                    await asyncio.sleep(10)
+                async with asyncio.timeout(0):
+                    await asyncio.get_running_loop().create_future()
             except TimeoutError:
                 out["asyncio"] = "timed out"
             try:
-                async with asyncio.timeout(0.05):
+                async with asyncio.timeout(0):
                     await ctx.sleep(10)
             except TimeoutError:
                 out["deferred"] = "timed out"
@@ -113,7 +117,8 @@ ROUTES = {
             state[kind] = "waiting"
             try:
                 if kind == "asyncio":
-                    await asyncio.sleep(30)
+                    # An asyncio future nobody resolves: only cancelling ends it.
+                    await asyncio.get_running_loop().create_future()
                 else:
                     await ctx.sleep(30)
             except BaseException as error:

@@ -18,7 +18,7 @@ ROUTES = {
         import asyncio
 
         async def GET(data, ctx):
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
             await ctx.sleep(0.01)
             return {"loop": type(asyncio.get_running_loop()).__module__}
     """,
