@@ -362,14 +362,7 @@ class Hub:
         self._leave_group(sub)
         remaining = self._locals.channels_of(stream)
         if remaining:
-            key = tuple(sorted(remaining))
-            group = self._groups.get(key)
-            if group is None:
-                group = self._groups[key] = _Group(key)
-                for name in key:
-                    self._feeds[name].groups[key] = group
-            group.members[stream] = sub
-            sub.group = group
+            self._join_group(sub, tuple(sorted(remaining)))
         self._unfollow_unused(gone)
         if presence is not None:
             self._release(presence, left)
@@ -848,13 +841,7 @@ class Hub:
             return
         sub.state = SubState.LIVE
         sub.positions = {}
-        group = self._groups.get(key)
-        if group is None:
-            group = self._groups[key] = _Group(key)
-            for name in key:
-                self._feeds[name].groups[key] = group
-        group.members[stream] = sub
-        sub.group = group
+        self._join_group(sub, key)
         sub.joined()
 
     def _own_wire(
@@ -871,6 +858,16 @@ class Hub:
             # Disconnected (or closed): nothing more for it.
             self._forget(sub)
         return False
+
+    def _join_group(self, sub: _Sub, key: tuple[str, ...]) -> None:
+        """Make ``sub`` a member of the group of the channels ``key``."""
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(key)
+            for name in key:
+                self._feeds[name].groups[key] = group
+        group.members[sub.stream] = sub
+        sub.group = group
 
     def _leave_group(self, sub: _Sub) -> None:
         group = sub.group
