@@ -456,6 +456,7 @@ class HostileInputTests(SynchronousTestCase):
             self.assertEqual((response.status, response.body), (200, b"hello"))
         self.assertLess(min(latencies), 0.05, latencies)
         grown = rss_bytes(self.server.process.pid) - _Server.rss_before
+        print(f"RSS over every HTTP/1.1 attack above: +{grown // 1024} KiB")
         self.assertLess(grown, 16 * 1024 * 1024)
         assert_clean_exit(self, self.server, errors_logged=True)
         events = re.split(r"\n(?=\d{4}-\d\d-\d\dT)", self.server.output())

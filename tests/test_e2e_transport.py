@@ -200,6 +200,8 @@ class AttackTests(SynchronousTestCase):
                 grown = rss_bytes(pid) - before
                 received = h2f.read_until_closed(sock, 5)
                 sock.close()
+                # The measure, in the test log (h2 over TLS).
+                print(f"RSS over an h2/TLS flood of {sent} bytes: +{grown // 1024} KiB")
                 self.assertLess(grown, 16 * MIB, f"sent {sent} bytes")
                 self.assertLess(sent, 200_000_000)
                 self.assertEqual(len(h2f.goaways(received)), 1)
@@ -314,6 +316,8 @@ class AttackTests(SynchronousTestCase):
                 goaways.append([g.error_code for g in h2f.goaways(received)])
 
         attackers = [threading.Thread(target=attack) for _ in range(4)]
+        pid = self.server.process.pid
+        before = rss_bytes(pid)
         for thread in attackers:
             thread.start()
         try:
@@ -322,6 +326,12 @@ class AttackTests(SynchronousTestCase):
             stop.set()
             for thread in attackers:
                 thread.join(30)
+        grown = rss_bytes(pid) - before
+        print(
+            f"RSS over an h2c Rapid Reset flood of {len(goaways)} connections: "
+            f"+{grown // 1024} KiB"
+        )
+        self.assertLess(grown, 16 * MIB)
         self.assertLess(
             _percentile(latencies, 0.99),
             0.05,
