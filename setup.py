@@ -51,6 +51,8 @@ setup(
         # Declared data (SPEC §3): the constraints an Annotated field carries
         # (Ge, Le, Interval, MaxLen...), the vocabulary pydantic shares.
         "annotated-types>=0.6",
+        # HTTP/1.1 parsed in C (llhttp, uvicorn's parser): --http-parser.
+        "httptools>=0.6",
     ],
     extras_require={
         # python -m oxian_tw dev: the server, restarted on every change.

@@ -19,6 +19,9 @@ Servers:
 - "oxian_tw": ``twistd -n oxian`` with the default access log
   (``--access-log combined``) to its stdout;
 - "oxian_tw, log off": the same with ``--access-log off``;
+- "oxian_tw, log off, Twisted's parser": the same with ``--http-parser
+  twisted`` (HTTP/1.1 parsed in Python; llhttp is the default since issue
+  33; not with ``--against`` a revision before it);
 - "oxian_tw, log off, metrics on": the same with ``--metrics /metrics``
   (every request recorded in the Prometheus histogram);
 - "aiohttp": an ``aiohttp.web`` app answering the same text, its access
@@ -183,6 +186,9 @@ def main() -> None:
         "twisted.web, no log": ([*plain, "nolog"], r"listening on (\d+)"),
         "oxian_tw": oxian_command(hello),
         "oxian_tw, log off": oxian_command(hello, "--access-log", "off"),
+        "oxian_tw, log off, Twisted's parser": oxian_command(
+            hello, "--access-log", "off", "--http-parser", "twisted"
+        ),
         "oxian_tw + pipeline": oxian_command(tree(PIPELINE)),
         "oxian_tw, log off, metrics on": oxian_command(
             hello, "--access-log", "off", "--metrics", "/metrics"

@@ -230,6 +230,7 @@ class OxianApp:
             timeouts=Timeouts.from_settings(self.settings),
             trusted_proxies=self.trusted_proxies,
             routes_root=root is None,
+            http_parser=self.settings.http_parser,
             connection_limit=(
                 None
                 if self.rate_limits.connections is None

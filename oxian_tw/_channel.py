@@ -47,6 +47,10 @@ class OxianChannel(HTTPChannel):
     #: The connection's two ends, asked for by every request.
     _host: Any = None
     _peer: Any = None
+    #: While true, a response head waits to leave with the first bytes of
+    #: its body (`OxianRequest.write`): one send for both.
+    holding_head = False
+    _held_head: bytes | None = None
 
     def writeHeaders(
         self, version: bytes, code: bytes, reason: bytes, headers: Any
@@ -62,8 +66,44 @@ class OxianChannel(HTTPChannel):
             for value in values:
                 head += (name, b": ", value, b"\r\n")
         head.append(b"\r\n")
+        if self.holding_head:
+            self._held_head = b"".join(head)
+            return
+        self._send([b"".join(head)])
+
+    def release_head(self) -> None:
+        """Send the response head held back, if it is still held."""
+        head = self._held_head
+        if head is not None:
+            self._held_head = None
+            self._send([head])
+
+    def write(self, data: bytes) -> None:
+        head = self._held_head
+        if head is not None:
+            self._held_head = None
+            self._send([head, data])
+        else:
+            self._send([data])
+
+    def writeSequence(self, iovec: Any) -> None:
+        parts = list(iovec)
+        head = self._held_head
+        if head is not None:
+            self._held_head = None
+            parts.insert(0, head)
+        self._send(parts)
+
+    def _send(self, parts: list[bytes]) -> None:
+        # Through the transport, sent when the reactor next finds the socket
+        # writable: sending at once (`oxian_tw._fastpath.DirectWriter`)
+        # measured 14 % fewer plain requests a second under wrk -c50, each
+        # send waking the client before the turn's other reads were served.
         transport: Any = self.transport
-        transport.write(b"".join(head))
+        if len(parts) == 1:
+            transport.write(parts[0])
+        else:
+            transport.write(b"".join(parts))
 
     def getHost(self) -> Any:
         host = self._host
@@ -80,22 +120,23 @@ class OxianChannel(HTTPChannel):
             peer = self._peer = transport.getPeer()
         return peer
 
-    def answer_bad_request(self) -> None:
+    def answer_bad_request(
+        self, status: int = 400, message: str = "Malformed request"
+    ) -> None:
         """
-        Answer a malformed request with the JSON 400 error and its request
-        id, and close: nothing more is read.
+        Answer a malformed request with the JSON error (400 unless said
+        otherwise) and its request id, and close: nothing more is read.
         """
         request_id = new_request_id()
         _log.info(
-            "400: malformed request from {peer}; connection closed "
-            "(request {request_id})",
+            "{status}: {what} from {peer}; connection closed (request {request_id})",
+            status=status,
+            what=message.lower(),
             peer=getattr(self.getPeer(), "host", "-"),
             request_id=request_id,
         )
         transport: Any = self.transport
-        transport.write(
-            closing_response(400, "Malformed request", {"X-Request-Id": request_id})
-        )
+        transport.write(closing_response(status, message, {"X-Request-Id": request_id}))
         connection = self.connection
         if connection is not None:
             connection.closing()

@@ -193,6 +193,16 @@ def _access_log(value: Any) -> str:
     return str(value)
 
 
+#: ``--http-parser`` values: llhttp in C (httptools), or Twisted's own.
+HTTP_PARSERS = ("llhttp", "twisted")
+
+
+def _http_parser(value: Any) -> str:
+    if value not in HTTP_PARSERS:
+        raise ValueError(f"expected one of {', '.join(HTTP_PARSERS)}")
+    return str(value)
+
+
 @attrs.frozen
 class Option:
     """
@@ -468,6 +478,14 @@ OPTIONS: tuple[Option, ...] = (
         "(one JSON object per line) or 'off'.",
     ),
     Option(
+        "http-parser",
+        _http_parser,
+        "What parses HTTP/1.1 requests: 'llhttp' (in C, with httptools; "
+        "Twisted's when httptools cannot be imported) or 'twisted' (Twisted's "
+        "own, in Python). Requests are the same twisted.web requests either "
+        "way; docs/deployment.md says where the two differ.",
+    ),
+    Option(
         "gc-threshold",
         _non_negative_int,
         "twistd oxian only (it is the whole process's): the garbage "
@@ -540,6 +558,7 @@ class Settings:
     client_script: str | None = None
     shutdown_grace: float = 5.0
     access_log: str = "combined"
+    http_parser: str = "llhttp"
     gc_threshold: int = GC_THRESHOLD
     debug: bool = False
     compress: bool = False

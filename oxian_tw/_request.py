@@ -29,6 +29,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from twisted.web.server import version as server_version
 
+from ._channel import OxianChannel
 from ._context import header_value
 from ._errors import TOO_LARGE_MESSAGE, error_entity, reason_phrase
 from ._requestid import NO_PROXIES, request_ids
@@ -174,6 +175,19 @@ class OxianRequest(Request):
             # body already in the read buffer completed the request.
             return
         Request.requestReceived(self, command, path, version)
+
+    def write(self, data: bytes) -> None:
+        channel = self.channel
+        if self.startedWriting or not data or not isinstance(channel, OxianChannel):
+            super().write(data)  # type: ignore[no-untyped-call]
+            return
+        # The head and the first bytes of the body leave in one send.
+        channel.holding_head = True
+        try:
+            super().write(data)  # type: ignore[no-untyped-call]
+        finally:
+            channel.holding_head = False
+            channel.release_head()
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         if message is None and code not in RESPONSES:

@@ -40,6 +40,7 @@ from ._deadlines import Deadlines
 from ._errors import HttpError, closing_response
 from ._h2 import H2
 from ._host import host_problem
+from ._llhttp import LLHTTP, LlhttpChannel
 from ._ratelimit import too_many
 from ._request import BODY, OxianRequest
 from ._requestid import NO_PROXIES, TrustedProxies
@@ -98,6 +99,8 @@ class OxianSite(Site):
         resource is looked up (a bad ``Host``) with an error; without it
         such requests are served as they come.
     :param routes_root: ``resource`` is the app's route tree itself.
+    :param http_parser: ``"llhttp"`` (`oxian_tw._llhttp.LlhttpChannel`,
+        where it can be used) or ``"twisted"`` (Twisted's parser).
     :param connection_limit: ``--rate-connections``: takes a token for a
         peer address, giving the seconds to wait when it has none
         (`oxian_tw._ratelimit.TokenBuckets.take`).
@@ -106,7 +109,7 @@ class OxianSite(Site):
     # (Its constructor does not take the deprecated positional ``queued``.)
     requestFactory = OxianRequest  # type: ignore[assignment]
     # (Typed as a factory of Twisted's wrapper; any protocol factory does.)
-    protocol = OxianChannel  # type: ignore[assignment]
+    protocol = LlhttpChannel if LLHTTP else OxianChannel  # type: ignore[assignment]
     _log = Logger()
     #: The listener logs a URL instead of Twisted's "Starting factory" lines.
     noisy = False
@@ -124,12 +127,21 @@ class OxianSite(Site):
         trusted_proxies: TrustedProxies = NO_PROXIES,
         routes_root: bool = False,
         connection_limit: Callable[[str], float] | None = None,
+        http_parser: str = "llhttp",
         **kwargs: Any,
     ) -> None:
         # No Twisted idle timer per connection: every phase has a deadline
         # on the shared timers below.
         kwargs.setdefault("timeout", None)
         super().__init__(resource, **kwargs)  # type: ignore[no-untyped-call]
+        if http_parser == "twisted" or not LLHTTP:
+            self.protocol = OxianChannel
+        if http_parser == "llhttp" and not LLHTTP:
+            self._log.info(
+                "HTTP/1.1 is parsed by Twisted's parser: httptools cannot be "
+                "imported, or this Twisted's HTTPChannel differs "
+                "(oxian_tw._llhttp.LLHTTP)"
+            )
         #: The root is the app's route tree (a leaf no encoder wraps): its
         #: requests take `OxianRequest.process`'s short path.
         self.routes_root = routes_root

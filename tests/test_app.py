@@ -432,10 +432,10 @@ class HandlerTests(AppTestCase):
     def test_request_id_fresh_when_insane(self) -> None:
         """An unsafe ``X-Request-Id`` is replaced by a fresh id."""
         response = result(
-            self, self.client.get("/echo", headers={"X-Request-Id": "bad id\x7f"})
+            self, self.client.get("/echo", headers={"X-Request-Id": "bad id <x>"})
         )
         rid = response.json()["request_id"]
-        self.assertNotEqual(rid, "bad id\x7f")
+        self.assertNotEqual(rid, "bad id <x>")
         # A process prefix and a counter: unique, and cheap to make.
         self.assertRegex(rid, "^[0-9a-f]{12}-[0-9a-f]+$")
         self.assertEqual(response.headers.get("x-request-id"), rid)

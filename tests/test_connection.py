@@ -15,6 +15,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
 from zope.interface import directlyProvides
 
+from oxian_tw import OxianApp
 from oxian_tw._connection import TRANSITIONS, WAITING, Phase
 
 from . import h2frames as h2f
@@ -239,7 +240,8 @@ class BadRequestTests(RoutesTestCase):
             HTTPChannel._respondToBadRequestAndDisconnect,
         )
         transport = StringTransport(peerAddress=ADDRESS)
-        connection = self.app.site().buildProtocol(ADDRESS)
+        app = OxianApp(self.root, reactor=self.clock, config={"http-parser": "twisted"})
+        connection = app.site().buildProtocol(ADDRESS)
         connection.makeConnection(transport)
         connection.dataReceived(b"GET /hello HTTP/1.1\r\nBad Header: x\r\n\r\n")
         self.assertEqual(transport.value(), b"HTTP/1.1 400 Bad Request\r\n\r\n")

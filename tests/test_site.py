@@ -185,14 +185,15 @@ class ChannelTests(RoutesTestCase):
     def test_head_in_one_write(self) -> None:
         """
         A response head is one write to the transport, byte for byte what
-        Twisted's ``writeHeaders`` writes as many pieces.
+        Twisted's ``writeHeaders`` writes as many pieces; with the first
+        bytes of its body when the request writes both at once.
         """
         protocol, transport = self.connect()
         self.assertIsInstance(protocol._inner, OxianChannel)
         protocol.dataReceived(b"GET /who HTTP/1.1\r\nHost: h\r\n\r\n")
-        head, body = transport.writes
+        (response,) = transport.writes
+        head, _, body = response.partition(b"\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"))
-        self.assertTrue(head.endswith(b"\r\n\r\n"))
         self.assertTrue(body.startswith(b'{"client":'))
 
         headers = Headers({"Content-Type": ["text/plain"], "X-Two": ["a", "b"]})

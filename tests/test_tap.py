@@ -223,6 +223,11 @@ def every_option(routes: str) -> dict[str, tuple[list[str], str, Any]]:
         "max-connections": (["--max-connections", "50"], "max-connections = 50", 50),
         "max-streams": (["--max-streams", "100"], "max-streams = 100", 100),
         "access-log": (["--access-log", "json"], 'access-log = "json"', "json"),
+        "http-parser": (
+            ["--http-parser", "twisted"],
+            'http-parser = "twisted"',
+            "twisted",
+        ),
         "gc-threshold": (["--gc-threshold", "0"], "gc-threshold = 0", 0),
         "hub": (
             ["--hub", "redis://10.0.0.5:6380/2"],

@@ -1,0 +1,459 @@
+# -*- test-case-name: tests.test_llhttp -*-
+"""
+The HTTP/1.1 channel that parses requests in C: `LlhttpChannel`, an
+`oxian_tw._channel.OxianChannel` whose read side is ``httptools`` (llhttp,
+the parser of uvicorn and Node.js) instead of Twisted's line parser in
+Python. Everything after the parse is Twisted's: the request is the site's
+``twisted.web`` request, built from the parsed head and fed its body as
+``HTTPChannel`` feeds it (``gotLength``, ``handleContentChunk``,
+``requestReceived``), and responses, persistence, producers and
+``requestDone`` are ``HTTPChannel``'s own. A handler, ``ctx.request.raw``,
+Klein and a plain ``twisted.web`` ``Site`` see the same request either way;
+a foreign site keeps Twisted's channel.
+
+The rules (docs/deployment.md, "HTTP/1.1 parsing"), the same on both paths
+unless said:
+
+- a malformed request line, header, framing or chunk is a JSON 400 and
+  the connection closes; a ``Transfer-Encoding`` other than exactly
+  ``chunked``, two of them, ``Content-Length`` with ``Transfer-Encoding``
+  or two ``Content-Length`` s: 400 (request smuggling); more than
+  ``HTTPChannel.maxHeaders`` (500) header fields: 400; a head over
+  `oxian_tw._connection.MAX_HEAD` bytes: 431;
+- only ``HTTP/1.0`` and ``HTTP/1.1``: 400 for any other version;
+- a method llhttp does not know (it knows the registered ones: ``GET`` to
+  ``PATCH``, WebDAV's, ``PURGE``, ``QUERY``...) is any other token, which a
+  route may export: Twisted's parser reads the connection from that
+  request on. Only behind another request in the same read (pipelined)
+  is it refused, **501**, in its turn;
+- header values are RFC 9110's: a control character (``DEL``, ``NUL``...)
+  or an obsolete line folding in one is a 400 here, where Twisted's parser
+  takes all but ``NUL``/``CR``/``LF`` and unfolds lines;
+- header values lose trailing blanks (as Twisted's); trailer fields of a
+  chunked body are read and dropped (as Twisted's);
+- ``Expect: 100-continue`` on an HTTP/1.1 request whose body is still to
+  come: ``100 Continue`` after ``gotLength`` (a body refused there is not
+  invited);
+- pipelining: the head-of-line request is handled alone; bytes that arrive
+  meanwhile are held, and reading stops once `HELD_LIMIT` bytes are held
+  (Twisted's own figure). Requests already parsed from the same read wait
+  in order, at most `MAX_QUEUED`: past that the connection answers those
+  and closes (RFC 9112 §9.3.2: the client retries what was not answered);
+  a malformed one is answered in its turn.
+- after a request that closes the connection (``Connection: close``,
+  ``HTTP/1.0``), nothing more is read.
+
+The channel keeps Twisted's ``HTTPChannel._handlingRequest`` true while a
+request is handled, as Twisted's parser does, because Twisted's
+``pauseProducing``/``resumeProducing``/``requestDone`` read it, and it
+stops reading through ``HTTPChannel._networkProducer``, which
+``requestDone`` resumes. Those private attributes are checked at import
+(`LLHTTP`); without them, or without httptools, sites use Twisted's parser
+and nothing else changes.
+``tests/test_llhttp.py`` and the conformance and hostile suites run both
+ways.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+from twisted.web.iweb import INonQueuedRequestFactory
+
+from ._channel import OxianChannel
+from ._connection import MAX_HEAD
+
+try:
+    import httptools
+except ImportError:  # pragma: no cover - httptools is a dependency
+    httptools = None  # type: ignore[assignment]
+
+__all__ = ("HELD_LIMIT", "LLHTTP", "MAX_QUEUED", "LlhttpChannel")
+
+#: Bytes a connection reads ahead while a request is handled before it
+#: stops reading (Twisted's ``HTTPChannel`` holds as much).
+HELD_LIMIT = 16384
+
+#: Requests parsed ahead from one read that wait for the one handled.
+MAX_QUEUED = 32
+
+
+def _twisted_channel_state() -> bool:
+    """Whether ``HTTPChannel`` keeps ``_handlingRequest`` as used here."""
+    try:
+        probe = HTTPChannel()
+    except Exception:
+        return False
+    methods = (
+        HTTPChannel.pauseProducing,
+        HTTPChannel.resumeProducing,
+        HTTPChannel.requestDone,
+    )
+    return (
+        probe.__dict__.get("_handlingRequest") is False
+        and all("_handlingRequest" in m.__code__.co_names for m in methods)
+        and "_networkProducer" in HTTPChannel.connectionMade.__code__.co_names
+        and "_networkProducer" in HTTPChannel.requestDone.__code__.co_names
+    )
+
+
+#: Whether sites parse HTTP/1.1 with `LlhttpChannel`.
+LLHTTP: bool = httptools is not None and _twisted_channel_state()
+
+_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
+
+
+class _Refused(Exception):
+    """A callback refuses the request being parsed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Message:
+    """A request parsed while another is handled: it waits its turn."""
+
+    __slots__ = (
+        "method",
+        "url",
+        "version",
+        "fields",
+        "length",
+        "expect",
+        "body",
+        "complete",
+        "closes",
+    )
+
+    def __init__(self) -> None:
+        self.method = b""
+        self.url = b""
+        self.version = b""
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.length: int | None = 0
+        self.expect = False
+        self.body: list[bytes] = []
+        self.complete = False
+        self.closes = False
+
+
+class LlhttpChannel(OxianChannel):
+    """An `OxianChannel` parsing with llhttp (see the module docstring)."""
+
+    _parser: Any = None
+    #: Nothing more is parsed (after a closing request, or an error).
+    _done = False
+    _feeding = False
+    _resuming = False
+    #: Twisted's parser reads the connection (`_hand_over`).
+    _twisted = False
+    #: The parser is between requests; requests begun in the current feed.
+    _between = True
+    _begun = 0
+
+    # The request being parsed.
+    _url = b""
+    _fields: list[tuple[bytes, bytes]]
+    _length: int | None = 0
+    _chunked = False
+    _expect = False
+    _connection_header: bytes | None = None
+    _head_bytes = 0
+    _in_head = False
+    #: Where its body goes: the request built from its head...
+    _live: Any = None
+    #: ...or, when it waits its turn, its `_Message`.
+    _message: _Message | None = None
+    _method = b""
+    _version = b""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()  # type: ignore[no-untyped-call]
+        parser = self._parser = httptools.HttpRequestParser(self)
+        # Whether bytes after a request are read is this channel's rule
+        # (Twisted's: `on_message_complete`), not llhttp's own reading of
+        # ``Connection``.
+        parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._fields = []
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        #: Parsed requests (or a refusal) waiting for the one handled.
+        self._queue: deque[_Message | _Refused] = deque()
+
+    # Reading.
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._twisted:
+            HTTPChannel.dataReceived(self, data)
+            return
+        if self._done:
+            return
+        if self._handlingRequest:
+            self._hold(data)
+            return
+        self._feed(data)
+        if self._queue:
+            self._resume()
+
+    def _hold(self, data: bytes) -> None:
+        self._held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes > HELD_LIMIT:
+            # As Twisted's parser does; ``HTTPChannel.requestDone`` reads on.
+            self._networkProducer.pauseProducing()
+
+    def _feed(self, data: bytes) -> None:
+        self._feeding = True
+        try:
+            while True:
+                self._begun = 0
+                at_boundary = self._between
+                try:
+                    self._parser.feed_data(data)
+                except httptools.HttpParserUpgrade as upgrade:
+                    # ``Upgrade`` and ``CONNECT`` are not served: the request
+                    # was an ordinary one, and what follows is the next.
+                    data = data[upgrade.args[0] :]
+                    if data and not self._done:
+                        continue
+                except httptools.HttpParserError as error:
+                    if (
+                        isinstance(error, httptools.HttpParserInvalidMethodError)
+                        and at_boundary
+                        and self._begun == 1
+                        and not self._done
+                    ):
+                        self._hand_over(data)
+                    else:
+                        self._failed(error)
+                break
+        finally:
+            self._feeding = False
+
+    def _hand_over(self, data: bytes) -> None:
+        """
+        A method llhttp does not know (any token is one, and a route may
+        export it) begins ``data``: Twisted's parser reads the connection
+        from here on.
+        """
+        self._twisted = True
+        HTTPChannel.dataReceived(self, data)
+
+    def _failed(self, error: Exception) -> None:
+        """The parser stopped on ``error``: answer it in its turn."""
+        if self._done:
+            # Bytes after a request that closes the connection: ignored.
+            return
+        self._done = True
+        refusal = error.__context__
+        if not isinstance(refusal, _Refused):
+            if isinstance(error, httptools.HttpParserInvalidMethodError):
+                refusal = _Refused(501, "Method not implemented")
+            else:
+                refusal = _Refused(400, "Malformed request")
+        if self._handlingRequest or self._queue:
+            self._queue.append(refusal)
+        else:
+            self.answer_bad_request(refusal.status, refusal.message)
+
+    # The parser's callbacks (httptools' names).
+
+    def on_message_begin(self) -> None:
+        if self._done:
+            # After a request that closes the connection: stop here.
+            raise _Refused(400, "Request after the connection's last")
+        self._between = False
+        self._begun += 1
+        self._url = b""
+        self._fields = []
+        self._length = 0
+        self._chunked = self._expect = False
+        self._connection_header = None
+        self._head_bytes = 0
+        self._in_head = True
+        if self._handlingRequest or self._queue:
+            queue = self._queue
+            if len(queue) >= MAX_QUEUED:
+                # Answer what is queued, then close (the rest is retried).
+                queue[-1].closes = True  # type: ignore[union-attr]
+                raise _Refused(400, "Too many pipelined requests")
+            message = self._message = _Message()
+            queue.append(message)
+        else:
+            self._message = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > MAX_HEAD:
+            raise _Refused(414, "Request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer field: dropped
+        fields = self._fields
+        if len(fields) >= self.maxHeaders:
+            raise _Refused(400, "Too many header fields")
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD:
+            raise _Refused(431, "Request header fields too large")
+        if value and value[-1] in b" \t":
+            value = value.rstrip(b" \t")
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
+            self._length = int(value)
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            if self._chunked or value.lower() != b"chunked":
+                raise _Refused(400, "Unsupported transfer encoding")
+            self._chunked = True
+            self._length = None
+        elif size == 10 and name.lower() == b"connection":
+            self._connection_header = value
+        elif size == 6 and name.lower() == b"expect":
+            self._expect = True
+        fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        version = _VERSIONS.get(parser.get_http_version())
+        if version is None:
+            raise _Refused(400, "Malformed request")
+        method = parser.get_method()
+        self._method, self._version = method, version
+        message = self._message
+        if message is not None:
+            message.method, message.url, message.version = method, self._url, version
+            message.fields, message.length = self._fields, self._length
+            message.expect = self._expect
+            return
+        request = self._live = self._begin(version, self._fields, self._length)
+        if self._expect and self._length != 0:
+            self._continue(request, version)
+
+    def on_body(self, body: bytes) -> None:
+        request = self._live
+        if request is not None:
+            request.handleContentChunk(body)
+        elif self._message is not None:
+            self._message.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._between = True
+        connection = self._connection_header
+        if self._version != b"HTTP/1.1" or (
+            connection is not None and b"close" in connection.lower().split(b" ")
+        ):
+            # Nothing after a request that closes the connection is read.
+            self._done = True
+        message = self._message
+        if message is not None:
+            message.complete = True
+            self._message = None
+            return
+        request, self._live = self._live, None
+        if request is None:
+            return
+        self._handlingRequest = True
+        request.requestReceived(self._method, self._url, self._version)
+
+    # The request.
+
+    def _begin(
+        self, version: bytes, fields: list[tuple[bytes, bytes]], length: int | None
+    ) -> Any:
+        """The request of a parsed head, as ``HTTPChannel`` builds it."""
+        factory: Any = self.requestFactory
+        if INonQueuedRequestFactory.providedBy(factory):
+            request = factory(self)
+        else:
+            request = factory(self, len(self.requests))
+        self.requests.append(request)
+        add = request.requestHeaders.addRawHeader
+        for name, value in fields:
+            add(name, value)
+        request.parseCookies()
+        self.persistent = self.checkPersistence(request, version)  # type: ignore[no-untyped-call]
+        request.gotLength(length)
+        return request
+
+    def _continue(self, request: Any, version: bytes) -> None:
+        """
+        ``Expect: 100-continue`` on an HTTP/1.1 request whose body is to
+        come: invite it (unless ``gotLength`` refused it and dropped the
+        field), as ``HTTPChannel.allHeadersReceived`` does.
+        """
+        expect = request.requestHeaders.getRawHeaders(b"expect")
+        if version == b"HTTP/1.1" and expect and expect[0].lower() == b"100-continue":
+            transport: Any = self.transport
+            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def requestDone(self, request: Any) -> None:
+        super().requestDone(request)  # type: ignore[no-untyped-call]
+        if self._twisted:
+            return
+        if not self._feeding and not self._resuming and self.persistent:
+            self._resume()
+
+    def _resume(self) -> None:
+        """
+        Nothing is handled: start the next queued request, or parse the
+        bytes held meanwhile, until a request is being handled again.
+        """
+        self._resuming = True
+        try:
+            while not self._handlingRequest and self.persistent:
+                queue = self._queue
+                if queue:
+                    waiting = queue.popleft()
+                    if isinstance(waiting, _Refused):
+                        self.answer_bad_request(waiting.status, waiting.message)
+                        return
+                    self._start(waiting)
+                    continue
+                if self._held and not self._done:
+                    data = b"".join(self._held)
+                    self._held, self._held_bytes = [], 0
+                    self._feed(data)
+                    continue
+                break
+        finally:
+            self._resuming = False
+
+    def _start(self, message: _Message) -> None:
+        """Handle a queued request (or go on reading its body live)."""
+        version = message.version
+        if not version:
+            # Its head is still being read: it is read as any other.
+            self._message = None
+            return
+        request = self._begin(version, message.fields, message.length)
+        if message.closes:
+            self.persistent = False
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+        for chunk in message.body:
+            request.handleContentChunk(chunk)
+        message.body = []
+        if not message.complete:
+            # The rest of its body is still to come: straight to it.
+            self._method, self._version = message.method, version
+            self._live = request
+            self._message = None
+            if message.expect:
+                self._continue(request, version)
+            return
+        self._handlingRequest = True
+        request.requestReceived(message.method, message.url, version)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._done = True
+        self._queue.clear()
+        self._held = []
+        self._live = self._message = None
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
