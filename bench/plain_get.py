@@ -38,6 +38,9 @@ alternating with this checkout's in every round: a before/after of a
 change in one run.
 
 Each server is pinned to CPU 0 and wrk to CPU 1 when ``taskset`` exists.
+Beside the rate, the server's own CPU time (user and system, from
+``/proc``) per request served: steadier than the rate when rounds are
+noisy.
 Every round runs each server in turn (fresh processes, a 2 s warm-up);
 the table shows the median of the rounds and their range.
 """
@@ -160,6 +163,13 @@ def wrk(
     return rate, float(value) * _UNITS[unit]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process ``pid`` has used (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def spread(values: list[float], digits: int) -> str:
     median = statistics.median(values)
     low, high = min(values), max(values)
@@ -217,24 +227,31 @@ def run(
 ) -> None:
     rates: dict[str, list[float]] = {n: [] for n in chosen}
     p99s: dict[str, list[float]] = {n: [] for n in chosen}
+    costs: dict[str, list[float]] = {n: [] for n in chosen}
     for _ in range(args.repeat):
         for name, (command, pattern, top) in chosen.items():
             process, port = start(command, pattern, top)
             try:
                 wrk(port, "/hello", 2, args.connections, args.threads)  # warm-up
+                used = cpu_seconds(process.pid)
                 rate, p99 = wrk(
                     port, "/hello", args.seconds, args.connections, args.threads
                 )
+                used = cpu_seconds(process.pid) - used
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
             rates[name].append(rate)
             p99s[name].append(p99)
+            costs[name].append(used / (rate * args.seconds) * 1e6)
     print(
         f"GET /hello, wrk -t{args.threads} -c{args.connections} -d{args.seconds}s; "
         f"median (min-max) of {args.repeat}"
     )
-    print(f"{'server':<22}{'requests/s':>28}{'p99 ms':>22}   vs twisted.web")
+    print(
+        f"{'server':<22}{'requests/s':>28}{'p99 ms':>22}{'server CPU us/req':>24}"
+        "   vs twisted.web"
+    )
     for name in chosen:
         ratios = []
         before = f"{name} @ {args.against}"
@@ -245,8 +262,8 @@ def run(
                 p99 = statistics.median(p99s[name]) / statistics.median(p99s[base])
                 ratios.append(f"{ratio:.2f}x rate, {p99:.2f}x p99 ({base})")
         print(
-            f"{name:<22}{spread(rates[name], 0):>28}{spread(p99s[name], 2):>22}   "
-            + "; ".join(ratios)
+            f"{name:<22}{spread(rates[name], 0):>28}{spread(p99s[name], 2):>22}"
+            f"{spread(costs[name], 1):>24}   " + "; ".join(ratios)
         )
 
 

@@ -66,6 +66,7 @@ from twisted.web.iweb import INonQueuedRequestFactory
 
 from ._channel import OxianChannel
 from ._connection import MAX_HEAD
+from ._headers import add_fields
 
 try:
     import httptools
@@ -103,6 +104,9 @@ def _twisted_channel_state() -> bool:
 
 #: Whether sites parse HTTP/1.1 with `LlhttpChannel`.
 LLHTTP: bool = httptools is not None and _twisted_channel_state()
+
+#: Space and tab, as the ints ``value[-1]`` gives.
+_BLANKS = (32, 9)
 
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
 
@@ -303,7 +307,7 @@ class LlhttpChannel(OxianChannel):
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_HEAD:
             raise _Refused(431, "Request header fields too large")
-        if value and value[-1] in b" \t":
+        if value and value[-1] in _BLANKS:
             value = value.rstrip(b" \t")
         size = len(name)
         if size == 14 and name.lower() == b"content-length":
@@ -375,9 +379,7 @@ class LlhttpChannel(OxianChannel):
         else:
             request = factory(self, len(self.requests))
         self.requests.append(request)
-        add = request.requestHeaders.addRawHeader
-        for name, value in fields:
-            add(name, value)
+        add_fields(request.requestHeaders, fields)
         request.parseCookies()
         self.persistent = self.checkPersistence(request, version)  # type: ignore[no-untyped-call]
         request.gotLength(length)

@@ -32,6 +32,7 @@ from twisted.web.server import version as server_version
 from ._channel import OxianChannel
 from ._context import header_value
 from ._errors import TOO_LARGE_MESSAGE, error_entity, reason_phrase
+from ._headers import FAST, fast_headers
 from ._requestid import NO_PROXIES, request_ids
 
 if TYPE_CHECKING:
@@ -98,6 +99,10 @@ class OxianRequest(Request):
         super().__init__(  # type: ignore[no-untyped-call]
             channel, parsePOSTFormSubmission=parsePOSTFormSubmission
         )
+        if FAST:
+            # Both are set above, then replaced (Twisted builds them itself).
+            self.requestHeaders = fast_headers()
+            self.responseHeaders = fast_headers()
 
     def _oxian_site(self) -> OxianSite | None:
         site = getattr(self.channel, "site", None)
