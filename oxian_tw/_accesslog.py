@@ -16,6 +16,13 @@ default: wherever the process logs), or straight to a text stream
 (`StreamSink`), batched once per reactor turn — what ``twistd -n oxian``
 uses when twistd itself logs to stdout, because formatting an event per
 request through the logging system costs as much as serving it.
+
+A request records its entry (a tuple of the values its line needs) when
+its response ends; the line is formatted when the sink writes it: a
+`StreamSink` formats and writes the turn's lines together once the
+turn's responses are out (issue 33), a `LoggerSink` at once. Quoted
+fields (method, path, version, referer, user agent) repeat from request
+to request and are escaped once (a bounded cache).
 """
 
 from __future__ import annotations
@@ -48,14 +55,34 @@ _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 _NEEDS_ESCAPE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
+#: Quoted fields kept escaped, each at most `MAX_QUOTED_LENGTH` bytes; the
+#: cache is emptied when full (clients choose them): at most ~1 MiB.
+MAX_QUOTED = 4096
+MAX_QUOTED_LENGTH = 256
+_quoted_cache: dict[bytes, str] = {}
+
+
 def _quoted(raw: bytes | None) -> str:
     if not raw:
         return "-"
+    quoted = _quoted_cache.get(raw)
+    if quoted is not None:
+        return quoted
     text = raw.decode("latin-1")
     if _NEEDS_ESCAPE.search(text) is None:
-        return text
-    escaped = text.encode("unicode_escape").decode("ascii")
-    return escaped.replace('"', '\\"')
+        quoted = text
+    else:
+        escaped = text.encode("unicode_escape").decode("ascii")
+        quoted = escaped.replace('"', '\\"')
+    if len(raw) <= MAX_QUOTED_LENGTH:
+        if len(_quoted_cache) >= MAX_QUOTED:
+            _quoted_cache.clear()
+        _quoted_cache[raw] = quoted
+    return quoted
+
+
+def _as_is(entry: Any) -> str:
+    return str(entry)
 
 
 # Module level: as a class attribute a Logger takes the class's name.
@@ -69,8 +96,11 @@ _TOKEN_PARAMETER = re.compile(rb"([?&])token=[^&#]*")
 class LoggerSink:
     """Each line as one ``twisted.logger`` event (namespace ``oxian_tw.access``)."""
 
-    def write(self, line: str) -> None:
-        _access.info("{line}", line=line)
+    #: Formats an entry (set by its `AccessLog`).
+    format: Callable[[Any], str] = staticmethod(_as_is)
+
+    def write(self, entry: Any) -> None:
+        _access.info("{line}", line=self.format(entry))
 
     def flush(self) -> None:
         """Nothing is held."""
@@ -81,24 +111,27 @@ class LoggerSink:
 
 class StreamSink:
     """
-    Lines written to a text stream, batched: those of one reactor turn in
-    one ``write`` and ``flush`` when the turn ends.
+    Lines written to a text stream, batched: the entries of one reactor
+    turn formatted, then written in one ``write`` and ``flush``, when the
+    turn ends.
 
     :param stream: the text stream (``sys.stdout``).
     :param later: schedules a call for the end of the turn (the app's
         `oxian_tw._producer.Flusher`).
     """
 
-    __slots__ = ("_stream", "_later", "_lines", "_closing")
+    __slots__ = ("_stream", "_later", "_lines", "_closing", "format")
 
     def __init__(self, stream: IO[str], later: Callable[[Any], None]) -> None:
         self._stream = stream
         self._later = later
-        self._lines: list[str] = []
+        self._lines: list[Any] = []
         self._closing = False
+        #: Formats an entry (set by its `AccessLog`).
+        self.format: Callable[[Any], str] = _as_is
 
-    def write(self, line: str) -> None:
-        self._lines.append(line)
+    def write(self, entry: Any) -> None:
+        self._lines.append(entry)
         if self._closing:
             self.flush()
         elif len(self._lines) == 1:
@@ -109,8 +142,9 @@ class StreamSink:
 
     def flush(self) -> None:
         """Write what is held now."""
-        lines, self._lines = self._lines, []
-        if lines:
+        entries, self._lines = self._lines, []
+        if entries:
+            lines = list(map(self.format, entries))
             lines.append("")
             try:
                 self._stream.write("\n".join(lines))
@@ -127,22 +161,32 @@ class StreamSink:
 
 class AccessLog:
     """
-    Formats access log lines and hands them to a sink.
+    Records access log entries and formats their lines for a sink.
 
     :param format: ``"combined"`` or ``"json"``.
     :param sink: a `LoggerSink` or `StreamSink`.
     """
 
-    __slots__ = ("sink", "_json", "_second", "_clf_date", "_iso_second")
+    __slots__ = ("_sink", "_json", "_second", "_clf_date", "_iso_second")
 
     def __init__(self, format: str, sink: Any) -> None:
         if format not in ("combined", "json"):
             raise ValueError(f"an access log format is combined or json: {format!r}")
-        self.sink = sink
         self._json = format == "json"
         self._second = -1
         self._clf_date = ""
         self._iso_second = ""
+        self.sink = sink
+
+    @property
+    def sink(self) -> Any:
+        """Where lines go; it formats entries with `format_entry`."""
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: Any) -> None:
+        sink.format = self.format_entry
+        self._sink = sink
 
     def record(
         self,
@@ -157,25 +201,63 @@ class AccessLog:
         client_request_id: str | None = None,
     ) -> None:
         """
-        Write the line of ``request``, whose response ended at ``now``;
+        Record the entry of ``request``, whose response ended at ``now``;
         without ``request_line``, its method and path are not known yet.
         """
-        second = int(now)
-        if second != self._second:
-            self._stamp(second)
-        duration = (now - started) * 1000
         address = request.getClientAddress()
-        client = getattr(address, "host", None) or "-"
-        sent = request.sentLength
         if request_line:
             method, uri, proto = request.method, request.uri, request.clientproto
-            if b"token=" in uri:
-                # A stream token (?token=) is a credential: never logged.
-                uri = _TOKEN_PARAMETER.sub(b"\\1token=REDACTED", uri)
         else:
             method = uri = proto = b"-"
         if self._json:
-            line = dump_json(
+            referer = agent = None
+        else:
+            headers = request.requestHeaders
+            referer = headers.getRawHeaders(b"referer")
+            agent = headers.getRawHeaders(b"user-agent")
+        self._sink.write(
+            (
+                now,
+                (now - started) * 1000,
+                getattr(address, "host", None) or "-",
+                method,
+                uri,
+                proto,
+                status,
+                request.sentLength,
+                referer[-1] if referer else None,
+                agent[-1] if agent else None,
+                request_id,
+                ended,
+                client_request_id,
+            )
+        )
+
+    def format_entry(self, entry: Any) -> str:
+        """The line of an entry `record` made."""
+        (
+            now,
+            duration,
+            client,
+            method,
+            uri,
+            proto,
+            status,
+            sent,
+            referer,
+            agent,
+            request_id,
+            ended,
+            client_request_id,
+        ) = entry
+        second = int(now)
+        if second != self._second:
+            self._stamp(second)
+        if b"token=" in uri:
+            # A stream token (?token=) is a credential: never logged.
+            uri = _TOKEN_PARAMETER.sub(b"\\1token=REDACTED", uri)
+        if self._json:
+            return dump_json(
                 {
                     "ts": f"{self._iso_second}.{int(now % 1 * 1000):03d}Z",
                     "request_id": request_id,
@@ -193,22 +275,17 @@ class AccessLog:
                     ),
                 }
             ).decode("utf-8")
-        else:
-            headers = request.requestHeaders
-            referer = headers.getRawHeaders(b"referer")
-            agent = headers.getRawHeaders(b"user-agent")
-            line = (
-                f'{client} - - {self._clf_date} "{_quoted(method)} '
-                f'{_quoted(uri)} {_quoted(proto)}" '
-                f"{status} {sent or '-'} "
-                f'"{_quoted(referer[-1] if referer else None)}" '
-                f'"{_quoted(agent[-1] if agent else None)}" '
-                f"request_id={request_id} duration_ms={duration:.1f} ended={ended}"
-            )
-            if client_request_id is not None:
-                # Sane by construction (`oxian_tw._requestid`): no escaping.
-                line += f" client_request_id={client_request_id}"
-        self.sink.write(line)
+        line = (
+            f'{client} - - {self._clf_date} "{_quoted(method)} '
+            f'{_quoted(uri)} {_quoted(proto)}" '
+            f"{status} {sent or '-'} "
+            f'"{_quoted(referer)}" "{_quoted(agent)}" '
+            f"request_id={request_id} duration_ms={duration:.1f} ended={ended}"
+        )
+        if client_request_id is not None:
+            # Sane by construction (`oxian_tw._requestid`): no escaping.
+            line += f" client_request_id={client_request_id}"
+        return line
 
     def _stamp(self, second: int) -> None:
         self._second = second

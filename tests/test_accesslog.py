@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseNeverReceived
 
@@ -259,6 +260,27 @@ class StreamSinkTests(SynchronousTestCase):
         self.assertEqual(self.out.writes[0].count("\n"), 2)
         self.assertEqual(self.out.flushes, 1)
 
+    def test_formatted_when_the_turn_ends(self) -> None:
+        """A line is formatted with the turn's others, after the responses."""
+        log = self.app._access_log
+        formatted: list[Any] = []
+        original = log.format_entry
+
+        def format_entry(entry: Any) -> str:
+            formatted.append(entry)
+            return original(entry)
+
+        log.sink.format = format_entry
+        channel = self.app.site().buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", transport.value())
+        self.assertEqual(formatted, [])
+        self.clock.advance(0)
+        self.assertEqual(len(formatted), 1)
+        self.assertIn('"GET /hello HTTP/1.1" 200 5 ', self.out.writes[0])
+
     def test_shutdown_writes_through(self) -> None:
         """After the app's shutdown, lines are written as they come."""
         self.successResultOf(self.app.shutdown())
@@ -270,6 +292,24 @@ class StreamSinkTests(SynchronousTestCase):
         sink = StreamSink(_Broken(), lambda item: None)
         sink.write("line")
         sink.flush()
+
+
+class QuotedCacheTests(SynchronousTestCase):
+    """Escaped fields are kept, bounded in count and in size."""
+
+    def test_bounded(self) -> None:
+        from oxian_tw import _accesslog
+
+        self.patch(_accesslog, "_quoted_cache", {})
+        self.patch(_accesslog, "MAX_QUOTED", 2)
+        self.assertEqual(_accesslog._quoted(b'say "hi"'), 'say \\"hi\\"')
+        self.assertEqual(_accesslog._quoted(b"b"), "b")
+        self.assertEqual(len(_accesslog._quoted_cache), 2)
+        _accesslog._quoted(b"c")
+        self.assertEqual(_accesslog._quoted_cache, {b"c": "c"})
+        long = b"x" * (_accesslog.MAX_QUOTED_LENGTH + 1)
+        self.assertEqual(_accesslog._quoted(long), long.decode())
+        self.assertNotIn(long, _accesslog._quoted_cache)
 
 
 class _CountingStream(io.StringIO):
