@@ -96,9 +96,10 @@ class OxianChannel(HTTPChannel):
 
     def _send(self, parts: list[bytes]) -> None:
         # Through the transport, sent when the reactor next finds the socket
-        # writable: sending at once (`oxian_tw._fastpath.DirectWriter`)
-        # measured 14 % fewer plain requests a second under wrk -c50, each
-        # send waking the client before the turn's other reads were served.
+        # writable. Sending at once (`oxian_tw._fastpath.DirectWriter`) was
+        # measured slower for plain responses: 54.9 against 47.8 us of
+        # server CPU a request, 0.87x the rate (bench/plain_get.py, wrk
+        # -t2 -c50, 6 rounds), each send waking the client mid-turn.
         transport: Any = self.transport
         if len(parts) == 1:
             transport.write(parts[0])
