@@ -215,6 +215,8 @@ def main() -> None:
         n: (*v, TOP) for n, v in servers.items() if not args.only or n in args.only
     }
     older = against(chosen, args.against)
+    # (A revision before --http-parser cannot be asked for Twisted's parser.)
+    chosen.pop(f"oxian_tw, log off, Twisted's parser @ {args.against}", None)
     try:
         run(chosen, args)
     finally:
