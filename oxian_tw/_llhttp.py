@@ -147,229 +147,351 @@ class _Message:
         self.closes = False
 
 
-class LlhttpChannel(OxianChannel):
-    """An `OxianChannel` parsing with llhttp (see the module docstring)."""
+class _Reader:
+    """
+    The read side of one `LlhttpChannel`: its llhttp parser (whose
+    callbacks are this object's ``on_*`` methods), the request being
+    parsed, and what waits for the request being handled. A connection
+    handling a request with nothing else to read (an open stream, say)
+    drops its reader, and gets a new one when bytes come: a parser with its
+    bound callbacks is ~0.9 KiB an idle stream need not keep.
+    """
 
-    _parser: Any = None
-    #: Nothing more is parsed (after a closing request, or an error).
-    _done = False
-    _feeding = False
-    _resuming = False
-    #: Twisted's parser reads the connection (`_hand_over`).
-    _twisted = False
-    #: The parser is between requests; requests begun in the current feed.
-    _between = True
-    _begun = 0
+    __slots__ = (
+        "channel",
+        "parser",
+        "done",
+        "feeding",
+        "resuming",
+        "between",
+        "begun",
+        "url",
+        "fields",
+        "length",
+        "chunked",
+        "expect",
+        "connection_header",
+        "head_bytes",
+        "in_head",
+        "live",
+        "message",
+        "method",
+        "version",
+        "held",
+        "held_bytes",
+        "queue",
+    )
 
-    # The request being parsed.
-    _url = b""
-    _fields: list[tuple[bytes, bytes]]
-    _length: int | None = 0
-    _chunked = False
-    _expect = False
-    _connection_header: bytes | None = None
-    _head_bytes = 0
-    _in_head = False
-    #: Where its body goes: the request built from its head...
-    _live: Any = None
-    #: ...or, when it waits its turn, its `_Message`.
-    _message: _Message | None = None
-    _method = b""
-    _version = b""
-
-    def connectionMade(self) -> None:
-        super().connectionMade()  # type: ignore[no-untyped-call]
-        parser = self._parser = httptools.HttpRequestParser(self)
+    def __init__(self, channel: LlhttpChannel) -> None:
+        self.channel = channel
+        parser = httptools.HttpRequestParser(self)
+        self.parser: Any = parser
         # Whether bytes after a request are read is this channel's rule
         # (Twisted's: `on_message_complete`), not llhttp's own reading of
         # ``Connection``.
         parser.set_dangerous_leniencies(lenient_data_after_close=True)
-        self._fields = []
-        self._held: list[bytes] = []
-        self._held_bytes = 0
+        #: Nothing more is parsed (after a closing request, or an error).
+        self.done = False
+        self.feeding = self.resuming = False
+        #: The parser is between requests; requests begun in this feed.
+        self.between = True
+        self.begun = 0
+        # The request being parsed.
+        self.url = b""
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.length: int | None = 0
+        self.chunked = self.expect = self.in_head = False
+        self.connection_header: bytes | None = None
+        self.head_bytes = 0
+        #: Where its body goes: the request built from its head...
+        self.live: Any = None
+        #: ...or, when it waits its turn, its `_Message`.
+        self.message: _Message | None = None
+        self.method = self.version = b""
+        #: Bytes read while a request is handled.
+        self.held: list[bytes] | None = None
+        self.held_bytes = 0
         #: Parsed requests (or a refusal) waiting for the one handled.
-        self._queue: deque[_Message | _Refused] = deque()
+        self.queue: deque[_Message | _Refused] | None = None
+
+    def idle(self) -> bool:
+        """Nothing begun, held or waiting: the reader may be dropped."""
+        return self.between and not self.done and not self.queue and not self.held
+
+    def close(self) -> None:
+        """Read nothing more; let go of the parser (and its cycle)."""
+        self.done = True
+        self.parser = None
+        self.queue = self.held = None
+        self.live = self.message = None
 
     # Reading.
 
-    def dataReceived(self, data: bytes) -> None:
-        if self._twisted:
-            HTTPChannel.dataReceived(self, data)
+    def received(self, data: bytes) -> None:
+        if self.done:
             return
-        if self._done:
+        if self.channel._handlingRequest:
+            self.hold(data)
             return
-        if self._handlingRequest:
-            self._hold(data)
-            return
-        self._feed(data)
-        if self._queue:
-            self._resume()
+        self.feed(data)
+        if self.queue:
+            self.resume()
 
-    def _hold(self, data: bytes) -> None:
-        self._held.append(data)
-        self._held_bytes += len(data)
-        if self._held_bytes > HELD_LIMIT:
+    def hold(self, data: bytes) -> None:
+        held = self.held
+        if held is None:
+            held = self.held = []
+        held.append(data)
+        self.held_bytes += len(data)
+        if self.held_bytes > HELD_LIMIT:
             # As Twisted's parser does; ``HTTPChannel.requestDone`` reads on.
-            self._networkProducer.pauseProducing()
+            self.channel._networkProducer.pauseProducing()
 
-    def _feed(self, data: bytes) -> None:
-        self._feeding = True
+    def feed(self, data: bytes) -> None:
+        self.feeding = True
         try:
             while True:
-                self._begun = 0
-                at_boundary = self._between
+                self.begun = 0
+                at_boundary = self.between
                 try:
-                    self._parser.feed_data(data)
+                    self.parser.feed_data(data)
                 except httptools.HttpParserUpgrade as upgrade:
                     # ``Upgrade`` and ``CONNECT`` are not served: the request
                     # was an ordinary one, and what follows is the next.
                     data = data[upgrade.args[0] :]
-                    if data and not self._done:
+                    if data and not self.done:
                         continue
                 except httptools.HttpParserError as error:
                     if (
                         isinstance(error, httptools.HttpParserInvalidMethodError)
                         and at_boundary
-                        and self._begun == 1
-                        and not self._done
+                        and self.begun == 1
+                        and not self.done
                     ):
-                        self._hand_over(data)
+                        self.channel.hand_over(data)
                     else:
-                        self._failed(error)
+                        self.failed(error)
                 break
         finally:
-            self._feeding = False
+            self.feeding = False
 
-    def _hand_over(self, data: bytes) -> None:
-        """
-        A method llhttp does not know (any token is one, and a route may
-        export it) begins ``data``: Twisted's parser reads the connection
-        from here on.
-        """
-        self._twisted = True
-        HTTPChannel.dataReceived(self, data)
-
-    def _failed(self, error: Exception) -> None:
+    def failed(self, error: Exception) -> None:
         """The parser stopped on ``error``: answer it in its turn."""
-        if self._done:
+        if self.done:
             # Bytes after a request that closes the connection: ignored.
             return
-        self._done = True
+        self.done = True
         refusal = error.__context__
         if not isinstance(refusal, _Refused):
             if isinstance(error, httptools.HttpParserInvalidMethodError):
                 refusal = _Refused(501, "Method not implemented")
             else:
                 refusal = _Refused(400, "Malformed request")
-        if self._handlingRequest or self._queue:
-            self._queue.append(refusal)
+        if self.channel._handlingRequest or self.queue:
+            self._waiting().append(refusal)
         else:
-            self.answer_bad_request(refusal.status, refusal.message)
+            self.channel.answer_bad_request(refusal.status, refusal.message)
+
+    def _waiting(self) -> deque[_Message | _Refused]:
+        queue = self.queue
+        if queue is None:
+            queue = self.queue = deque()
+        return queue
 
     # The parser's callbacks (httptools' names).
 
     def on_message_begin(self) -> None:
-        if self._done:
+        if self.done:
             # After a request that closes the connection: stop here.
             raise _Refused(400, "Request after the connection's last")
-        self._between = False
-        self._begun += 1
-        self._url = b""
-        self._fields = []
-        self._length = 0
-        self._chunked = self._expect = False
-        self._connection_header = None
-        self._head_bytes = 0
-        self._in_head = True
-        if self._handlingRequest or self._queue:
-            queue = self._queue
+        self.between = False
+        self.begun += 1
+        self.url = b""
+        self.fields = []
+        self.length = 0
+        self.chunked = self.expect = False
+        self.connection_header = None
+        self.head_bytes = 0
+        self.in_head = True
+        if self.channel._handlingRequest or self.queue:
+            queue = self._waiting()
             if len(queue) >= MAX_QUEUED:
                 # Answer what is queued, then close (the rest is retried).
                 queue[-1].closes = True  # type: ignore[union-attr]
                 raise _Refused(400, "Too many pipelined requests")
-            message = self._message = _Message()
+            message = self.message = _Message()
             queue.append(message)
         else:
-            self._message = None
+            self.message = None
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD:
+        self.url += url
+        self.head_bytes += len(url)
+        if self.head_bytes > MAX_HEAD:
             raise _Refused(414, "Request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
+        if not self.in_head:
             return  # a trailer field: dropped
-        fields = self._fields
-        if len(fields) >= self.maxHeaders:
+        fields = self.fields
+        if len(fields) >= self.channel.maxHeaders:
             raise _Refused(400, "Too many header fields")
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > MAX_HEAD:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > MAX_HEAD:
             raise _Refused(431, "Request header fields too large")
         if value and value[-1] in _BLANKS:
             value = value.rstrip(b" \t")
         size = len(name)
         if size == 14 and name.lower() == b"content-length":
-            self._length = int(value)
+            self.length = int(value)
         elif size == 17 and name.lower() == b"transfer-encoding":
-            if self._chunked or value.lower() != b"chunked":
+            if self.chunked or value.lower() != b"chunked":
                 raise _Refused(400, "Unsupported transfer encoding")
-            self._chunked = True
-            self._length = None
+            self.chunked = True
+            self.length = None
         elif size == 10 and name.lower() == b"connection":
-            self._connection_header = value
+            self.connection_header = value
         elif size == 6 and name.lower() == b"expect":
-            self._expect = True
+            self.expect = True
         fields.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        parser = self._parser
+        self.in_head = False
+        parser = self.parser
         version = _VERSIONS.get(parser.get_http_version())
         if version is None:
             raise _Refused(400, "Malformed request")
         method = parser.get_method()
-        self._method, self._version = method, version
-        message = self._message
+        self.method, self.version = method, version
+        message = self.message
         if message is not None:
-            message.method, message.url, message.version = method, self._url, version
-            message.fields, message.length = self._fields, self._length
-            message.expect = self._expect
+            message.method, message.url, message.version = method, self.url, version
+            message.fields, message.length = self.fields, self.length
+            message.expect = self.expect
             return
-        request = self._live = self._begin(version, self._fields, self._length)
-        if self._expect and self._length != 0:
-            self._continue(request, version)
+        channel = self.channel
+        request = self.live = channel.begin(version, self.fields, self.length)
+        if self.expect and self.length != 0:
+            channel.invite_body(request, version)
 
     def on_body(self, body: bytes) -> None:
-        request = self._live
+        request = self.live
         if request is not None:
             request.handleContentChunk(body)
-        elif self._message is not None:
-            self._message.body.append(body)
+        elif self.message is not None:
+            self.message.body.append(body)
 
     def on_message_complete(self) -> None:
-        self._between = True
-        connection = self._connection_header
-        if self._version != b"HTTP/1.1" or (
+        self.between = True
+        connection = self.connection_header
+        if self.version != b"HTTP/1.1" or (
             connection is not None and b"close" in connection.lower().split(b" ")
         ):
             # Nothing after a request that closes the connection is read.
-            self._done = True
-        message = self._message
+            self.done = True
+        message = self.message
         if message is not None:
             message.complete = True
-            self._message = None
+            self.message = None
             return
-        request, self._live = self._live, None
+        request, self.live = self.live, None
         if request is None:
             return
-        self._handlingRequest = True
-        request.requestReceived(self._method, self._url, self._version)
+        self.channel._handlingRequest = True
+        request.requestReceived(self.method, self.url, self.version)
 
-    # The request.
+    # Waiting requests.
 
-    def _begin(
+    def resume(self) -> None:
+        """
+        Nothing is handled: start the next queued request, or parse the
+        bytes held meanwhile, until a request is being handled again.
+        """
+        channel = self.channel
+        self.resuming = True
+        try:
+            while not channel._handlingRequest and channel.persistent:
+                queue = self.queue
+                if queue:
+                    waiting = queue.popleft()
+                    if isinstance(waiting, _Refused):
+                        channel.answer_bad_request(waiting.status, waiting.message)
+                        return
+                    self.start(waiting)
+                    continue
+                if self.held and not self.done:
+                    data = b"".join(self.held)
+                    self.held, self.held_bytes = None, 0
+                    self.feed(data)
+                    continue
+                break
+        finally:
+            self.resuming = False
+
+    def start(self, message: _Message) -> None:
+        """Handle a queued request (or go on reading its body live)."""
+        version = message.version
+        if not version:
+            # Its head is still being read: it is read as any other.
+            self.message = None
+            return
+        channel = self.channel
+        request = channel.begin(version, message.fields, message.length)
+        if message.closes:
+            channel.persistent = False
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+        for chunk in message.body:
+            request.handleContentChunk(chunk)
+        message.body = []
+        if not message.complete:
+            # The rest of its body is still to come: straight to it.
+            self.method, self.version = message.method, version
+            self.live = request
+            self.message = None
+            if message.expect:
+                channel.invite_body(request, version)
+            return
+        channel._handlingRequest = True
+        request.requestReceived(message.method, message.url, version)
+
+
+class LlhttpChannel(OxianChannel):
+    """An `OxianChannel` parsing with llhttp (see the module docstring)."""
+
+    #: The read side (`_Reader`), made when bytes come.
+    _reader: _Reader | None = None
+    #: Twisted's parser reads the connection (`hand_over`).
+    _twisted = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._twisted:
+            HTTPChannel.dataReceived(self, data)
+            return
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = _Reader(self)
+        reader.received(data)
+        self._settle(reader)
+
+    def _settle(self, reader: _Reader) -> None:
+        """Drop the reader of a connection busy with nothing else to read."""
+        if self._handlingRequest and self._reader is reader and reader.idle():
+            self._reader = None
+            reader.parser = None
+
+    def hand_over(self, data: bytes) -> None:
+        """
+        A method llhttp does not know (any token is one, and a route may
+        export it) begins ``data``: Twisted's parser reads the connection
+        from here on.
+        """
+        self._twisted = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+        HTTPChannel.dataReceived(self, data)
+
+    def begin(
         self, version: bytes, fields: list[tuple[bytes, bytes]], length: int | None
     ) -> Any:
         """The request of a parsed head, as ``HTTPChannel`` builds it."""
@@ -385,7 +507,7 @@ class LlhttpChannel(OxianChannel):
         request.gotLength(length)
         return request
 
-    def _continue(self, request: Any, version: bytes) -> None:
+    def invite_body(self, request: Any, version: bytes) -> None:
         """
         ``Expect: 100-continue`` on an HTTP/1.1 request whose body is to
         come: invite it (unless ``gotLength`` refused it and dropped the
@@ -398,64 +520,15 @@ class LlhttpChannel(OxianChannel):
 
     def requestDone(self, request: Any) -> None:
         super().requestDone(request)  # type: ignore[no-untyped-call]
-        if self._twisted:
+        reader = self._reader
+        if self._twisted or reader is None:
             return
-        if not self._feeding and not self._resuming and self.persistent:
-            self._resume()
-
-    def _resume(self) -> None:
-        """
-        Nothing is handled: start the next queued request, or parse the
-        bytes held meanwhile, until a request is being handled again.
-        """
-        self._resuming = True
-        try:
-            while not self._handlingRequest and self.persistent:
-                queue = self._queue
-                if queue:
-                    waiting = queue.popleft()
-                    if isinstance(waiting, _Refused):
-                        self.answer_bad_request(waiting.status, waiting.message)
-                        return
-                    self._start(waiting)
-                    continue
-                if self._held and not self._done:
-                    data = b"".join(self._held)
-                    self._held, self._held_bytes = [], 0
-                    self._feed(data)
-                    continue
-                break
-        finally:
-            self._resuming = False
-
-    def _start(self, message: _Message) -> None:
-        """Handle a queued request (or go on reading its body live)."""
-        version = message.version
-        if not version:
-            # Its head is still being read: it is read as any other.
-            self._message = None
-            return
-        request = self._begin(version, message.fields, message.length)
-        if message.closes:
-            self.persistent = False
-            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-        for chunk in message.body:
-            request.handleContentChunk(chunk)
-        message.body = []
-        if not message.complete:
-            # The rest of its body is still to come: straight to it.
-            self._method, self._version = message.method, version
-            self._live = request
-            self._message = None
-            if message.expect:
-                self._continue(request, version)
-            return
-        self._handlingRequest = True
-        request.requestReceived(message.method, message.url, version)
+        if not reader.feeding and not reader.resuming and self.persistent:
+            reader.resume()
+            self._settle(reader)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._done = True
-        self._queue.clear()
-        self._held = []
-        self._live = self._message = None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         super().connectionLost(reason)  # type: ignore[no-untyped-call]

@@ -371,6 +371,26 @@ class LlhttpTests(_Connected):
             responses(transport.value()), [(200, b"slow"), (200, b'{"got":{"a":1}}')]
         )
 
+    def test_reader_dropped_while_handling(self) -> None:
+        """
+        A connection handling a request with nothing else to read keeps no
+        parser (an open stream's memory); the next request gets a new one.
+        """
+        connection, transport = self.connect()
+        connection.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = connection._inner._reader
+        self.assertIsNotNone(reader)
+        connection.dataReceived(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIsNone(connection._inner._reader)
+        self.assertIsNone(reader.parser)
+        self.clock.advance(1)
+        connection.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIsNotNone(connection._inner._reader)
+        self.assertEqual(
+            responses(transport.value()),
+            [(200, b"hello"), (200, b"slow"), (200, b"hello")],
+        )
+
     def test_control_characters_refused(self) -> None:
         """Field values are RFC 9110's: DEL and obsolete folding are 400s."""
         for raw in (
@@ -389,14 +409,14 @@ class LlhttpTests(_Connected):
         connection = site.buildProtocol(ADDRESS)
         connection.makeConnection(StringTransport(peerAddress=ADDRESS))
         inner = connection._inner
-        original = inner._begin
+        original = inner.begin
 
         def begin(*args: Any) -> Any:
             request = original(*args)
             seen.append(request.requestHeaders.getRawHeaders(b"x-value"))
             return request
 
-        inner._begin = begin
+        inner.begin = begin
         connection.dataReceived(
             b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Value: a b \t\r\n\r\n"
         )
