@@ -11,6 +11,11 @@ cannot; what it leaves out is the reactor and the kernel (``epoll``,
 install valgrind``). A script that prints numbers, not a test.
 
     python bench/request_cost.py [--requests 2000] [--against REV]
+                                 [--workload request|stream]
+
+``--workload stream`` counts instead a new connection opening an SSE
+stream that sends one event and stays open (``bench/sse.py``'s ``ready``
+mode, in-process): the connection rate's share of our code.
 
 Each row runs the program twice, with ``N`` requests and with none after
 the same 1,000 warm-up requests; the difference over ``N`` is the cost of a
@@ -75,6 +80,19 @@ if log != "off":
 site = app.site()
 # What wrk sends.
 raw = b"GET /hello HTTP/1.1\\r\\nHost: 127.0.0.1:8080\\r\\n\\r\\n"
+if sys.argv[5] == "stream":
+    # A new connection for each, opening a stream that sends one event and
+    # stays open (kept, as a client holding it would).
+    raw = b"GET /ready HTTP/1.1\\r\\nHost: 127.0.0.1:8080\\r\\n\\r\\n"
+    kept = []
+    for i in range(1000 + count):
+        connection = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        connection.makeConnection(Sink())
+        connection.dataReceived(raw)
+        kept.append(connection)
+        if i % 50 == 49:
+            clock.advance(0)
+    sys.exit(0)
 connections = []
 for _ in range(50):
     connection = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
@@ -91,8 +109,16 @@ def GET(data, ctx):
     return "hello"
 """
 
+#: The idle route of bench/sse.py's ``ready`` mode.
+READY = """
+def GET(data, ctx):
+    ctx.response.sse().send("ready", event="ready")
+"""
 
-def instructions(top: str, routes: str, parser: str, log: str, count: int) -> int:
+
+def instructions(
+    top: str, routes: str, parser: str, log: str, count: int, workload: str
+) -> int:
     """Instructions callgrind counts for the program with ``count`` requests."""
     out = subprocess.run(
         [
@@ -106,6 +132,7 @@ def instructions(top: str, routes: str, parser: str, log: str, count: int) -> in
             parser,
             log,
             str(count),
+            workload,
         ],
         capture_output=True,
         text=True,
@@ -118,21 +145,32 @@ def instructions(top: str, routes: str, parser: str, log: str, count: int) -> in
     return int(match.group(1).replace(",", ""))
 
 
-def per_request(top: str, routes: str, parser: str, log: str, count: int) -> float:
-    base = instructions(top, routes, parser, log, 0)
-    return (instructions(top, routes, parser, log, count) - base) / count
+def per_request(
+    top: str, routes: str, parser: str, log: str, count: int, workload: str
+) -> float:
+    base = instructions(top, routes, parser, log, 0, workload)
+    return (instructions(top, routes, parser, log, count, workload) - base) / count
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--against")
+    parser.add_argument(
+        "--workload",
+        choices=("request", "stream"),
+        default="request",
+        help="request: GET /hello on 50 kept-alive connections; stream: a new "
+        "connection for each, opening an SSE stream that sends one event",
+    )
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("needs valgrind (apt-get install valgrind)")
     routes = tempfile.mkdtemp(prefix="oxian-cost-")
     with open(os.path.join(routes, "hello.py"), "w") as f:
         f.write(ROUTE)
+    with open(os.path.join(routes, "ready.py"), "w") as f:
+        f.write(READY)
     rows = [
         (f"{parser}, log {log}", TOP, parser, log)
         for parser in ("llhttp", "twisted")
@@ -148,12 +186,15 @@ def main() -> None:
                     rows.append(
                         (f"{parser}, log {log} @ {args.against}", older, parser, log)
                     )
+        what = "GET /hello" if args.workload == "request" else "connection + stream"
         print(
-            f"GET /hello in-process, instructions per request (callgrind, "
-            f"{args.requests} requests after 1,000)"
+            f"{what} in-process, instructions each (callgrind, "
+            f"{args.requests} after 1,000)"
         )
         for name, top, parser_name, log in rows:
-            cost = per_request(top, routes, parser_name, log, args.requests)
+            cost = per_request(
+                top, routes, parser_name, log, args.requests, args.workload
+            )
             print(f"{name:<40}{cost:>12,.0f}")
     finally:
         shutil.rmtree(routes, ignore_errors=True)
