@@ -80,10 +80,11 @@ if log != "off":
 site = app.site()
 # What wrk sends.
 raw = b"GET /hello HTTP/1.1\\r\\nHost: 127.0.0.1:8080\\r\\n\\r\\n"
-if sys.argv[5] == "stream":
+if sys.argv[5] in ("stream", "hub-stream"):
     # A new connection for each, opening a stream that sends one event and
     # stays open (kept, as a client holding it would).
-    raw = b"GET /ready HTTP/1.1\\r\\nHost: 127.0.0.1:8080\\r\\n\\r\\n"
+    path = b"/ready" if sys.argv[5] == "stream" else b"/hub-ready"
+    raw = b"GET " + path + b" HTTP/1.1\\r\\nHost: 127.0.0.1:8080\\r\\n\\r\\n"
     kept = []
     for i in range(1000 + count):
         connection = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
@@ -109,10 +110,14 @@ def GET(data, ctx):
     return "hello"
 """
 
-#: The idle route of bench/sse.py's ``ready`` mode.
+#: The idle routes of bench/sse.py's ``ready`` mode: the seed's, the hub's.
 READY = """
 def GET(data, ctx):
     ctx.response.sse().send("ready", event="ready")
+"""
+HUB_READY = """
+def GET(data, ctx):
+    ctx.response.sse(channels=["idle"]).send("ready", event="ready")
 """
 
 
@@ -158,10 +163,11 @@ def main() -> None:
     parser.add_argument("--against")
     parser.add_argument(
         "--workload",
-        choices=("request", "stream"),
+        choices=("request", "stream", "hub-stream"),
         default="request",
         help="request: GET /hello on 50 kept-alive connections; stream: a new "
-        "connection for each, opening an SSE stream that sends one event",
+        "connection for each, opening an SSE stream that sends one event; "
+        "hub-stream: the same stream subscribed to a hub channel",
     )
     args = parser.parse_args()
     if not shutil.which("valgrind"):
@@ -171,6 +177,8 @@ def main() -> None:
         f.write(ROUTE)
     with open(os.path.join(routes, "ready.py"), "w") as f:
         f.write(READY)
+    with open(os.path.join(routes, "hub-ready.py"), "w") as f:
+        f.write(HUB_READY)
     rows = [
         (f"{parser}, log {log}", TOP, parser, log)
         for parser in ("llhttp", "twisted")
@@ -186,7 +194,11 @@ def main() -> None:
                     rows.append(
                         (f"{parser}, log {log} @ {args.against}", older, parser, log)
                     )
-        what = "GET /hello" if args.workload == "request" else "connection + stream"
+        what = {
+            "request": "GET /hello",
+            "stream": "connection + stream",
+            "hub-stream": "connection + hub stream",
+        }[args.workload]
         print(
             f"{what} in-process, instructions each (callgrind, "
             f"{args.requests} after 1,000)"
