@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -35,6 +36,13 @@ HOSTILE_ROUTES = {
     "hostile/hello.py": """
         def GET(data, ctx):
             return "hello"
+    """,
+    "hostile/later.py": """
+        async def GET(data, ctx):
+            # Handled a little later (a timer of the server's own): the
+            # requests pipelined behind it must wait their turn.
+            await ctx.sleep(0.05)
+            return "later"
     """,
     "hostile/echo.py": """
         def POST(data, ctx):
@@ -466,6 +474,44 @@ class HostileInputTests(SynchronousTestCase):
                 response = self.request("GET", path)
                 self.assertIn(response.status, (403, 404), response)
 
+    def test_23_pipelined(self) -> None:
+        """
+        A hundred requests pipelined in one write behind one that takes a
+        while: answered in order. Twisted's parser answers all; llhttp's
+        answers the first 33 (the one handled, 32 queued), then closes, the
+        client retrying the rest (RFC 9112 §9.3.2).
+        """
+        hello = b"GET /hostile/hello HTTP/1.1\r\nHost: x\r\n\r\n"
+        with self.connect() as sock:
+            sock.sendall(
+                b"GET /hostile/later HTTP/1.1\r\nHost: x\r\n\r\n" + hello * 100
+            )
+            if self.server_class.parser == "twisted":
+                raw = _read_responses(sock, 101)
+            else:
+                raw = _read_all(sock)
+        bodies = re.findall(rb"HTTP/1.1 (\d+) .*?\r\n\r\n(later|hello)", raw, re.S)
+        expected = 101 if self.server_class.parser == "twisted" else 33
+        self.assertEqual(
+            bodies, [(b"200", b"later")] + [(b"200", b"hello")] * (expected - 1)
+        )
+
+    def test_24_pipelined_flood(self) -> None:
+        """
+        20,000 requests pipelined as fast as the client can send, read while
+        it sends: all answered in order; the server stops reading while its
+        answers wait (its memory is checked in test_99).
+        """
+        count = 20_000
+        hello = b"GET /hostile/hello HTTP/1.1\r\nHost: x\r\n\r\n"
+        with self.connect() as sock:
+            sender = threading.Thread(target=sock.sendall, args=(hello * count,))
+            sender.start()
+            raw = _read_responses(sock, count)
+            sender.join()
+        self.assertEqual(raw.count(b"HTTP/1.1 200 OK\r\n"), count)
+        self.assertEqual(raw.count(b"\r\n\r\nhello"), count)
+
     # Afterwards.
 
     def test_99_still_well(self) -> None:
@@ -496,6 +542,17 @@ class TwistedParserHostileInputTests(HostileInputTests):
     """The same inputs, with HTTP/1.1 parsed by Twisted's parser."""
 
     server_class = _TwistedServer
+
+
+def _read_responses(sock: socket.socket, count: int) -> bytes:
+    """Read until ``count`` complete responses of ``hello`` or ``later``."""
+    received = b""
+    while received.count(b"\r\n\r\nhello") + received.count(b"\r\n\r\nlater") < count:
+        data = sock.recv(65536)
+        if not data:
+            break
+        received += data
+    return received
 
 
 def _read_all(sock: socket.socket) -> bytes:
