@@ -420,6 +420,7 @@ class OxianConnection:
         request_id = new_request_id()
         peer = getattr(self.transport.getPeer(), "host", "-")
         self._log.info(log_format, peer=peer, request_id=request_id, **fields)
+        self._flush_inner()
         self.transport.write(
             closing_response(status, message, {"X-Request-Id": request_id})
         )
@@ -448,6 +449,7 @@ class OxianConnection:
         deadline).
         """
         transport = self.transport
+        self._flush_inner()
         self.closing(stop_reading=stop_reading)
         # As HTTPChannel.loseConnection does: a producer the transport
         # paused would otherwise be resumed instead of the close (and TLS
@@ -468,9 +470,16 @@ class OxianConnection:
             # GOAWAY, then close once the streams in flight have ended.
             self._h2._close_when_idle(transport.loseConnection)
             return d
+        self._flush_inner()
         transport.unregisterProducer()
         transport.loseConnection()
         return d
+
+    def _flush_inner(self) -> None:
+        """What the HTTP/1.1 channel wrote this turn leaves first."""
+        flush = getattr(self._inner, "flush_pending", None)
+        if flush is not None:
+            flush()
 
     def _abort(self) -> None:
         if self.phase is not _P.CLOSING:

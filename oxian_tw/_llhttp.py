@@ -515,6 +515,7 @@ class LlhttpChannel(OxianChannel):
         """
         expect = request.requestHeaders.getRawHeaders(b"expect")
         if version == b"HTTP/1.1" and expect and expect[0].lower() == b"100-continue":
+            self.flush_pending()
             transport: Any = self.transport
             transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -531,4 +532,4 @@ class LlhttpChannel(OxianChannel):
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
-        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+        super().connectionLost(reason)

@@ -543,6 +543,14 @@ class Stream:
                 parts.append(b"\r\n")
         request.sentLength += size
         direct = self._direct
+        if direct is not None:
+            # The head, or a response before this one, may wait for the end
+            # of the turn in the channel (`oxian_tw._channel.TurnWrites`):
+            # it goes first, in the same send.
+            take = getattr(request.channel, "take_pending", None)
+            pending = take() if take is not None else None
+            if pending:
+                parts = pending + parts
         if direct is None or not direct.send(parts):
             if self._joined:
                 request.channel.write(b"".join(parts))

@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, getChildForRequest
 from twisted.web.server import Request, Site
 
-from ._channel import OxianChannel
+from ._channel import OxianChannel, TurnWrites
 from ._connection import WAITING, OxianConnection, Phase, Timeouts
 from ._cors import CorsPolicy
 from ._deadlines import Deadlines
@@ -162,6 +162,8 @@ class OxianSite(Site):
         self.body_deadlines: Deadlines[str] = Deadlines(
             self.reactor, {BODY: timeouts.body}
         )
+        #: The end of the turn for plain TCP connections' writes.
+        self.turn_writes = TurnWrites(self.reactor)
         #: Open connections by their transport.
         self._connections: dict[Any, OxianConnection] = {}
 

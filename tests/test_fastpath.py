@@ -150,6 +150,7 @@ class _CountingSocket:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self.sendmsg_calls = 0
+        self.head_calls = 0
 
     def sendmsg(self, parts: list[bytes]) -> int:
         self.sendmsg_calls += 1
@@ -210,8 +211,10 @@ class BothWaysTests(SynchronousTestCase):
         protocol.makeConnection(connection)
         protocol.dataReceived(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
         reactor.advance(0)
-        # The head is in the transport's buffer: its doWrite sends it.
+        # The head left when its turn ended (oxian_tw._channel.TurnWrites:
+        # straight to the socket, or through the transport's doWrite).
         connection.doWrite()
+        counting.head_calls = counting.sendmsg_calls
         # A second later, two events in one turn; then whatever the
         # transport holds, as its next doWrite would send it.
         reactor.advance(1)
@@ -233,7 +236,8 @@ class BothWaysTests(SynchronousTestCase):
         """Both events leave in one ``sendmsg``, framed as one chunk."""
         received, counting, _ = self.serve()
         self.assertEqual(self.body(received), b"16\r\ndata: one\n\ndata: two\n\n\r\n")
-        self.assertEqual(counting.sendmsg_calls, 1)
+        self.assertEqual(counting.head_calls, 1)
+        self.assertEqual(counting.sendmsg_calls - counting.head_calls, 1)
 
     def test_public_path(self) -> None:
         """Without the check, the same bytes go through the transport."""
@@ -280,3 +284,95 @@ class UnsentTests(SynchronousTestCase):
     def test_unknown_is_zero(self) -> None:
         self.patch(_fastpath, "DIRECT", False)
         self.assertEqual(_fastpath.unsent_bytes(object()), 0)
+
+
+TURN_ROUTES = {
+    "hello.py": """
+        def GET(data, ctx):
+            return "hello"
+    """,
+    "echo.py": """
+        def POST(data, ctx):
+            return {"got": data}
+    """,
+}
+
+
+class TurnWritesTests(SynchronousTestCase):
+    """
+    `oxian_tw._channel.TurnWrites`: on plain TCP, what a connection writes in
+    a reactor turn leaves when the turn ends, in one ``sendmsg``; before any
+    other write to the transport and before a close.
+    """
+
+    #: ``--http-parser``.
+    parser = "llhttp"
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        app = OxianApp(
+            make_tree(self.mktemp(), TURN_ROUTES),
+            reactor=self.reactor,
+            config={"http-parser": self.parser},
+        )
+        server, self.client = tcp_pair()
+        self.addCleanup(server.close)
+        self.addCleanup(self.client.close)
+        self.counting = _CountingSocket(server)
+        self.protocol = app.site().buildProtocol(None)
+        self.connection = _Connection(server, self.protocol, self.reactor)
+        self.connection.socket = self.counting  # type: ignore[assignment]
+        self.connection.connected = 1
+        self.protocol.makeConnection(self.connection)
+
+    def received(self) -> bytes:
+        self.client.setblocking(False)
+        received = b""
+        try:
+            while chunk := self.client.recv(65536):
+                received += chunk
+        except BlockingIOError:
+            pass
+        return received
+
+    def test_when_the_turn_ends(self) -> None:
+        """Two pipelined answers: nothing until the turn ends, then one send."""
+        hello = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+        self.protocol.dataReceived(hello * 2)
+        self.assertEqual(self.counting.sendmsg_calls, 0)
+        self.reactor.advance(0)
+        self.assertEqual(self.counting.sendmsg_calls, 1)
+        self.assertEqual(self.received().count(b"\r\n\r\nhello"), 2)
+
+    def test_before_a_close(self) -> None:
+        """An HTTP/1.0 answer is sent before the connection closes."""
+        self.protocol.dataReceived(b"GET /hello HTTP/1.0\r\nHost: x\r\n\r\n")
+        self.assertTrue(self.connection.disconnecting)
+        self.connection.doWrite()
+        self.assertTrue(self.received().endswith(b"\r\n\r\nhello"))
+
+    def test_before_100_continue(self) -> None:
+        """A pipelined answer goes before the next request's 100 Continue."""
+        self.protocol.dataReceived(
+            b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
+        self.connection.doWrite()
+        received = self.received()
+        self.assertLess(received.index(b"hello"), received.index(b"100 Continue"))
+
+    def test_before_a_refusal(self) -> None:
+        """A pipelined answer goes before a malformed request's 400."""
+        self.protocol.dataReceived(
+            b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/9.9\r\n\r\n"
+        )
+        self.connection.doWrite()
+        received = self.received()
+        self.assertLess(received.index(b"hello"), received.index(b" 400 "))
+
+
+class TwistedParserTurnWritesTests(TurnWritesTests):
+    """The same, with Twisted's parser."""
+
+    parser = "twisted"
