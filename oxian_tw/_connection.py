@@ -292,6 +292,10 @@ class OxianConnection:
         """
         if unsent_lost and self._h2 is None:
             unsent = unsent_bytes(self.transport)
+            pending = getattr(self._inner, "pending_size", None)
+            if pending is not None:
+                # What waits for the turn's end in the channel is unsent too.
+                unsent += pending()
             requests = getattr(self._inner, "requests", None)
             if unsent and requests:
                 request = requests[0]
