@@ -62,9 +62,12 @@ ROUTES = {
         async def GET(data, ctx):
             VAR.set(ctx.request_id)
             loop = asyncio.get_running_loop()
-            # Each kind of wait, for no time: asyncio's own sleep, the app
+            # Each kind of wait, for no time: an asyncio task, the app
             # clock's Deferred, a timer of the loop.
-            await asyncio.sleep(0)
+            async def nothing():
+                return None
+
+            await asyncio.get_running_loop().create_task(nothing())
             await ctx.sleep(0)
             future = loop.create_future()
             loop.call_later(0, future.set_result, 7)

@@ -69,12 +69,16 @@ class DriveTests(SynchronousTestCase):
         self.assertEqual(_VAR.get(), "unset")
 
     def test_asyncio_names_the_fix(self) -> None:
-        """``asyncio.sleep`` without the asyncio reactor: the fix, named."""
+        """
+        An asyncio call (it asks for the running loop, as asyncio's timers
+        and every asyncio library do) without the asyncio reactor: the fix,
+        named.
+        """
 
-        async def sleeps() -> None:
-            await asyncio.sleep(0.1)
+        async def waits() -> None:
+            await asyncio.get_running_loop().create_future()
 
-        failure = self.failureResultOf(drive(sleeps()), AsyncioReactorRequired)
+        failure = self.failureResultOf(drive(waits()), AsyncioReactorRequired)
         self.assertIn("twistd -r asyncio", str(failure.value))
         self.assertIn("no running event loop", str(failure.value.__cause__))
 
@@ -95,7 +99,8 @@ class HandlerTests(RoutesTestCase):
             import asyncio
 
             async def GET(data, ctx):
-                await asyncio.sleep(0.1)
+                # What asyncio's timers and libraries ask first.
+                await asyncio.get_running_loop().create_future()
                 return "slept"
         """,
     }
