@@ -231,6 +231,7 @@ class OxianApp:
             trusted_proxies=self.trusted_proxies,
             routes_root=root is None,
             http_parser=self.settings.http_parser,
+            turn_end=self._flusher,
             connection_limit=(
                 None
                 if self.rate_limits.connections is None

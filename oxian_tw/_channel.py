@@ -56,7 +56,7 @@ class OxianChannel(HTTPChannel):
     _held_head: bytes | None = None
     #: Direct socket writes (`DirectWriter`); ``False``: not asked yet.
     _direct: DirectWriter | None | bool = False
-    #: What this turn wrote, sent when the turn ends (`TurnWrites`).
+    #: What this turn wrote, sent when the turn ends (`_turn_ended`).
     _pending: list[bytes] | None = None
 
     def writeHeaders(
@@ -121,14 +121,18 @@ class OxianChannel(HTTPChannel):
             transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
             return
         # Plain TCP: the turn's writes leave together when the turn ends,
-        # straight to the socket (`TurnWrites`).
-        turn_writes = getattr(getattr(self, "site", None), "turn_writes", None)
-        if turn_writes is None:
-            if not direct.send(parts):  # type: ignore[union-attr]
-                transport.write(b"".join(parts))
-            return
+        # straight to the socket (the site's end of the turn, the streams'
+        # own: `oxian_tw._producer.Flusher`). Sending them at once instead
+        # was slower: 54.9 against 47.8 us of server CPU a plain request,
+        # each send waking the client in the middle of the turn; at the
+        # turn's end, 42.4 against 53.9 us (bench/plain_get.py, issue 33).
         self._pending = list(parts)
-        turn_writes.add(self)
+        site: Any = getattr(self, "site", None)
+        site.turn_end.add(self)
+
+    def _turn_ended(self, now: float) -> None:
+        """The reactor turn in which this connection wrote is ending."""
+        self.flush_pending()
 
     def flush_pending(self) -> None:
         """Send what this turn wrote now (before any other write or a close)."""
@@ -208,46 +212,6 @@ class OxianChannel(HTTPChannel):
         if connection is not None:
             connection.closing()
         self.loseConnection()
-
-
-class TurnWrites:
-    """
-    The end of the reactor turn for a site's plain TCP connections: a
-    response written whole at once (a plain response's head and body, and
-    whatever the connection writes after it in the turn) is sent then,
-    straight to its socket (`oxian_tw._fastpath.DirectWriter`), from one
-    ``callLater(0)``. Streams keep their own path (their events leave at
-    the turn's end already); the head of a stream is written at once: an
-    open stream kept the channel's writer otherwise (+0.8 KiB a stream
-    measured).
-
-    Responses then leave after the turn's reads were all served, each
-    without the transport's round trip (an ``epoll_ctl`` to watch for
-    writability, a wake-up and its dispatch, an ``epoll_ctl`` to stop):
-    42.4 against 53.9 us of server CPU a plain request, 1.27x the rate
-    (bench/plain_get.py, wrk -t2 -c50, 5 rounds). Sending each at once
-    instead was slower (54.9 against 47.8 us): it woke the client in the
-    middle of the turn.
-    """
-
-    __slots__ = ("_reactor", "_channels", "_call")
-
-    def __init__(self, reactor: Any) -> None:
-        self._reactor = reactor
-        self._channels: list[OxianChannel] = []
-        self._call: Any = None
-
-    def add(self, channel: OxianChannel) -> None:
-        """Send what ``channel`` writes this turn when the turn ends."""
-        self._channels.append(channel)
-        if self._call is None:
-            self._call = self._reactor.callLater(0, self._run)
-
-    def _run(self) -> None:
-        self._call = None
-        channels, self._channels = self._channels, []
-        for channel in channels:
-            channel.flush_pending()
 
 
 if BAD_REQUEST_HOOK:

@@ -135,9 +135,12 @@ HEAD_SENT = _HeadSent()
 
 class Flusher:
     """
-    The end of the reactor turn for an app's streams: each stream written
-    during the turn sends what it holds, in one piece, from one
-    ``callLater(0)`` (which runs before the reactor next waits for I/O).
+    The end of the reactor turn for an app's streams and connections:
+    each stream written during the turn sends what it holds, in one piece,
+    and each plain TCP connection what it wrote
+    (`oxian_tw._channel.OxianChannel`), in the order they were written,
+    from one ``callLater(0)`` (which runs before the reactor next waits
+    for I/O).
 
     :param clock: returns the clock to schedule on (resolved late).
     """
@@ -544,8 +547,8 @@ class Stream:
         request.sentLength += size
         direct = self._direct
         if direct is not None:
-            # The head, or a response before this one, may wait for the end
-            # of the turn in the channel (`oxian_tw._channel.TurnWrites`):
+            # A response before this one may wait for the end of the turn
+            # in the channel (`oxian_tw._channel.OxianChannel._turn_ended`):
             # it goes first, in the same send.
             take = getattr(request.channel, "take_pending", None)
             pending = take() if take is not None else None

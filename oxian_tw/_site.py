@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, getChildForRequest
 from twisted.web.server import Request, Site
 
-from ._channel import OxianChannel, TurnWrites
+from ._channel import OxianChannel
 from ._connection import WAITING, OxianConnection, Phase, Timeouts
 from ._cors import CorsPolicy
 from ._deadlines import Deadlines
@@ -41,6 +41,7 @@ from ._errors import HttpError, closing_response
 from ._h2 import H2
 from ._host import host_problem
 from ._llhttp import LLHTTP, LlhttpChannel
+from ._producer import Flusher
 from ._ratelimit import too_many
 from ._request import BODY, OxianRequest
 from ._requestid import NO_PROXIES, TrustedProxies
@@ -99,6 +100,8 @@ class OxianSite(Site):
         resource is looked up (a bad ``Host``) with an error; without it
         such requests are served as they come.
     :param routes_root: ``resource`` is the app's route tree itself.
+    :param turn_end: the end of the reactor turn (the app's
+        `oxian_tw._producer.Flusher`); a site of its own otherwise.
     :param http_parser: ``"llhttp"`` (`oxian_tw._llhttp.LlhttpChannel`,
         where it can be used) or ``"twisted"`` (Twisted's parser).
     :param connection_limit: ``--rate-connections``: takes a token for a
@@ -128,6 +131,7 @@ class OxianSite(Site):
         routes_root: bool = False,
         connection_limit: Callable[[str], float] | None = None,
         http_parser: str = "llhttp",
+        turn_end: Flusher | None = None,
         **kwargs: Any,
     ) -> None:
         # No Twisted idle timer per connection: every phase has a deadline
@@ -162,8 +166,9 @@ class OxianSite(Site):
         self.body_deadlines: Deadlines[str] = Deadlines(
             self.reactor, {BODY: timeouts.body}
         )
-        #: The end of the turn for plain TCP connections' writes.
-        self.turn_writes = TurnWrites(self.reactor)
+        #: The end of the reactor turn, when what plain TCP connections
+        #: wrote leaves (the app's, shared with its streams).
+        self.turn_end = Flusher(lambda: self.reactor) if turn_end is None else turn_end
         #: Open connections by their transport.
         self._connections: dict[Any, OxianConnection] = {}
 

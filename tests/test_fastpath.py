@@ -296,7 +296,8 @@ TURN_ROUTES = {
 
 class TurnWritesTests(SynchronousTestCase):
     """
-    `oxian_tw._channel.TurnWrites`: on plain TCP, what a connection writes in
+    `oxian_tw._channel.OxianChannel` at the end of the turn (the app's
+    `Flusher`): on plain TCP, what a connection writes in
     a reactor turn leaves when the turn ends, in one ``sendmsg``; before any
     other write to the transport and before a close.
     """
