@@ -38,6 +38,18 @@ BAD_REQUEST_HOOK: bool = callable(
 _log = Logger(namespace="oxian_tw.channel")
 
 
+def _head(version: bytes, code: bytes, reason: bytes, headers: Headers) -> bytes:
+    """A response head, as one piece."""
+    # Twisted hands the head's 20-odd pieces to ``writeSequence``, which
+    # checks and counts each; one joined piece is one check.
+    head = [version, b" ", code, b" ", reason, b"\r\n"]
+    for name, values in headers.getAllRawHeaders():
+        for value in values:
+            head += (name, b": ", value, b"\r\n")
+    head.append(b"\r\n")
+    return b"".join(head)
+
+
 class OxianChannel(HTTPChannel):
     """
     An HTTP/1.1 connection's protocol in an `OxianSite` (see the module
@@ -66,17 +78,20 @@ class OxianChannel(HTTPChannel):
             # Pairs: Twisted's own path sanitizes them into ``Headers``.
             super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
             return
-        # Twisted hands the head's 20-odd pieces to ``writeSequence``, which
-        # checks and counts each; one joined piece is one check.
-        head = [version, b" ", code, b" ", reason, b"\r\n"]
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                head += (name, b": ", value, b"\r\n")
-        head.append(b"\r\n")
+        head = _head(version, code, reason, headers)
         if self.holding_head:
-            self._held_head = b"".join(head)
+            self._held_head = head
             return
-        self._send([b"".join(head)])
+        self._send([head])
+
+    def write_response(
+        self, version: bytes, code: bytes, reason: bytes, headers: Headers, body: bytes
+    ) -> None:
+        """
+        Write a whole response, its head and then ``body`` (its framing
+        already in ``headers``), as a response's first write: in one piece.
+        """
+        self._send_first([_head(version, code, reason, headers), body])
 
     def release_head(self) -> None:
         """Send the response head held back, if it is still held."""
@@ -106,13 +121,22 @@ class OxianChannel(HTTPChannel):
         if pending is not None:
             pending += parts
             return
-        transport: Any = self.transport
         if not self.holding_head:
             # Not a response's first write (a stream's head, its events, an
             # answer written piece by piece): as Twisted writes. (Streams
             # send their events themselves, at the turn's end.)
+            transport: Any = self.transport
             transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
             return
+        self._send_first(parts)
+
+    def _send_first(self, parts: list[bytes]) -> None:
+        """Send a response's first write (its head and first bytes)."""
+        pending = self._pending
+        if pending is not None:
+            pending += parts
+            return
+        transport: Any = self.transport
         direct = self._direct
         if direct is False:
             direct = self._direct = DirectWriter.for_transport(transport)

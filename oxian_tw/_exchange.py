@@ -590,7 +590,11 @@ class Exchange:
             request.responseHeaders.setRawHeaders(
                 b"Content-Length", [b"%d" % len(payload)]
             )
-            request.write(payload)
+            write_whole = getattr(request, "write_whole", None)
+            if write_whole is not None:
+                write_whole(payload)
+            else:
+                request.write(payload)
         request.finish()
         started, self._started = self._started, None
         self.app._request_ended(self, started, "complete")

@@ -24,7 +24,7 @@ from urllib.parse import unquote_to_bytes as unquote
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES, HTTPChannel, datetimeToString
+from twisted.web.http import NO_BODY_CODES, RESPONSES, HTTPChannel, datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from twisted.web.server import version as server_version
@@ -38,7 +38,7 @@ from ._requestid import NO_PROXIES, request_ids
 if TYPE_CHECKING:
     from ._site import OxianSite
 
-__all__ = ("HttpDate", "OxianRequest")
+__all__ = ("WHOLE_WRITE", "HttpDate", "OxianRequest")
 
 #: The one kind of deadline a request has.
 BODY = "request body"
@@ -66,6 +66,24 @@ class HttpDate:
 
 
 _http_date = HttpDate()
+
+
+def _twisted_request_state() -> bool:
+    """
+    Whether Twisted's ``Request`` keeps, as `OxianRequest.write_whole`
+    reads them, the three private facts its first ``write`` consults: the
+    client left (``_disconnected``), a ``HEAD`` rendered as ``GET``
+    (``_inFakeHead``), a body encoder (``_encoder``).
+    """
+    missing = object()
+    defaults = {"_disconnected": False, "_inFakeHead": False, "_encoder": None}
+    return all(
+        getattr(Request, name, missing) is value for name, value in defaults.items()
+    )
+
+
+#: Whether `OxianRequest.write_whole` writes a whole response itself.
+WHOLE_WRITE: bool = _twisted_request_state()
 
 
 class OxianRequest(Request):
@@ -193,6 +211,41 @@ class OxianRequest(Request):
         finally:
             channel.holding_head = False
             channel.release_head()
+
+    def write_whole(self, body: bytes) -> None:
+        """
+        Write ``body`` as the whole response, its ``Content-Length`` set: what
+        the first ``write`` does (the default ``Content-Type``, the head),
+        in one piece to the channel, for the plain case (an `OxianChannel`,
+        a body to send, no cookies, ``ETag`` or ``Last-Modified`` by
+        attribute, no encoder); any other, through ``write``.
+        """
+        channel = self.channel
+        if (
+            not WHOLE_WRITE
+            or self.startedWriting
+            or not isinstance(channel, OxianChannel)
+            or self.method == b"HEAD"
+            or self.code in NO_BODY_CODES
+            or self._disconnected
+            or self._inFakeHead
+            or self._encoder is not None
+            or self.cookies
+            or self.lastModified is not None
+            or self.etag is not None
+            or self.finished
+        ):
+            self.write(body)
+            return
+        headers = self.responseHeaders
+        content_type = self.defaultContentType
+        if body and content_type is not None and not headers.hasHeader(b"content-type"):
+            headers.setRawHeaders(b"Content-Type", [content_type])
+        self.startedWriting = 1
+        self.sentLength = len(body)
+        channel.write_response(
+            self.clientproto, b"%d" % self.code, self.code_message, headers, body
+        )
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         if message is None and code not in RESPONSES:

@@ -15,12 +15,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel, datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.resource import EncodingResourceWrapper, Resource
-from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Site
+from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request, Site
 from zope.interface import implementer
 
-from oxian_tw import _site
+from oxian_tw import _request, _site
 from oxian_tw._channel import OxianChannel
-from oxian_tw._request import HttpDate
+from oxian_tw._request import HttpDate, OxianRequest
 
 from .helpers import RoutesTestCase
 
@@ -239,6 +239,107 @@ class ChannelTests(RoutesTestCase):
         self.assertEqual(site.acceptableProtocols(), [b"h2", b"http/1.1"])
         self.patch(_site, "H2", False)
         self.assertEqual(site.acceptableProtocols(), [b"http/1.1"])
+
+
+class WholeWriteTests(SynchronousTestCase):
+    """
+    `OxianRequest.write_whole` (a plain response's one write) sends what
+    Twisted's ``Request.write`` does, byte for byte, in one write; the
+    cases it leaves to ``write`` (``HEAD``, a status without a body,
+    cookies, ``Last-Modified``...) and a Twisted without the state it reads
+    (`WHOLE_WRITE` false) go through ``write``.
+    """
+
+    #: (name, method, version, status, body, what is set before the write)
+    CASES: Any = (
+        ("plain", b"GET", b"HTTP/1.1", 200, b"hello", {}),
+        ("empty", b"GET", b"HTTP/1.1", 200, b"", {}),
+        ("typed", b"POST", b"HTTP/1.1", 201, b"{}", {"type": b"application/json"}),
+        ("no default type", b"GET", b"HTTP/1.1", 200, b"x", {"default": None}),
+        ("HTTP/1.0", b"GET", b"HTTP/1.0", 200, b"hello", {}),
+        ("unknown status", b"GET", b"HTTP/1.1", 422, b"no", {}),
+        ("HEAD", b"HEAD", b"HTTP/1.1", 200, b"hello", {}),
+        ("no body status", b"GET", b"HTTP/1.1", 304, b"", {}),
+        ("cookie", b"GET", b"HTTP/1.1", 200, b"hello", {"cookie": True}),
+        ("last modified", b"GET", b"HTTP/1.1", 200, b"hello", {"modified": True}),
+        ("etag", b"GET", b"HTTP/1.1", 200, b"hello", {"etag": True}),
+    )
+
+    def respond(self, case: Any, whole: bool) -> tuple[list[bytes], Any]:
+        _, method, version, status, body, setup = case
+        transport = _CountingTransport()
+        channel = OxianChannel()
+        channel.makeConnection(transport)
+        request = OxianRequest(channel)
+        channel.requests.append(request)
+        request.method, request.clientproto = method, version
+        request.setResponseCode(status)
+        if "default" in setup:
+            request.defaultContentType = setup["default"]
+        if "type" in setup:
+            request.setHeader(b"Content-Type", setup["type"])
+        if setup.get("cookie"):
+            request.addCookie(b"a", b"b")
+        if setup.get("modified"):
+            request.setLastModified(0)
+        if setup.get("etag"):
+            request.setETag(b"e1")
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        if whole:
+            request.write_whole(body)
+        else:
+            request.write(body)
+        request.finish()
+        return transport.writes, request
+
+    def test_as_write_sends(self) -> None:
+        """Each case: the same bytes and request state as ``write``."""
+        for case in self.CASES:
+            with self.subTest(case[0]):
+                ours, request = self.respond(case, whole=True)
+                theirs, reference = self.respond(case, whole=False)
+                self.assertEqual(b"".join(ours), b"".join(theirs))
+                self.assertEqual(
+                    (request.sentLength, request.startedWriting),
+                    (reference.sentLength, reference.startedWriting),
+                )
+                if case[0] in ("plain", "typed", "HTTP/1.0", "unknown status"):
+                    self.assertEqual(len(ours), 1)
+
+    def test_plain_write_is_its_own(self) -> None:
+        """The plain case does not go through ``write`` (the point of it)."""
+        self.patch(OxianRequest, "write", lambda self, data: self.fail("write"))
+        writes, _ = self.respond(self.CASES[0], whole=True)
+        self.assertTrue(writes[0].endswith(b"\r\n\r\nhello"))
+
+    def test_without_twisted_state(self) -> None:
+        """
+        A ``Request`` without the private state read here: the check at
+        import says so, and every case goes through ``write``, the same bytes.
+        """
+        self.patch(Request, "_inFakeHead", None)
+        self.assertFalse(_request._twisted_request_state())
+        self.patch(_request, "WHOLE_WRITE", False)
+        calls = []
+        original = OxianRequest.write
+
+        def write(request: Any, data: bytes) -> None:
+            calls.append(data)
+            original(request, data)
+
+        self.patch(OxianRequest, "write", write)
+        for case in self.CASES:
+            with self.subTest(case[0]):
+                del calls[:]
+                ours, _ = self.respond(case, whole=True)
+                self.assertEqual(calls, [case[4]])
+                theirs, _ = self.respond(case, whole=False)
+                self.assertEqual(b"".join(ours), b"".join(theirs))
+
+    def test_state_checked(self) -> None:
+        """The installed Twisted has the state (else the fallback runs here)."""
+        self.assertTrue(_request._twisted_request_state())
+        self.assertTrue(_request.WHOLE_WRITE)
 
 
 @implementer(IPushProducer)
