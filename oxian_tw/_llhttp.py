@@ -67,6 +67,7 @@ from twisted.web.iweb import INonQueuedRequestFactory
 from ._channel import OxianChannel
 from ._connection import MAX_HEAD
 from ._headers import add_fields
+from ._request import OxianRequest
 
 try:
     import httptools
@@ -133,6 +134,7 @@ class _Message:
         "body",
         "complete",
         "closes",
+        "connection",
     )
 
     def __init__(self) -> None:
@@ -145,6 +147,7 @@ class _Message:
         self.body: list[bytes] = []
         self.complete = False
         self.closes = False
+        self.connection: bytes | None = None
 
 
 class _Reader:
@@ -368,9 +371,12 @@ class _Reader:
             message.method, message.url, message.version = method, self.url, version
             message.fields, message.length = self.fields, self.length
             message.expect = self.expect
+            message.connection = self.connection_header
             return
         channel = self.channel
-        request = self.live = channel.begin(version, self.fields, self.length)
+        request = self.live = channel.begin(
+            version, self.fields, self.length, self.connection_header
+        )
         if self.expect and self.length != 0:
             channel.invite_body(request, version)
 
@@ -436,7 +442,9 @@ class _Reader:
             self.message = None
             return
         channel = self.channel
-        request = channel.begin(version, message.fields, message.length)
+        request = channel.begin(
+            version, message.fields, message.length, message.connection
+        )
         if message.closes:
             channel.persistent = False
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
@@ -492,18 +500,29 @@ class LlhttpChannel(OxianChannel):
         HTTPChannel.dataReceived(self, data)
 
     def begin(
-        self, version: bytes, fields: list[tuple[bytes, bytes]], length: int | None
+        self,
+        version: bytes,
+        fields: list[tuple[bytes, bytes]],
+        length: int | None,
+        connection: bytes | None,
     ) -> Any:
-        """The request of a parsed head, as ``HTTPChannel`` builds it."""
+        """
+        The request of a parsed head, as ``HTTPChannel`` builds it;
+        ``connection``: its ``Connection`` field (``None``: none).
+        """
         factory: Any = self.requestFactory
-        if INonQueuedRequestFactory.providedBy(factory):
+        if factory is OxianRequest or INonQueuedRequestFactory.providedBy(factory):
             request = factory(self)
         else:
             request = factory(self, len(self.requests))
         self.requests.append(request)
         add_fields(request.requestHeaders, fields)
         request.parseCookies()
-        self.persistent = self.checkPersistence(request, version)  # type: ignore[no-untyped-call]
+        if connection is None:
+            # What ``checkPersistence`` answers without the field.
+            self.persistent = version == b"HTTP/1.1"
+        else:
+            self.persistent = self.checkPersistence(request, version)  # type: ignore[no-untyped-call]
         request.gotLength(length)
         return request
 
