@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOP)
@@ -94,19 +95,21 @@ def oxian_command(routes: str, *args: str, **kwargs: str) -> tuple[list[str], st
 
 
 def start(
-    command: list[str], pattern: str, top: str = TOP
+    command: list[str], pattern: str, top: str = TOP, output: str | None = None
 ) -> tuple[subprocess.Popen[str], int]:
     """
     Start a server on CPU 0; return it and the port its output names.
 
     :param top: the checkout whose oxian_tw (and twistd plugin) it runs:
         this one, installed or not, unless another is named.
+    :param output: a file its output (an access log on stdout) is written
+        to, as a deployment writes it; else a pipe this process drains.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (top, env.get("PYTHONPATH")) if p)
     process = subprocess.Popen(
         pinned(0, command),
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE if output is None else open(output, "w"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
@@ -115,6 +118,8 @@ def start(
         # caller's directory's) would be the one measured.
         cwd=top,
     )
+    if output is not None:
+        return process, _port_in_file(process, output, pattern)
     assert process.stdout is not None
     for line in process.stdout:
         found = re.search(pattern, line)
@@ -123,3 +128,15 @@ def start(
             threading.Thread(target=process.stdout.read, daemon=True).start()
             return process, int(next(g for g in found.groups() if g))
     raise SystemExit(f"server did not start: {command}")
+
+
+def _port_in_file(process: subprocess.Popen[str], path: str, pattern: str) -> int:
+    """The port ``process``'s output in ``path`` names, once it does."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        with open(path) as f:
+            found = re.search(pattern, f.read())
+        if found:
+            return int(next(g for g in found.groups() if g))
+        time.sleep(0.05)
+    raise SystemExit(f"server did not start: {process.args}")
