@@ -87,9 +87,16 @@ class _FastHeaders(Headers):
 
     def setRawHeaders(self, name: Any, values: Sequence[Any]) -> None:
         canonical = _canonical.get(name)
-        if canonical is not None and _clean(values):
-            self._rawHeaders[canonical] = list(values)
-            return
+        if canonical is not None:
+            if type(values) is list and len(values) == 1:
+                # The usual call, checked inline.
+                value = values[0]
+                if type(value) is bytes and _CR not in value and _LF not in value:
+                    self._rawHeaders[canonical] = [value]
+                    return
+            elif _clean(values):
+                self._rawHeaders[canonical] = list(values)
+                return
         super().setRawHeaders(name, values)
         if type(name) is bytes:
             _encode(name)
@@ -119,6 +126,14 @@ class _FastHeaders(Headers):
                 _encode(name)
             return super().getRawHeaders(name, default)
         return self._rawHeaders.get(canonical) or default
+
+    def hasHeader(self, name: Any) -> bool:
+        canonical = _canonical.get(name)
+        if canonical is None or type(name) is not bytes:
+            if type(name) is bytes:
+                _encode(name)
+            return super().hasHeader(name)
+        return canonical in self._rawHeaders
 
     def add_fields(self, fields: Sequence[tuple[bytes, bytes]]) -> None:
         """

@@ -85,7 +85,12 @@ MAX_QUEUED = 32
 
 
 def _twisted_channel_state() -> bool:
-    """Whether ``HTTPChannel`` keeps ``_handlingRequest`` as used here."""
+    """
+    Whether ``HTTPChannel`` keeps ``_handlingRequest``, ``_networkProducer``,
+    ``_waitingForTransport`` and ``_savedTimeOut`` as used here (the first
+    two read and set by the reader, all four by `LlhttpChannel.requestDone`,
+    which is Twisted's without its line-mode step).
+    """
     try:
         probe = HTTPChannel()
     except Exception:
@@ -95,11 +100,14 @@ def _twisted_channel_state() -> bool:
         HTTPChannel.resumeProducing,
         HTTPChannel.requestDone,
     )
+    done = HTTPChannel.requestDone.__code__.co_names
     return (
         probe.__dict__.get("_handlingRequest") is False
+        and probe._waitingForTransport is False
+        and probe._savedTimeOut is None
         and all("_handlingRequest" in m.__code__.co_names for m in methods)
         and "_networkProducer" in HTTPChannel.connectionMade.__code__.co_names
-        and "_networkProducer" in HTTPChannel.requestDone.__code__.co_names
+        and {"_networkProducer", "_waitingForTransport", "_savedTimeOut"} <= set(done)
     )
 
 
@@ -539,11 +547,24 @@ class LlhttpChannel(OxianChannel):
             transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def requestDone(self, request: Any) -> None:
-        super().requestDone(request)  # type: ignore[no-untyped-call]
-        reader = self._reader
-        if self._twisted or reader is None:
+        if self._twisted:
+            super().requestDone(request)  # type: ignore[no-untyped-call]
             return
-        if not reader.feeding and not reader.resuming and self.persistent:
+        # ``HTTPChannel.requestDone`` without its line-mode step: what it
+        # buffered for its own parser is nothing here (the reader holds it).
+        if request is not self.requests[0]:
+            raise TypeError
+        del self.requests[0]
+        if not self._waitingForTransport:
+            self._networkProducer.resumeProducing()
+        if not self.persistent:
+            self.loseConnection()
+            return
+        self._handlingRequest = False
+        if self._savedTimeOut:
+            self.setTimeout(self._savedTimeOut)  # type: ignore[no-untyped-call]
+        reader = self._reader
+        if reader is not None and not reader.feeding and not reader.resuming:
             reader.resume()
             self._settle(reader)
 

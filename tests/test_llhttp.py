@@ -440,6 +440,26 @@ class ChoiceTests(SynchronousTestCase):
         self.patch(HTTPChannel, "pauseProducing", pause)
         self.assertFalse(_llhttp._twisted_channel_state())
 
+    def test_other_request_done(self) -> None:
+        """
+        A Twisted whose ``requestDone`` no longer reads the state
+        `LlhttpChannel.requestDone` keeps as it does: the check says so.
+        """
+
+        def done(self: Any, request: Any) -> None:
+            del self.requests[0]
+            self._handlingRequest = False
+            self._networkProducer.resumeProducing()
+
+        self.assertTrue(_llhttp._twisted_channel_state())
+        self.patch(HTTPChannel, "requestDone", done)
+        self.assertFalse(_llhttp._twisted_channel_state())
+
+    def test_other_defaults(self) -> None:
+        """A channel that starts with a timeout saved: the check says so."""
+        self.patch(HTTPChannel, "_savedTimeOut", 5)
+        self.assertFalse(_llhttp._twisted_channel_state())
+
     def test_fallback(self) -> None:
         """Without llhttp, a site asked for it parses with Twisted's."""
         root = self.mktemp()
