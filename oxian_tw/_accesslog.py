@@ -81,6 +81,22 @@ def _quoted(raw: bytes | None) -> str:
     return quoted
 
 
+_request_lines: dict[tuple[bytes, bytes, bytes], str] = {}
+
+
+def _request_line(method: bytes, uri: bytes, proto: bytes) -> str:
+    """The quoted request line (cached as `_quoted` caches its fields)."""
+    key = (method, uri, proto)
+    line = _request_lines.get(key)
+    if line is None:
+        line = f"{_quoted(method)} {_quoted(uri)} {_quoted(proto)}"
+        if len(method) + len(uri) + len(proto) <= MAX_QUOTED_LENGTH:
+            if len(_request_lines) >= MAX_QUOTED:
+                _request_lines.clear()
+            _request_lines[key] = line
+    return line
+
+
 def _as_is(entry: Any) -> str:
     return str(entry)
 
@@ -276,10 +292,10 @@ class AccessLog:
                 }
             ).decode("utf-8")
         line = (
-            f'{client} - - {self._clf_date} "{_quoted(method)} '
-            f'{_quoted(uri)} {_quoted(proto)}" '
+            f'{client} - - {self._clf_date} "{_request_line(method, uri, proto)}" '
             f"{status} {sent or '-'} "
-            f'"{_quoted(referer)}" "{_quoted(agent)}" '
+            f'"{_quoted(referer) if referer else "-"}" '
+            f'"{_quoted(agent) if agent else "-"}" '
             f"request_id={request_id} duration_ms={duration:.1f} ended={ended}"
         )
         if client_request_id is not None:

@@ -311,6 +311,26 @@ class QuotedCacheTests(SynchronousTestCase):
         self.assertEqual(_accesslog._quoted(long), long.decode())
         self.assertNotIn(long, _accesslog._quoted_cache)
 
+    def test_request_lines_bounded(self) -> None:
+        """Quoted request lines too (their three fields' sizes together)."""
+        from oxian_tw import _accesslog
+
+        self.patch(_accesslog, "_request_lines", {})
+        self.patch(_accesslog, "MAX_QUOTED", 2)
+        line = _accesslog._request_line
+        self.assertEqual(line(b"GET", b'/"a"', b"HTTP/1.1"), 'GET /\\"a\\" HTTP/1.1')
+        line(b"GET", b"/b", b"HTTP/1.1")
+        self.assertEqual(len(_accesslog._request_lines), 2)
+        line(b"GET", b"/c", b"HTTP/1.1")
+        self.assertEqual(
+            list(_accesslog._request_lines), [(b"GET", b"/c", b"HTTP/1.1")]
+        )
+        long = b"/" * (_accesslog.MAX_QUOTED_LENGTH - 10)
+        self.assertEqual(
+            line(b"GET", long, b"HTTP/1.1"), f"GET {long.decode()} HTTP/1.1"
+        )
+        self.assertEqual(len(_accesslog._request_lines), 1)
+
 
 class _CountingStream(io.StringIO):
     def __init__(self) -> None:
