@@ -143,6 +143,9 @@ def instructions(
         text=True,
         check=True,
         env={**os.environ, "PYTHONPATH": top},
+        # ``python -c`` puts its working directory first on the path, before
+        # PYTHONPATH: run in ``top``, or the caller's checkout is measured.
+        cwd=top,
     ).stderr
     match = re.search(r"refs:\s+([\d,]+)", out)
     if match is None:
