@@ -147,8 +147,10 @@ class OxianRequest(Request):
         self.prepath = []
         path = self.path
         segments = path[1:].split(b"/")
-        # (``37 in path``, "%", is a ``memchr``.)
-        self.postpath = list(map(unquote, segments)) if 37 in path else segments
+        # Unquoted only when a "%" is there (``37 in path``: a ``memchr``).
+        # A copy either way: ``split`` leaves its list with room for twelve
+        # items, 88 bytes more on every open stream's request.
+        self.postpath = list(map(unquote, segments)) if 37 in path else segments[:]
         try:
             site._serve_routes(self)
         except BaseException:

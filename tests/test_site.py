@@ -6,6 +6,7 @@ Tests for `oxian_tw._site`: what the site does around every request
 from __future__ import annotations
 
 import gzip
+import sys
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -136,6 +137,18 @@ class ProcessTests(RoutesTestCase):
 
         exchange(Site(Events()), b"GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
         self.assertLessEqual(set(vars(ours)), set(vars(peer[0])))
+
+    def test_path_segments_exact(self) -> None:
+        """
+        An open stream's request keeps its path segments in a list of their
+        size (``bytes.split`` leaves room for twelve: 88 bytes a stream).
+        """
+        site = self.app.site()
+        exchange(site, b"GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+        (sse,) = list(self.app.streams)
+        postpath = sse._stream._request.postpath
+        self.assertEqual(postpath, [b"events"])
+        self.assertEqual(sys.getsizeof(postpath), sys.getsizeof([None]))
 
 
 class _CountingTransport(StringTransport):
