@@ -103,8 +103,8 @@ def _twisted_channel_state() -> bool:
     done = HTTPChannel.requestDone.__code__.co_names
     return (
         probe.__dict__.get("_handlingRequest") is False
-        and probe._waitingForTransport is False
-        and probe._savedTimeOut is None
+        and getattr(probe, "_waitingForTransport", None) is False
+        and getattr(probe, "_savedTimeOut", False) is None
         and all("_handlingRequest" in m.__code__.co_names for m in methods)
         and "_networkProducer" in HTTPChannel.connectionMade.__code__.co_names
         and {"_networkProducer", "_waitingForTransport", "_savedTimeOut"} <= set(done)

@@ -32,7 +32,7 @@ from twisted.web.server import version as server_version
 from ._channel import OxianChannel
 from ._context import header_value
 from ._errors import TOO_LARGE_MESSAGE, error_entity, reason_phrase
-from ._headers import FAST, FastHeaders
+from ._headers import FAST, FastHeaders, fast_headers
 from ._requestid import NO_PROXIES, request_ids
 
 if TYPE_CHECKING:
@@ -121,8 +121,15 @@ class OxianRequest(Request):
             # Twisted builds both as ``Headers``: the same objects become
             # `FastHeaders` (a subclass with no state of its own), cheaper
             # than building two more.
-            self.requestHeaders.__class__ = FastHeaders
-            self.responseHeaders.__class__ = FastHeaders
+            # (Another kind, from another Twisted: two new ones, empty too.)
+            if type(self.requestHeaders) is Headers:
+                self.requestHeaders.__class__ = FastHeaders
+            else:
+                self.requestHeaders = fast_headers()
+            if type(self.responseHeaders) is Headers:
+                self.responseHeaders.__class__ = FastHeaders
+            else:
+                self.responseHeaders = fast_headers()
 
     def _oxian_site(self) -> OxianSite | None:
         site = getattr(self.channel, "site", None)

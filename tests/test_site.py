@@ -13,6 +13,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import http
 from twisted.web.http import HTTPChannel, datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.resource import EncodingResourceWrapper, Resource
@@ -21,6 +22,7 @@ from zope.interface import implementer
 
 from oxian_tw import _request, _site
 from oxian_tw._channel import OxianChannel
+from oxian_tw._headers import FastHeaders
 from oxian_tw._request import HttpDate, OxianRequest
 
 from .helpers import RoutesTestCase
@@ -353,6 +355,32 @@ class WholeWriteTests(SynchronousTestCase):
         """The installed Twisted has the state (else the fallback runs here)."""
         self.assertTrue(_request._twisted_request_state())
         self.assertTrue(_request.WHOLE_WRITE)
+
+
+class RequestHeadersTests(SynchronousTestCase):
+    """A request's two header sets are `FastHeaders`, however Twisted built them."""
+
+    def test_made_fast_in_place(self) -> None:
+        """Twisted's own ``Headers`` objects become `FastHeaders`."""
+        channel = OxianChannel()
+        channel.makeConnection(StringTransport())
+        request = OxianRequest(channel)
+        for headers in (request.requestHeaders, request.responseHeaders):
+            self.assertIs(type(headers), FastHeaders)
+            self.assertEqual(list(headers.getAllRawHeaders()), [])
+
+    def test_another_kind(self) -> None:
+        """A Twisted that builds another kind: two new `FastHeaders`."""
+
+        class Other(Headers):
+            pass
+
+        self.patch(http, "Headers", Other)
+        channel = OxianChannel()
+        channel.makeConnection(StringTransport())
+        request = OxianRequest(channel)
+        for headers in (request.requestHeaders, request.responseHeaders):
+            self.assertIs(type(headers), FastHeaders)
 
 
 @implementer(IPushProducer)
