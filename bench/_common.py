@@ -107,17 +107,22 @@ def start(
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (top, env.get("PYTHONPATH")) if p)
-    process = subprocess.Popen(
-        pinned(0, command),
-        stdout=subprocess.PIPE if output is None else open(output, "w"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        # ``python -c`` puts its working directory first on the path, before
-        # PYTHONPATH: run in ``top``, or another checkout's oxian_tw (the
-        # caller's directory's) would be the one measured.
-        cwd=top,
-    )
+    sink = None if output is None else open(output, "w")  # noqa: SIM115
+    try:
+        process = subprocess.Popen(
+            pinned(0, command),
+            stdout=subprocess.PIPE if sink is None else sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            # ``python -c`` puts its working directory first on the path,
+            # before PYTHONPATH: run in ``top``, or another checkout's
+            # oxian_tw (the caller's directory's) would be the one measured.
+            cwd=top,
+        )
+    finally:
+        if sink is not None:
+            sink.close()  # (the server has its own copy)
     if output is not None:
         return process, _port_in_file(process, output, pattern)
     assert process.stdout is not None
