@@ -117,21 +117,20 @@ class OxianChannel(HTTPChannel):
         self._send(parts)
 
     def _send(self, parts: list[bytes]) -> None:
-        pending = self._pending
-        if pending is not None:
-            pending += parts
+        if self.holding_head or self._pending is not None:
+            self._send_first(parts)
             return
-        if not self.holding_head:
-            # Not a response's first write (a stream's head, its events, an
-            # answer written piece by piece): as Twisted writes. (Streams
-            # send their events themselves, at the turn's end.)
-            transport: Any = self.transport
-            transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
-            return
-        self._send_first(parts)
+        # Not a response's first write (a stream's head, its events, an
+        # answer written piece by piece), nothing waiting: as Twisted
+        # writes. (Streams send their events themselves, at the turn's end.)
+        transport: Any = self.transport
+        transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def _send_first(self, parts: list[bytes]) -> None:
-        """Send a response's first write (its head and first bytes)."""
+        """
+        Send a response's first write (its head and first bytes), or what
+        follows it in the turn (after what waits).
+        """
         pending = self._pending
         if pending is not None:
             pending += parts
