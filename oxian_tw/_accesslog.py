@@ -85,16 +85,34 @@ _request_lines: dict[tuple[bytes, bytes, bytes], str] = {}
 
 
 def _request_line(method: bytes, uri: bytes, proto: bytes) -> str:
-    """The quoted request line (cached as `_quoted` caches its fields)."""
+    """
+    The quoted request line, a stream token redacted (cached as `_quoted`
+    caches its fields: redacted once for each line).
+    """
     key = (method, uri, proto)
     line = _request_lines.get(key)
     if line is None:
-        line = f"{_quoted(method)} {_quoted(uri)} {_quoted(proto)}"
+        line = f"{_quoted(method)} {_quoted(_redacted(uri))} {_quoted(proto)}"
         if len(method) + len(uri) + len(proto) <= MAX_QUOTED_LENGTH:
             if len(_request_lines) >= MAX_QUOTED:
                 _request_lines.clear()
             _request_lines[key] = line
     return line
+
+
+#: A ``token`` query parameter's value (redacted from the log).
+_TOKEN_PARAMETER = re.compile(rb"([?&])token=[^&#]*")
+
+
+def _redacted(uri: bytes) -> bytes:
+    """``uri`` without a stream token's value (a credential: never logged)."""
+    if b"token=" in uri:
+        return _TOKEN_PARAMETER.sub(b"\\1token=REDACTED", uri)
+    return uri
+
+
+#: The combined line (`AccessLog.format_entry`): one formatting step.
+_COMBINED = '%s - - %s "%s" %d %s "%s" "%s" request_id=%s duration_ms=%.1f ended=%s'
 
 
 def _as_is(entry: Any) -> str:
@@ -103,10 +121,6 @@ def _as_is(entry: Any) -> str:
 
 # Module level: as a class attribute a Logger takes the class's name.
 _access = Logger(namespace="oxian_tw.access")
-
-
-#: A ``token`` query parameter's value (redacted from the log).
-_TOKEN_PARAMETER = re.compile(rb"([?&])token=[^&#]*")
 
 
 class LoggerSink:
@@ -189,7 +203,8 @@ class AccessLog:
         if format not in ("combined", "json"):
             raise ValueError(f"an access log format is combined or json: {format!r}")
         self._json = format == "json"
-        self._second = -1
+        #: The second the dates are for (its start).
+        self._second = -1.0
         self._clf_date = ""
         self._iso_second = ""
         self.sink = sink
@@ -207,20 +222,19 @@ class AccessLog:
     def record(
         self,
         request: Any,
-        *,
         request_id: str,
         status: int,
         started: float,
         now: float,
         ended: str,
-        request_line: bool = True,
         client_request_id: str | None = None,
+        request_line: bool = True,
     ) -> None:
         """
-        Record the entry of ``request``, whose response ended at ``now``;
-        without ``request_line``, its method and path are not known yet.
+        Record the entry of ``request``, whose response ended at ``now``
+        (how: `ENDINGS`); without ``request_line``, its method and path are
+        not known yet.
         """
-        address = request.getClientAddress()
         if request_line:
             method, uri, proto = request.method, request.uri, request.clientproto
         else:
@@ -235,7 +249,7 @@ class AccessLog:
             (
                 now,
                 (now - started) * 1000,
-                getattr(address, "host", None) or "-",
+                request.getClientAddress(),
                 method,
                 uri,
                 proto,
@@ -254,7 +268,7 @@ class AccessLog:
         (
             now,
             duration,
-            client,
+            address,
             method,
             uri,
             proto,
@@ -266,19 +280,16 @@ class AccessLog:
             ended,
             client_request_id,
         ) = entry
-        second = int(now)
-        if second != self._second:
-            self._stamp(second)
-        if b"token=" in uri:
-            # A stream token (?token=) is a credential: never logged.
-            uri = _TOKEN_PARAMETER.sub(b"\\1token=REDACTED", uri)
+        if not self._second <= now < self._second + 1:
+            self._stamp(int(now))
+        client = getattr(address, "host", None) or "-"
         if self._json:
             return dump_json(
                 {
                     "ts": f"{self._iso_second}.{int(now % 1 * 1000):03d}Z",
                     "request_id": request_id,
                     "method": method.decode("latin-1"),
-                    "path": uri.decode("latin-1"),
+                    "path": _redacted(uri).decode("latin-1"),
                     "status": status,
                     "bytes": sent,
                     "duration_ms": round(duration, 3),
@@ -291,12 +302,17 @@ class AccessLog:
                     ),
                 }
             ).decode("utf-8")
-        line = (
-            f'{client} - - {self._clf_date} "{_request_line(method, uri, proto)}" '
-            f"{status} {sent or '-'} "
-            f'"{_quoted(referer) if referer else "-"}" '
-            f'"{_quoted(agent) if agent else "-"}" '
-            f"request_id={request_id} duration_ms={duration:.1f} ended={ended}"
+        line = _COMBINED % (
+            client,
+            self._clf_date,
+            _request_line(method, uri, proto),
+            status,
+            sent or "-",
+            _quoted(referer) if referer else "-",
+            _quoted(agent) if agent else "-",
+            request_id,
+            duration,
+            ended,
         )
         if client_request_id is not None:
             # Sane by construction (`oxian_tw._requestid`): no escaping.
@@ -304,7 +320,7 @@ class AccessLog:
         return line
 
     def _stamp(self, second: int) -> None:
-        self._second = second
+        self._second = float(second)
         t = time.gmtime(second)
         self._clf_date = (
             f"[{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"

@@ -390,12 +390,12 @@ class OxianApp:
             if access_log is not None:
                 access_log.record(
                     request,
-                    request_id=owner.request_id,
-                    client_request_id=owner.client_request_id,
-                    status=request.code,
-                    started=started,
-                    now=now,
-                    ended=how,
+                    owner.request_id,
+                    request.code,
+                    started,
+                    now,
+                    how,
+                    owner.client_request_id,
                 )
             # One that began before metrics were asked for was not timed.
             if metrics is not None and started != _UNMEASURED:

@@ -224,6 +224,25 @@ class JsonTests(AccessLogTestCase):
             },
         )
 
+    def test_token_redacted(self) -> None:
+        """A stream token in the query is not in the line's path."""
+        self.get("/hello?token=secret&x=1")
+        (line,) = self.lines()
+        self.assertEqual(json.loads(line)["path"], "/hello?token=REDACTED&x=1")
+
+
+class RedactedTests(AccessLogTestCase):
+    """A stream token (``?token=``) is a credential: never logged."""
+
+    def test_every_line(self) -> None:
+        """Redacted in every line, the request line's cache's hits too."""
+        for _ in range(2):
+            self.get("/hello?x=1&token=secret")
+        lines = self.lines()
+        self.assertEqual(len(lines), 2)
+        for line in lines:
+            self.assertIn('"GET /hello?x=1&token=REDACTED HTTP/1.1"', line)
+
 
 class OffTests(AccessLogTestCase):
     config = {"access-log": "off"}
