@@ -283,13 +283,13 @@ class StreamSinkTests(SynchronousTestCase):
         """A line is formatted with the turn's others, after the responses."""
         log = self.app._access_log
         formatted: list[Any] = []
-        original = log.format_entry
+        original = log.format_entries
 
-        def format_entry(entry: Any) -> str:
-            formatted.append(entry)
-            return original(entry)
+        def format_entries(entries: list[Any]) -> str:
+            formatted.extend(entries)
+            return original(entries)
 
-        log.sink.format = format_entry
+        log.sink.format = format_entries
         channel = self.app.site().buildProtocol(None)
         transport = StringTransport()
         channel.makeConnection(transport)
@@ -311,6 +311,35 @@ class StreamSinkTests(SynchronousTestCase):
         sink = StreamSink(_Broken(), lambda item: None)
         sink.write("line")
         sink.flush()
+
+
+class DurationTests(SynchronousTestCase):
+    """``duration_ms`` in milliseconds to a tenth, however long."""
+
+    def duration(self, milliseconds: float) -> str:
+        from twisted.internet.address import IPv4Address
+
+        from oxian_tw._accesslog import AccessLog
+
+        log = AccessLog("combined", StreamSink(io.StringIO(), lambda item: None))
+        entry = (NOW, milliseconds, IPv4Address("TCP", "127.0.0.1", 1))
+        entry += (b"GET", b"/", b"HTTP/1.1", 200, 5, None, None, "r", "complete", None)
+        (line,) = log.format_entries([entry]).splitlines()
+        return line.split("duration_ms=")[1].split()[0]
+
+    def test_tenths(self) -> None:
+        self.assertEqual(self.duration(0.0), "0.0")
+        self.assertEqual(self.duration(0.04), "0.0")
+        self.assertEqual(self.duration(0.06), "0.1")
+        self.assertEqual(self.duration(12.34), "12.3")
+        self.assertEqual(self.duration(99.94), "99.9")
+        self.assertEqual(self.duration(99.96), "100.0")
+        self.assertEqual(self.duration(1234.56), "1234.6")
+
+    def test_clock_went_back(self) -> None:
+        """A wall clock set back between start and end: a negative duration."""
+        self.assertEqual(self.duration(-0.3), "-0.3")
+        self.assertEqual(self.duration(-250.0), "-250.0")
 
 
 class QuotedCacheTests(SynchronousTestCase):
