@@ -255,8 +255,8 @@ class _Reader:
         held.append(data)
         self.held_bytes += len(data)
         if self.held_bytes > HELD_LIMIT:
-            # As Twisted's parser does; ``HTTPChannel.requestDone`` reads on.
-            self.channel._networkProducer.pauseProducing()
+            # As Twisted's parser does; ``requestDone`` reads on.
+            self.channel.pause_reading()
 
     def feed(self, data: bytes) -> None:
         self.feeding = True
@@ -478,6 +478,28 @@ class LlhttpChannel(OxianChannel):
     _reader: _Reader | None = None
     #: Twisted's parser reads the connection (`hand_over`).
     _twisted = False
+    #: Reading the connection was paused (`pause_reading`, or the
+    #: transport's full buffer while no request was handled): the request
+    #: handled now resumes it when done. Twisted's ``requestDone`` resumes
+    #: it after every request: four calls down to the reactor each time.
+    _reading_paused = False
+
+    def pause_reading(self) -> None:
+        """Read nothing more until the request handled now is done."""
+        self._reading_paused = True
+        self._networkProducer.pauseProducing()
+
+    def pauseProducing(self) -> None:
+        if not self._handlingRequest:
+            # ``HTTPChannel.pauseProducing`` stops reading then.
+            self._reading_paused = True
+        super().pauseProducing()  # type: ignore[no-untyped-call]
+
+    def resumeProducing(self) -> None:
+        if not self._handlingRequest:
+            # ``HTTPChannel.resumeProducing`` reads on then.
+            self._reading_paused = False
+        super().resumeProducing()  # type: ignore[no-untyped-call]
 
     def dataReceived(self, data: bytes) -> None:
         if self._twisted:
@@ -555,7 +577,8 @@ class LlhttpChannel(OxianChannel):
         if request is not self.requests[0]:
             raise TypeError
         del self.requests[0]
-        if not self._waitingForTransport:
+        if self._reading_paused and not self._waitingForTransport:
+            self._reading_paused = False
             self._networkProducer.resumeProducing()
         if not self.persistent:
             self.loseConnection()

@@ -340,6 +340,33 @@ class LlhttpTests(_Connected):
         self.assertIn(b"Connection: close", raw.rsplit(b"HTTP/1.1 200", 1)[1])
         self.assertTrue(transport.disconnecting)
 
+    def test_paused_by_the_transport(self) -> None:
+        """
+        Reading paused by the transport's full buffer between requests, and
+        its resume coming while a request is handled: reading resumes once
+        that request is done.
+        """
+        connection, transport = self.connect()
+        channel = transport.producer
+        channel.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        connection.dataReceived(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        channel.resumeProducing()
+        self.assertEqual(transport.producerState, "paused")
+        self.clock.advance(1)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(responses(transport.value()), [(200, b"slow")])
+
+    def test_paused_and_resumed_between_requests(self) -> None:
+        """The transport's pause and resume between requests: reading goes on."""
+        connection, transport = self.connect()
+        transport.producer.pauseProducing()
+        transport.producer.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        connection.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(responses(transport.value()), [(200, b"hello")])
+
     def test_reading_stops_while_handling(self) -> None:
         """Past `HELD_LIMIT` bytes held behind a request, reading pauses."""
         connection, transport = self.connect()
@@ -355,6 +382,16 @@ class LlhttpTests(_Connected):
         self.assertEqual(
             responses(transport.value()), [(200, b"slow")] + [(200, b"hello")] * count
         )
+
+    def test_reading_left_alone(self) -> None:
+        """A request handled without a pause does not resume reading."""
+        connection, transport = self.connect()
+        resumed: list[None] = []
+        transport.resumeProducing = lambda: resumed.append(None)  # type: ignore[method-assign]
+        connection.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.clock.advance(1)
+        self.assertEqual(responses(transport.value()), [(200, b"hello")])
+        self.assertEqual(resumed, [])
 
     def test_body_arrives_after_its_turn(self) -> None:
         """A queued request whose body is still coming goes on live."""
