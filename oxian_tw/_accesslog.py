@@ -87,13 +87,15 @@ _request_lines: dict[tuple[bytes, bytes, bytes], str] = {}
 def _request_line(method: bytes, uri: bytes, proto: bytes) -> str:
     """
     The quoted request line, a stream token redacted (cached as `_quoted`
-    caches its fields: redacted once for each line).
+    caches its fields; not one with a token: a credential is not kept, and
+    each client has its own).
     """
     key = (method, uri, proto)
     line = _request_lines.get(key)
     if line is None:
-        line = f"{_quoted(method)} {_quoted(_redacted(uri))} {_quoted(proto)}"
-        if len(method) + len(uri) + len(proto) <= MAX_QUOTED_LENGTH:
+        redacted = _redacted(uri)
+        line = f"{_quoted(method)} {_quoted(redacted)} {_quoted(proto)}"
+        if redacted is uri and len(method) + len(uri) + len(proto) <= MAX_QUOTED_LENGTH:
             if len(_request_lines) >= MAX_QUOTED:
                 _request_lines.clear()
             _request_lines[key] = line

@@ -243,6 +243,17 @@ class RedactedTests(AccessLogTestCase):
         for line in lines:
             self.assertIn('"GET /hello?x=1&token=REDACTED HTTP/1.1"', line)
 
+    def test_not_kept(self) -> None:
+        """A request line with a token is not cached (the token would be)."""
+        from oxian_tw import _accesslog
+
+        self.patch(_accesslog, "_request_lines", {})
+        self.get("/hello?token=secret")
+        self.get("/hello")
+        self.assertEqual(
+            list(_accesslog._request_lines), [(b"GET", b"/hello", b"HTTP/1.1")]
+        )
+
 
 class OffTests(AccessLogTestCase):
     config = {"access-log": "off"}
