@@ -206,6 +206,46 @@ class AttackTests(SynchronousTestCase):
                 self.assertLess(sent, 200_000_000)
                 self.assertEqual(len(h2f.goaways(received)), 1)
 
+    def test_01_http11_tls_flood_after_a_bad_request(self) -> None:
+        """
+        HTTP/1.1 over TLS: a malformed request (at once, or after one
+        answered), then up to 200 MB more: the JSON 400 with its request
+        id, nothing more read (the flood ends early), and the server's
+        memory grows less than 16 MiB.
+        """
+        pid = self.server.process.pid
+        hello = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+        bad = b"GET /hello HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n"
+        for first, answers in ((bad, [400]), (hello + bad, [200, 400])):
+            with self.subTest(answers=answers):
+                before = rss_bytes(pid)
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                context.set_alpn_protocols(["http/1.1"])
+                sock = context.wrap_socket(
+                    socket.create_connection(("127.0.0.1", _MAIN.tls_port), 10)
+                )
+                sock.sendall(first)
+                sent = h2f.flood(sock, b"x" * 65536, 200_000_000, 20)
+                grown = rss_bytes(pid) - before
+                received = h2f.read_until_closed(sock, 5)
+                sock.close()
+                # The measure, in the test log (HTTP/1.1 over TLS).
+                print(
+                    f"RSS over an HTTP/1.1/TLS flood of {sent} bytes: "
+                    f"+{grown // 1024} KiB"
+                )
+                self.assertLess(grown, 16 * MIB, f"sent {sent} bytes")
+                self.assertLess(sent, 200_000_000)
+                statuses = [int(s) for s in re.findall(rb"HTTP/1.1 (\d{3}) ", received)]
+                self.assertEqual(statuses, answers)
+                head, _, body = received.rpartition(b"\r\n\r\n")
+                self.assertIn(b"X-Request-Id: ", head.rsplit(b"HTTP/1.1 400 ", 1)[1])
+                self.assertEqual(
+                    json.loads(body), {"error": {"message": "Malformed request"}}
+                )
+
     def test_02_multipart_bodies_do_not_stall_others(self) -> None:
         """
         Three 1 MB multipart bodies of 19,000 parts in flight, again and
